@@ -1,0 +1,36 @@
+# Parallax-GPT. `make` builds the CUDA binaries, `make test` runs every test (GPU tests say "skipped: no GPU"
+# on a machine without one), `make train` trains d12 on the built-in corpus.
+NVCC ?= nvcc
+# Hopper by default (wgmma, TMA need sm_90a); override for other GPUs, e.g. GPU_ARCH="-arch=sm_80"
+GPU_ARCH ?= -gencode arch=compute_90a,code=sm_90a
+NVCC_FLAGS ?= -O3 -std=c++17 -lineinfo $(GPU_ARCH)
+NVCC_LIBS = -lcublas
+# the first python3 that has torch: the GPU machine's own, else Debian's (apt-get install python3-torch)
+PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import torch' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+REF_DIR = dev/ref
+
+TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
+
+.PHONY: all test train ref clean
+all: test_parallax
+
+test_parallax: test_parallax.cu parallax_kernels.cuh $(TRAINER_PARTS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+# attention-only reference cases: small, written before the GPU tests when a GPU is present
+$(REF_DIR)/attention_cases.ptf: dev/export_reference.py dev/parallax_attention.py dev/tensorfile.py
+	$(PYTHON) dev/export_reference.py --no-model --out $(REF_DIR)
+
+# the full d12 reference (B = 4, T = 64): weights, logits, loss, gradients, 10 optimizer steps
+ref:
+	$(PYTHON) dev/export_reference.py --depth 12 --out $(REF_DIR)
+
+test: all $(if $(HAVE_GPU),$(REF_DIR)/attention_cases.ptf)
+	PYTHON="$(PYTHON)" bash dev/run_tests.sh
+
+train:
+	@echo "make train: train_parallax.cu is not written yet (issue #4); see README.md, Status" >&2; exit 1
+
+clean:
+	rm -f test_parallax train_parallax

@@ -1,0 +1,164 @@
+"""Writes the reference files that test_parallax.cu checks the CUDA code against.
+
+  model_<variant>_d<depth>.ptf   initial weights, one batch, logits, loss, every parameter's gradient, and
+                                 the loss after 0..steps optimizer steps on that batch, for Muon and AdamW
+  attention_cases.ptf            attention-only cases (q, r, k, v, dO -> o, L, tbar, vbar, dq, dr, dk, dv)
+                                 for both variants at T = 1, 17, 127, 1024, B x H > 1 and D = 64, 128
+
+The file layout is in dev/README.md (and dev/tensorfile.py). Examples:
+  python3 dev/export_reference.py --depth 2 --device cpu            # small, on the CPU, under a minute
+  python3 dev/export_reference.py --depth 12 --device cuda          # d12, B = 4, T = 64, on a GPU
+"""
+import argparse
+import math
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tensorfile  # noqa: E402
+from model_ref import Config, init_params, loss_and_grads, param_table  # noqa: E402
+from optim_ref import HPARAMS, Optimizer  # noqa: E402
+from parallax_attention import attention_backward, attention_forward_saved  # noqa: E402
+
+ATTENTION_SHAPES = [  # (B, H, T, D)
+    (1, 1, 1, 64), (1, 1, 17, 64), (2, 3, 127, 64), (1, 2, 1024, 64), (2, 2, 100, 128),
+]
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", default="both", help="parallax, softmax or both (default both)")
+    ap.add_argument("--depth", type=int, default=12, help="layers (default 12)")
+    ap.add_argument("--width", type=int, default=0, help="model width C (default 64 x depth)")
+    ap.add_argument("--head-dim", type=int, default=64, help="head dim D (default 64)")
+    ap.add_argument("--batch", type=int, default=4, help="batch B (default 4)")
+    ap.add_argument("--seq-len", type=int, default=64, help="sequence length T (default 64)")
+    ap.add_argument("--max-seq-len", type=int, default=1024, help="longest T allowed (default 1024)")
+    ap.add_argument("--steps", type=int, default=10, help="optimizer steps to record (default 10)")
+    ap.add_argument("--seed", type=int, default=1234, help="seed of the weights and the batch")
+    ap.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
+    ap.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"),
+                    help="output folder (default dev/ref)")
+    ap.add_argument("--no-model", action="store_true", help="write only the attention cases")
+    ap.add_argument("--no-attention", action="store_true", help="write only the model file(s)")
+    a = ap.parse_args(argv)
+
+    def fail(msg):
+        ap.error(msg)  # prints usage and the message, exits with status 2
+
+    if a.variant not in ("parallax", "softmax", "both"):
+        fail(f"--variant: unknown variant '{a.variant}' (expected parallax, softmax or both)")
+    if a.dtype not in ("float32", "float64"):
+        fail(f"--dtype: expected float32 or float64, got '{a.dtype}'")
+    if a.device not in ("auto", "cpu", "cuda"):
+        fail(f"--device: expected cpu, cuda or auto, got '{a.device}'")
+    if a.device == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda: this torch sees no GPU")
+    for flag, val in (("--depth", a.depth), ("--batch", a.batch), ("--seq-len", a.seq_len),
+                      ("--head-dim", a.head_dim), ("--max-seq-len", a.max_seq_len)):
+        if val < 1:
+            fail(f"{flag}: must be at least 1, got {val}")
+    if a.steps < 0:
+        fail(f"--steps: must not be negative, got {a.steps}")
+    if a.seq_len > a.max_seq_len:
+        fail(f"--seq-len {a.seq_len} is above the maximum {a.max_seq_len} (raise --max-seq-len)")
+    if a.width == 0:
+        a.width = 64 * a.depth
+    if a.width < a.head_dim or a.width % a.head_dim:
+        fail(f"--width {a.width} must be a positive multiple of --head-dim {a.head_dim}")
+    if a.device == "auto":
+        a.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return a
+
+
+def export_model(a, variant, dtype, device):
+    cfg = Config(variant=variant, depth=a.depth, width=a.width, head_dim=a.head_dim, max_seq_len=a.max_seq_len)
+    cfg.check()
+    t0 = time.time()
+    params0 = init_params(cfg, a.seed, zero_init_too=True)
+    gen = torch.Generator().manual_seed(a.seed + 1)
+    tokens = torch.randint(0, cfg.vocab, (a.batch, a.seq_len + 1), generator=gen)
+    idx, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+    params = {k: v.to(device=device, dtype=dtype) for k, v in params0.items()}
+    idx_d, tgt_d = idx.to(device), targets.to(device)
+
+    logits, loss, grads = loss_and_grads(cfg, params, idx_d, tgt_d, method="autograd")
+    tensors = [("param." + n, params0[n]) for n, _ in param_table(cfg)]
+    tensors += [("inputs", idx.int()), ("targets", targets.int()), ("logits", logits),
+                ("loss", loss.reshape(1))]
+    tensors += [("grad." + n, grads[n]) for n, _ in param_table(cfg)]
+    del logits, grads
+
+    meta = {"kind": "model", "variant": variant, "depth": cfg.depth, "width": cfg.width,
+            "head_dim": cfg.head_dim, "vocab": cfg.vocab, "padded_vocab": cfg.padded_vocab,
+            "batch": a.batch, "seq_len": a.seq_len, "seed": a.seed, "steps": a.steps,
+            "init": "spec, with W_o, W_2 and W_head drawn like W_1 instead of zero",
+            "schedule": "constant learning rates, no gradient clipping",
+            "losses": "<opt>.losses[i] = loss on the batch after i optimizer steps, i = 0..steps",
+            "compute_dtype": a.dtype, "device": device, "torch": torch.__version__}
+    for kind in ("muon", "adamw"):
+        for k, v in HPARAMS[kind].items():
+            meta[f"{kind}.{k}"] = repr(v)
+        opt = Optimizer(cfg, kind)
+        p = {k: v.clone() for k, v in params.items()}
+        losses = []
+        for step in range(a.steps + 1):
+            _, l, g = loss_and_grads(cfg, p, idx_d, tgt_d, method="autograd")
+            losses.append(l.item())
+            if step < a.steps:
+                opt.step(p, g)
+        tensors.append((f"{kind}.losses", torch.tensor(losses)))
+        print(f"  {variant} {kind}: losses {' '.join(f'{x:.4f}' for x in losses)}")
+
+    path = os.path.join(a.out, f"model_{variant}_d{cfg.depth}.ptf")
+    tensorfile.write(path, meta, tensors)
+    print(f"wrote {path}: {os.path.getsize(path) / 2**20:.1f} MiB in {time.time() - t0:.1f} s "
+          f"(B={a.batch} T={a.seq_len} L={cfg.depth} C={cfg.width} loss {loss.item():.5f} on {device})")
+
+
+def export_attention(a):
+    """Inputs are rounded to bf16 (what the kernels read), then everything is computed in float64."""
+    t0 = time.time()
+    gen = torch.Generator().manual_seed(a.seed + 2)
+    tensors = []
+    for variant in ("parallax", "softmax"):
+        for (B, H, T, D) in ATTENTION_SHAPES:
+            def draw(scale=1.0):
+                x = torch.randn(B, H, T, D, generator=gen, dtype=torch.float64) * scale
+                return x.bfloat16().double()
+            q, k, v, g = draw(), draw(), draw(), draw()
+            r = draw(1.0 / math.sqrt(D)) if variant == "parallax" else None  # so that t = r.k is ~unit scale
+            o, L, tbar, vbar = attention_forward_saved(q, r, k, v)
+            dq, dr, dk, dv = attention_backward(g, q, r, k, v, o, L, tbar, vbar)
+            pre = f"{variant}.B{B}H{H}T{T}D{D}."
+            named = [("q", q), ("r", r), ("k", k), ("v", v), ("dO", g), ("o", o), ("L", L), ("tbar", tbar),
+                     ("vbar", vbar), ("dq", dq), ("dr", dr), ("dk", dk), ("dv", dv)]
+            tensors += [(pre + n, t) for n, t in named if t is not None]
+    path = os.path.join(a.out, "attention_cases.ptf")
+    meta = {"kind": "attention", "layout": "(B, H, T, D) row-major; L, tbar: (B, H, T)", "causal": "1",
+            "inputs": "bf16-rounded, reference computed in float64, stored float32",
+            "shapes": " ".join(f"{B}x{H}x{T}x{D}" for B, H, T, D in ATTENTION_SHAPES), "seed": a.seed}
+    tensorfile.write(path, meta, tensors)
+    print(f"wrote {path}: {os.path.getsize(path) / 2**20:.1f} MiB in {time.time() - t0:.1f} s")
+
+
+def main(argv):
+    a = parse_args(argv)
+    os.makedirs(a.out, exist_ok=True)
+    if a.device == "cuda":  # exact float32 products: no TF32 in the reference
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    dtype = torch.float64 if a.dtype == "float64" else torch.float32
+    if not a.no_attention:
+        export_attention(a)
+    if not a.no_model:
+        for variant in (("parallax", "softmax") if a.variant == "both" else (a.variant,)):
+            export_model(a, variant, dtype, a.device)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test program and counts their lines. Each program prints one line per check, starting with
+# PASS, FAIL or SKIP ("skipped: no GPU"). A program that exits non-zero without printing a FAIL line
+# counts as one failure. The last line is "N passed, N failed, N skipped".
+set -u
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+crashed=0
+
+run() {
+    local name=$1; shift
+    echo "== $name: $*"
+    local before after
+    before=$(grep -c '^FAIL ' "$log")
+    "$@" 2>&1 | tee -a "$log"
+    local rc=${PIPESTATUS[0]}
+    after=$(grep -c '^FAIL ' "$log")
+    if [ "$rc" -ne 0 ] && [ "$after" -eq "$before" ]; then
+        echo "FAIL $name: exited with status $rc" | tee -a "$log"
+    fi
+}
+
+if [ -n "${PYTHON:-}" ]; then
+    run reference "$PYTHON" dev/test_reference.py
+else
+    echo "FAIL reference: no python3 with torch found (Debian: apt-get install python3-torch)" | tee -a "$log"
+fi
+run test_parallax ./test_parallax
+
+passed=$(grep -c '^PASS ' "$log")
+failed=$(grep -c '^FAIL ' "$log")
+skipped=$(grep -c '^SKIP ' "$log")
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,105 @@
+// Reader of the reference tensor files (.ptf) that dev/export_reference.py writes.
+// Layout (dev/README.md): magic "PTF1", uint32 version 1, uint32 n_meta, uint32 n_tensors; n_meta
+// (key, value) strings, each a uint32 length and bytes; per tensor a uint32-length name, uint32 dtype
+// (0 float32, 1 int32), uint32 ndim, int64 dims[ndim], uint64 offset, uint64 nbytes; then the data.
+// The whole file is read into memory once; tensors point into it.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <cerrno>
+#include <cstring>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+struct RefTensor {
+    std::string name;
+    int dtype;                  // 0 float32, 1 int32
+    std::vector<int64_t> shape;
+    const void* data;
+    int64_t numel;
+    const float* f32() const { return (const float*)data; }
+    const int32_t* i32() const { return (const int32_t*)data; }
+};
+
+struct TensorFile {
+    std::string path;
+    std::vector<char> bytes;
+    std::vector<std::pair<std::string, std::string>> meta;
+    std::vector<RefTensor> tensors;
+
+    const RefTensor* find(const std::string& name) const {
+        for (const RefTensor& t : tensors) if (t.name == name) return &t;
+        return NULL;
+    }
+    // A tensor that must exist; a missing one names the file and the tensor.
+    const RefTensor& get(const std::string& name) const {
+        const RefTensor* t = find(name);
+        if (!t) { fprintf(stderr, "%s: no tensor named '%s'\n", path.c_str(), name.c_str()); exit(EXIT_FAILURE); }
+        return *t;
+    }
+    std::string meta_value(const std::string& key) const {
+        for (auto& kv : meta) if (kv.first == key) return kv.second;
+        fprintf(stderr, "%s: no metadata key '%s'\n", path.c_str(), key.c_str());
+        exit(EXIT_FAILURE);
+    }
+};
+
+// Returns false and fills `err` (naming the file and the reason) when the file is missing or malformed.
+static bool tensor_file_read(TensorFile* tf, const char* path, std::string* err) {
+    tf->path = path;
+    FILE* f = fopen(path, "rb");
+    if (!f) { *err = std::string(path) + ": cannot open (" + strerror(errno) + ")"; return false; }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    tf->bytes.resize(size > 0 ? size : 0);
+    size_t got = size > 0 ? fread(tf->bytes.data(), 1, size, f) : 0;
+    fclose(f);
+    if ((long)got != size) { *err = std::string(path) + ": short read"; return false; }
+
+    size_t pos = 0;
+    const char* base = tf->bytes.data();
+    auto need = [&](size_t n) { return pos + n <= tf->bytes.size(); };
+    auto u32 = [&](uint32_t* v) { if (!need(4)) return false; memcpy(v, base + pos, 4); pos += 4; return true; };
+    auto u64 = [&](uint64_t* v) { if (!need(8)) return false; memcpy(v, base + pos, 8); pos += 8; return true; };
+    auto str = [&](std::string* s) {
+        uint32_t n;
+        if (!u32(&n) || !need(n)) return false;
+        s->assign(base + pos, n); pos += n; return true;
+    };
+    auto fail = [&](const std::string& why) { *err = std::string(path) + ": " + why; return false; };
+
+    if (!need(16) || memcmp(base, "PTF1", 4) != 0) return fail("bad magic (not a reference tensor file)");
+    pos = 4;
+    uint32_t version, n_meta, n_tensors;
+    u32(&version); u32(&n_meta); u32(&n_tensors);
+    if (version != 1) return fail("version " + std::to_string(version) + ", this reader knows 1");
+    for (uint32_t i = 0; i < n_meta; i++) {
+        std::string k, v;
+        if (!str(&k) || !str(&v)) return fail("truncated metadata");
+        tf->meta.push_back({k, v});
+    }
+    for (uint32_t i = 0; i < n_tensors; i++) {
+        RefTensor t;
+        uint32_t dtype, ndim;
+        uint64_t off, nbytes;
+        if (!str(&t.name) || !u32(&dtype) || !u32(&ndim)) return fail("truncated tensor table");
+        if (dtype > 1) return fail("tensor " + t.name + " has unknown dtype " + std::to_string(dtype));
+        t.dtype = (int)dtype;
+        t.numel = 1;
+        for (uint32_t d = 0; d < ndim; d++) {
+            uint64_t dim;
+            if (!u64(&dim)) return fail("truncated tensor table");
+            t.shape.push_back((int64_t)dim);
+            t.numel *= (int64_t)dim;
+        }
+        if (!u64(&off) || !u64(&nbytes)) return fail("truncated tensor table");
+        if (nbytes != (uint64_t)t.numel * 4 || off + nbytes > tf->bytes.size())
+            return fail("tensor " + t.name + ": size does not match its shape or the file (truncated?)");
+        t.data = base + off;
+        tf->tensors.push_back(t);
+    }
+    return true;
+}
