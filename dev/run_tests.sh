@@ -26,6 +26,11 @@ if [ -n "${PYTHON:-}" ]; then
 else
     echo "FAIL reference: no python3 with torch found (Debian: apt-get install python3-torch)" | tee -a "$log"
 fi
+if [ -n "${DATA_PYTHON:-}" ]; then
+    run data "$DATA_PYTHON" data/test_data.py
+else
+    echo "FAIL data: no python3 with numpy and regex found (Debian: apt-get install python3-numpy python3-regex)" | tee -a "$log"
+fi
 run test_parallax ./test_parallax
 
 passed=$(grep -c '^PASS ' "$log")

@@ -1,0 +1,191 @@
+"""CPU tests of the data tools: tokenizer against an independent implementation (js-tiktoken under node),
+round trips, the decode file, shards and their corrupt cases, text-folder import, extractors, the split.
+One line per check: PASS or FAIL, the name, what was measured. Runs in CI.
+  python3 data/test_data.py
+"""
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import extract as ex  # noqa: E402
+import shards  # noqa: E402
+from build_corpus import split_of  # noqa: E402
+from tokenizer import EOT, Tokenizer  # noqa: E402
+
+failures = 0
+TEST_TEXT = ("Hello world! It's a test: we'll see, they've gone, I'm here, you'd know, it'll do.\n"
+             "Unicode letters: naïve café Ærøskøbing Straße ünïcödé ÀÉÎÕÜ; digits 0123456789, ½ ², "
+             "Arabic-Indic ٣٤٥ and fullwidth １２３.\n"
+             "Emoji: 🙂🚀👩‍👩‍👧‍👦 🇫🇷 ✔️. CJK: 日本語のテキスト, 中文文本, 한국어 텍스트.\n"
+             "Runs of spaces:     five, then\ttab\t\ttwo tabs,\n\n\nthree newlines,   \n trailing   \r\n"
+             "Code: for (int i = 0; i < n; i++) { x[i] += 2.5e-3; } // done\n"
+             "<|endoftext|> is plain text here. 'quoted' \"double\" — em-dash … ellipsis.   ")
+
+
+def check(name, ok, detail):
+    global failures
+    failures += not ok
+    print(f"{'PASS' if ok else 'FAIL'} data: {name}: {detail}", flush=True)
+
+
+def js_tiktoken_encode(text):
+    """Token ids from js-tiktoken's gpt2 encoding (installed with npm into data/cache/node once)."""
+    node_dir = os.path.join(HERE, "cache", "node")
+    if not os.path.isdir(os.path.join(node_dir, "node_modules", "js-tiktoken")):
+        os.makedirs(node_dir, exist_ok=True)
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", node_dir,
+                        "js-tiktoken@1.0.21"], check=True, capture_output=True)
+    script = os.path.join(node_dir, "encode.js")  # beside node_modules, so require() finds it
+    with open(script, "w") as f:
+        f.write("const {getEncoding} = require('js-tiktoken'); const e = getEncoding('gpt2');\n"
+                "// special-token text is ordinary text here, as in our encoder\n"
+                "process.stdout.write(JSON.stringify(Array.from(e.encode(require('fs').readFileSync(0, 'utf8'), [], []))));\n")
+    p = subprocess.run(["node", script], input=text.encode(), capture_output=True)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr.decode()[-300:])
+    return json.loads(p.stdout)
+
+
+def test_tokenizer(tok):
+    ours = tok.encode(TEST_TEXT)
+    try:
+        theirs = js_tiktoken_encode(TEST_TEXT)
+        first = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), None)
+        check("token ids equal js-tiktoken's gpt2 on the test text", ours == theirs,
+              f"{len(ours)} vs {len(theirs)} tokens" + (f", first difference at {first}" if first is not None else ""))
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        check("token ids equal js-tiktoken's gpt2 on the test text", False, f"js-tiktoken unavailable: {e}")
+    check("decode(encode(text)) == text", tok.decode(ours) == TEST_TEXT, f"{len(TEST_TEXT)} characters")
+    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+    bad = 0
+    for _ in range(200):  # fresh random strings from a mixed alphabet
+        s = "".join(rng.choice("ab Z9 \n\t'sé日🙂.,-_ ") for _ in range(rng.randint(0, 60)))
+        bad += tok.decode(tok.encode(s)) != s
+    check("round trip on 200 random strings", bad == 0, f"{bad} failed")
+    check("known ids: 'Hello world' -> 15496 995", tok.encode("Hello world") == [15496, 995], str(tok.encode("Hello world")))
+
+
+def test_decoder_file(tok):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "tok.bin")
+        tok.write_decoder(path)
+        data = open(path, "rb").read()
+        header = struct.unpack_from("<256i", data)
+        table, pos = [], 1024
+        while pos < len(data):
+            n = data[pos]
+            table.append(data[pos + 1:pos + 1 + n])
+            pos += 1 + n
+        ids = tok.encode(TEST_TEXT)
+        text = b"".join(table[i] for i in ids).decode("utf-8")
+        ok = header[:4] == (20240328, 2, 50257, EOT) and len(table) == 50257 and text == TEST_TEXT
+        check("llm.c decode file: header, 50257 entries, decodes the test text", ok,
+              f"header {header[:4]}, {len(table)} entries")
+
+
+def test_shards():
+    with tempfile.TemporaryDirectory() as d:
+        good = os.path.join(d, "good.bin")
+        toks = np.random.randint(0, 50257, size=1000).astype(np.uint16)
+        shards.write_shard(good, toks)
+        back = shards.read_tokens(good)
+        check("shard round trip", np.array_equal(back, toks) and os.path.getsize(good) == 1024 + 2000,
+              f"{len(back)} tokens, {os.path.getsize(good)} bytes")
+        raw = open(good, "rb").read()
+        big = bytearray(raw)
+        struct.pack_into("<H", big, 1024 + 2 * 17, 50300)
+        cases = {
+            "bad magic": (struct.pack("<i", 12345) + raw[4:], "bad magic"),
+            "wrong version": (raw[:4] + struct.pack("<i", 7) + raw[8:], "version 7"),
+            "truncated": (raw[:-10], "truncated"),
+            "token >= 50257": (bytes(big), "position 17"),
+            "empty file": (b"", "shorter than"),
+        }
+        for what, (data, reason) in cases.items():
+            path = os.path.join(d, what.replace(" ", "_") + ".bin")
+            open(path, "wb").write(data)
+            try:
+                shards.read_tokens(path)
+                check(f"corrupt shard refused: {what}", False, "read without error")
+            except shards.ShardError as e:
+                check(f"corrupt shard refused: {what}", path in str(e) and reason in str(e), str(e))
+        try:
+            shards.read_tokens(os.path.join(d, "missing.bin"))
+            check("missing shard refused", False, "read without error")
+        except shards.ShardError as e:
+            check("missing shard refused", "missing.bin" in str(e), str(e))
+
+
+def test_txt_to_shards():
+    exe = [sys.executable, os.path.join(HERE, "txt_to_shards.py")]
+    with tempfile.TemporaryDirectory() as d:
+        src, out = os.path.join(d, "src"), os.path.join(d, "out")
+        os.makedirs(src)
+        for i in range(3):
+            open(os.path.join(src, f"doc{i}.txt"), "w").write(f"Document number {i}. " * 20)
+        p = subprocess.run(exe + [src, out, "--val-every", "3"], capture_output=True, text=True)
+        ok = p.returncode == 0 and len(shards.read_tokens(os.path.join(out, "train_000.bin"))) > 0 \
+            and len(shards.read_tokens(os.path.join(out, "val_000.bin"))) > 0
+        check("text folder to shards", ok, p.stdout.strip().replace("\n", "; ") or p.stderr.strip())
+        open(os.path.join(src, "bad.txt"), "wb").write(b"text\xff\xfe more")
+        p = subprocess.run(exe + [src, os.path.join(d, "out2")], capture_output=True, text=True)
+        check("a non-UTF-8 text file is refused, naming it", p.returncode != 0 and "bad.txt" in p.stderr,
+              p.stderr.strip())
+
+
+def test_extractors():
+    osis = ('<verse osisID="Gen.1.1"/>In the <note type="x">a note</note>beginning<title>T</title> God '
+            '&amp; <w lemma="x">created</w>')
+    got = ex.osis_to_text(osis)
+    check("OSIS: notes and titles dropped, tags stripped", got == "In the beginning God & created", repr(got))
+    rst = "Title\n=====\n\nSome :ref:`text <target>` and ``code``.\n\n.. code-block:: c\n\n   int x;\n\nAfter."
+    got = ex.rst_to_text(rst)
+    check("RST: headings, roles, code blocks", got == "Title\n\nSome text and code.\n\nAfter.", repr(got))
+    pod = "=head1 NAME\n\nperlfoo - B<bold> and C<code> L<perlfunc/open>\n\n=cut\n\nsub x {}\n"
+    got = ex.pod_to_text(pod)
+    check("POD: commands, formatting codes, code after =cut", got == "NAME\n\nperlfoo - bold and code perlfunc/open",
+          repr(got))
+    md = "# Head\n\nA [link](http://x) and **bold** <b>tag</b>.\n\n[ref]: http://y\n"
+    got = ex.markdown_to_text(md)
+    check("Markdown: links, emphasis, tags", got == "Head\n\nA link and bold tag.", repr(got))
+    brown = "\n\tThe/at jury/nn said/vbd ,/, ``/`` it/pps was/bedz good/jj ''/'' ./.\n"
+    got = ex.brown_to_text(brown)
+    check("Brown: word/tag to text", got == 'The jury said, "it was good".', repr(got))
+    page = ("<html><head><title>x</title><script>var a;</script></head><body><div class='navheader'>Prev</div>"
+            "<h1>Title</h1><p>One &amp; two.</p></body></html>")
+    got = ex.html_to_text(page)
+    check("HTML: body text, navigation and scripts dropped", got == "Title\n\nOne & two.", repr(got))
+    check("dictd base64 numbers", ex.b64num("B") == 1 and ex.b64num("BA") == 64, "B=1, BA=64")
+
+
+def test_split():
+    same = {split_of(src, "bible", f"{src}/Ruth/007") for src in ("kjv", "web", "tdavid", "mhcc")}
+    check("a held-out Bible book is validation in all four texts", same == {"val"}, str(same))
+    check("Persuasion is the clean-prose validation set", split_of("austen", "prose", "austen/persuasion")
+          == "valprose", "austen/persuasion")
+    names = [f"src/doc{i}" for i in range(20000)]
+    frac = sum(split_of("src", "prose", n) == "val" for n in names) / len(names)
+    check("hash split puts about 1% in validation", 0.007 < frac < 0.013, f"{frac:.4f}")
+
+
+def main():
+    tok = Tokenizer()
+    test_tokenizer(tok)
+    test_decoder_file(tok)
+    test_shards()
+    test_txt_to_shards()
+    test_extractors()
+    test_split()
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
