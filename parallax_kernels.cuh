@@ -218,11 +218,13 @@ static void attention_forward(bf16* o, bf16* vbar, float* L, float* tbar, const 
                               const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
                               cudaStream_t stream) {
     bool probe = r != NULL;
-    if (D == 64 && probe) attention_forward_launch<64, true>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream);
-    else if (D == 64) attention_forward_launch<64, false>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream);
-    else if (D == 128 && probe) attention_forward_launch<128, true>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream);
-    else if (D == 128) attention_forward_launch<128, false>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream);
+#define ATTN_FWD(DD, PP) attention_forward_launch<DD, PP>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream)
+    if (D == 64 && probe) ATTN_FWD(64, true);
+    else if (D == 64) ATTN_FWD(64, false);
+    else if (D == 128 && probe) ATTN_FWD(128, true);
+    else if (D == 128) ATTN_FWD(128, false);
     else { fprintf(stderr, "attention_forward: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
+#undef ATTN_FWD
 }
 
 // Tg, Bv: fp32 scratch of B*H*T each.

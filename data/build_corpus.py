@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import extract as ex  # noqa: E402
 from shards import write_shard  # noqa: E402
-from tokenizer import EOT, Tokenizer, fetch_bpe_files  # noqa: E402
+from tokenizer import EOT, Tokenizer, fetch_bpe_files, sha256_of  # noqa: E402
 
 PROSE_REPEAT = 2
 SHARD_TOKENS = 10_000_000
@@ -99,14 +99,6 @@ SOURCES = [
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def apt_download(package, version, folder):
