@@ -37,7 +37,7 @@ data/shards/manifest.json: data/build_corpus.py data/extract.py data/tokenizer.p
 test: all $(if $(HAVE_GPU),$(REF_DIR)/attention_cases.ptf)
 	PYTHON="$(PYTHON)" DATA_PYTHON="$(DATA_PYTHON)" bash dev/run_tests.sh
 
-train:
+train: data/shards/manifest.json
 	@echo "make train: train_parallax.cu is not written yet (issue #4); see README.md, Status" >&2; exit 1
 
 clean:
