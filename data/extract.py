@@ -62,7 +62,7 @@ def sword_verses(folder, testament, block_ext, verse_ext):
     with open(base + "." + block_ext[:2] + "z", "rb") as f:
         bzz = f.read()
     blocks = [struct.unpack_from("<III", bzs, i) for i in range(0, len(bzs) - 11, 12)]
-    rec, fmt = (10, "<IIH") if verse_ext.endswith("v") and verse_ext.startswith("b") else (12, "<III")
+    rec, fmt = (10, "<IIH") if verse_ext == "bzv" else (12, "<III")
     cache, seen = {}, set()
     for i in range(0, len(bzv) - rec + 1, rec):
         b, off, size = struct.unpack_from(fmt, bzv, i)
