@@ -28,11 +28,10 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import extract as ex  # noqa: E402
-from shards import write_shard  # noqa: E402
+from shards import write_split  # noqa: E402
 from tokenizer import EOT, Tokenizer, fetch_bpe_files, sha256_of  # noqa: E402
 
 PROSE_REPEAT = 2
-SHARD_TOKENS = 10_000_000
 VAL_BOOKS = {"Ruth", "Jonah", "Obad", "Hag", "Phlm", "2John", "3John", "Jude"}
 PROSE_VAL_DOCS = {"austen/persuasion"}
 
@@ -177,27 +176,6 @@ def _encode(text):
     if _tok is None:
         _tok = Tokenizer()
     return np.array([EOT] + _tok.encode(text), dtype=np.uint16)
-
-
-def write_split(out, prefix, arrays):
-    """Concatenates token arrays into shards of SHARD_TOKENS; returns the paths."""
-    paths, buf, n, idx = [], [], 0, 0
-
-    def flush():
-        nonlocal buf, n, idx
-        path = os.path.join(out, f"{prefix}_{idx:03d}.bin")
-        write_shard(path, np.concatenate(buf) if buf else np.zeros(0, np.uint16))
-        paths.append(path)
-        buf, n, idx = [], 0, idx + 1
-
-    for a in arrays:
-        buf.append(a)
-        n += len(a)
-        if n >= SHARD_TOKENS:
-            flush()
-    if buf or not paths:
-        flush()
-    return paths
 
 
 def main(argv):

@@ -16,6 +16,7 @@ MAGIC, VERSION = 20240520, 1
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 VOCAB = 50257
+SHARD_TOKENS = 10_000_000
 
 
 class ShardError(ValueError):
@@ -34,6 +35,28 @@ def write_shard(path, tokens):
         f.write(header.tobytes())
         f.write(tokens.astype("<u2").tobytes())
     os.replace(tmp, path)
+
+
+def write_split(out, prefix, arrays):
+    """Concatenates token arrays (documents) into OUT/PREFIX_NNN.bin shards of about SHARD_TOKENS each;
+    returns the paths. An empty split still gets one (empty) shard."""
+    paths, buf, n, idx = [], [], 0, 0
+
+    def flush():
+        nonlocal buf, n, idx
+        path = os.path.join(out, f"{prefix}_{idx:03d}.bin")
+        write_shard(path, np.concatenate(buf) if buf else np.zeros(0, np.uint16))
+        paths.append(path)
+        buf, n, idx = [], 0, idx + 1
+
+    for a in arrays:
+        buf.append(a)
+        n += len(a)
+        if n >= SHARD_TOKENS:
+            flush()
+    if buf or not paths:
+        flush()
+    return paths
 
 
 def read_header(path):

@@ -12,7 +12,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from build_corpus import write_split  # noqa: E402
+from shards import write_split  # noqa: E402
 from tokenizer import EOT, Tokenizer  # noqa: E402
 
 
