@@ -11,17 +11,23 @@
 #include <string>
 #include <vector>
 
-#include "parallax_kernels.cuh"    // defines: attention_forward, attention_backward
+#define TESTING
+#include "train_parallax.cu"       // defines: Model, model_forward, model_backward, model_update, ...
 #include "trainer/tensor_file.h"   // defines: TensorFile, tensor_file_read
 
 // ---------------------------------------------------------------------------------------------------------
 // tolerances, one table. bf16 outputs carry a rounding error of about 2^-9/sqrt(3) = 1.1e-3 relative (rms)
 // on their own, and the inputs' bf16 rounding is already in the reference; fp32 accumulation over T <= 1024
 // terms adds far less. 1e-2 is thus ~5x the floor for outputs that are stored in bf16; L and tbar are fp32.
+// The whole model (d12, bf16 forward and backward against the float32 reference): rounding compounds over
+// 12 layers, so the thresholds are looser; the numbers behind them are in the README.
 struct Tolerance { const char* name; double max_rel; };
 static const Tolerance TOLERANCES[] = {
     {"o", 1e-2}, {"vbar", 1e-2}, {"L", 1e-5}, {"tbar", 1e-4},
     {"dq", 1e-2}, {"dk", 1e-2}, {"dv", 1e-2}, {"dr", 1e-2},
+    {"logits", 3e-2}, {"loss", 2e-3}, {"steps", 2e-2},
+    {"wte", 5e-2}, {"qkvr_w", 5e-2}, {"q_gain", 5e-2}, {"k_gain", 5e-2}, {"r_gain", 5e-2},
+    {"attproj_w", 5e-2}, {"fc_w", 5e-2}, {"fcproj_w", 5e-2}, {"lm_head_w", 5e-2},
 };
 
 static double tolerance(const char* name) {
@@ -263,6 +269,130 @@ static void test_random_attention(unsigned seed) {
     }
 }
 
+
+// ---------------------------------------------------------------------------------------------------------
+// the whole model against the exporter's model file: logits, loss, every gradient, 10 optimizer steps of
+// Muon and of AdamW, and two identical runs giving identical bits
+
+static void load_params(Model* m, const TensorFile& tf) {
+    std::vector<float> host(m->n_params, 0.0f);
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const ParamSpec& s = m->spec[i];
+        if (!s.present) continue;
+        const RefTensor& t = tf.get(std::string("param.") + s.name);
+        if ((size_t)t.numel != s.numel) {
+            fprintf(stderr, "%s: param.%s has %ld elements, the model %zu\n", tf.path.c_str(), s.name, (long)t.numel, s.numel);
+            exit(EXIT_FAILURE);
+        }
+        memcpy(host.data() + s.offset, t.f32(), s.numel * sizeof(float));
+    }
+    cudaCheck(cudaMemcpy(m->params, host.data(), m->n_params * sizeof(float), cudaMemcpyHostToDevice));
+    model_sync_bf16(m);
+    cudaCheck(cudaMemset(m->adam_m, 0, m->n_params * sizeof(float)));
+    cudaCheck(cudaMemset(m->adam_v, 0, m->n_params * sizeof(float)));
+    cudaCheck(cudaMemset(m->muon_buf, 0, m->n_params * sizeof(float)));
+    m->adam_t = 0;
+}
+
+static Hyper hyper_from_meta(const TensorFile& tf, bool muon) {
+    Hyper h = default_hyper(muon);
+    auto get = [&](const char* key) { return (float)atof(tf.meta_value(std::string(muon ? "muon." : "adamw.") + key).c_str()); };
+    h.adam_beta1 = get("adam_beta1"); h.adam_beta2 = get("adam_beta2"); h.adam_eps = get("adam_eps"); h.adam_wd = get("adam_wd");
+    if (muon) {
+        h.muon_lr = get("muon_lr"); h.muon_beta = get("muon_beta"); h.muon_wd = get("muon_wd");
+        h.embed_lr = get("embed_lr"); h.head_lr = get("head_lr"); h.gain_lr = get("gain_lr");
+    } else {
+        h.adam_lr = get("adam_lr");
+    }
+    h.grad_clip = 0.0f;  // the reference steps are unclipped
+    return h;
+}
+
+// losses[i] = loss after i steps, i = 0..steps
+static std::vector<double> run_steps(Model* m, const TensorFile& tf, const Hyper& hp, float lr_scale, int steps,
+                                     const int* in, const int* tg, int B, int T) {
+    load_params(m, tf);
+    std::vector<double> losses;
+    for (int s = 0; s <= steps; s++) {
+        cudaCheck(cudaMemset(m->grads, 0, m->n_params * sizeof(float)));
+        losses.push_back(model_forward(m, in, tg, B, T, 1.0f / (B * T)));
+        if (s == steps) break;
+        model_backward(m, in, B, T);
+        model_update(m, hp, lr_scale);
+    }
+    return losses;
+}
+
+static void test_model(const std::string& path) {
+    TensorFile tf;
+    std::string err;
+    if (!tensor_file_read(&tf, path.c_str(), &err)) {
+        n_fail++;
+        printf("FAIL test_parallax: model reference: %s (make dev/ref/model_parallax_d12.ptf writes it)\n", err.c_str());
+        return;
+    }
+    std::string variant = tf.meta_value("variant");
+    int depth = atoi(tf.meta_value("depth").c_str()), width = atoi(tf.meta_value("width").c_str());
+    int D = atoi(tf.meta_value("head_dim").c_str()), B = atoi(tf.meta_value("batch").c_str());
+    int T = atoi(tf.meta_value("seq_len").c_str()), steps = atoi(tf.meta_value("steps").c_str());
+    float lr_scale = (float)atof(tf.meta_value("lr_scale").c_str());
+    std::string tag = "model " + variant + " d" + std::to_string(depth) + " B" + std::to_string(B) + "T" + std::to_string(T);
+    Config cfg = make_config(variant == "parallax", depth, width, D, T);
+    Model m;
+    model_alloc(&m, cfg, B, T);
+    load_params(&m, tf);
+    const int* in = tf.get("inputs").i32();
+    const int* tg = tf.get("targets").i32();
+    size_t N = (size_t)B * T;
+
+    // logits and loss (evaluation mode leaves the logits in place)
+    float loss = model_forward(&m, in, tg, B, T, 0.0f);
+    std::vector<bf16> lg(N * cfg.Vp);
+    cudaCheck(cudaMemcpy(lg.data(), m.act.logits, lg.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
+    std::vector<double> got(lg.size());
+    for (size_t i = 0; i < lg.size(); i++) got[i] = __bfloat162float(lg[i]);
+    report(tag + " logits", rel_error(got, as_doubles(tf.get("logits"))), tolerance("logits"));
+    double ref_loss = tf.get("loss").f32()[0];
+    report(tag + " loss (" + std::to_string(loss) + " vs " + std::to_string(ref_loss) + ")",
+           std::isfinite(loss) ? fabs(loss - ref_loss) / ref_loss : INFINITY, tolerance("loss"));
+
+    // every gradient
+    cudaCheck(cudaMemset(m.grads, 0, m.n_params * sizeof(float)));
+    model_forward(&m, in, tg, B, T, 1.0f / N);
+    model_backward(&m, in, B, T);
+    std::vector<float> g(m.n_params);
+    cudaCheck(cudaMemcpy(g.data(), m.grads, m.n_params * sizeof(float), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const ParamSpec& s = m.spec[i];
+        if (!s.present) continue;
+        std::vector<double> gi(g.begin() + s.offset, g.begin() + s.offset + s.numel);
+        report(tag + " grad " + s.name, rel_error(gi, as_doubles(tf.get(std::string("grad.") + s.name))), tolerance(s.name));
+    }
+
+    // optimizer steps, and determinism
+    for (int muon = 1; muon >= 0; muon--) {
+        const char* kind = muon ? "muon" : "adamw";
+        Hyper hp = hyper_from_meta(tf, muon);
+        std::vector<double> a = run_steps(&m, tf, hp, lr_scale, steps, in, tg, B, T);
+        const RefTensor& ref = tf.get(std::string(kind) + ".losses");
+        double worst = 0.0;
+        std::string trace;
+        for (int s = 0; s <= steps; s++) {
+            double r = ref.f32()[s];
+            worst = std::isfinite(a[s]) ? std::max(worst, fabs(a[s] - r) / r) : INFINITY;
+            char buf[64];
+            snprintf(buf, sizeof(buf), " %.4f/%.4f", a[s], r);
+            if (s == 0 || s == steps) trace += buf;
+        }
+        report(tag + " " + kind + " " + std::to_string(steps) + " steps, loss ours/ref" + trace, worst, tolerance("steps"));
+        std::vector<double> b = run_steps(&m, tf, hp, lr_scale, steps, in, tg, B, T);
+        bool same = memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+        (same ? n_pass : n_fail)++;
+        printf("%s test_parallax: %s %s: two runs give bitwise equal losses\n", same ? "PASS" : "FAIL", tag.c_str(), kind);
+    }
+    model_free(&m);
+}
+
 int main(int argc, char** argv) {
     std::string ref_dir = "dev/ref";
     for (int i = 1; i < argc; i++) {
@@ -279,6 +409,9 @@ int main(int argc, char** argv) {
     printf("test_parallax on %s, random seed %u\n", prop.name, seed);
     test_exported_attention(ref_dir + "/attention_cases.ptf");
     test_random_attention(seed);
+    matmul_init();
+    test_model(ref_dir + "/model_parallax_d12.ptf");
+    test_model(ref_dir + "/model_softmax_d12.ptf");
     printf("test_parallax: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

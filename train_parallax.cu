@@ -1,0 +1,669 @@
+// train_parallax: pretrains a GPT-2-sized model with Parallax attention (or softmax attention, same code with
+// the probe compiled out) on llm.c token shards. The spec is ../shared/PARALLAX.md; the PyTorch reference in
+// dev/ computes the same numbers (dev/model_ref.py has the same parameter table and the same backward).
+//
+// Reads top to bottom: config, parameters, activations, forward, backward, update, command line, main loop.
+//   make train                      trains d12 on the built-in corpus (data/shards, made by `make data`)
+//   ./train_parallax --help         every flag with its default
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "trainer/cuda_common.h"       // defines: cudaCheck, cublasCheck, bf16, ceil_div
+#include "trainer/matmul.cuh"          // defines: matmul, linear_forward, linear_backward_input/_weight
+#include "trainer/rmsnorm.cuh"         // defines: rmsnorm_forward, rmsnorm_backward
+#include "trainer/qkr_norm_rope.cuh"   // defines: qkr_norm_rope_forward, qkr_norm_rope_backward
+#include "trainer/relu2.cuh"           // defines: relu2_forward, relu2_backward
+#include "trainer/cross_entropy.cuh"   // defines: cross_entropy_forward_backward
+#include "trainer/embedding.cuh"       // defines: embedding_forward, embedding_backward, tokens_by_value
+#include "trainer/dataloader.h"        // defines: DataLoader, dataloader_open, dataloader_next
+#include "parallax_kernels.cuh"        // defines: attention_forward, attention_backward
+#include "muon.cuh"                    // defines: muon_step, adamw_step, global_sumsq
+
+// ---------------------------------------------------------------------------------------------------------
+// config
+
+struct Config {
+    bool probe;        // true: Parallax; false: softmax attention
+    int L;             // layers (depth)
+    int C;             // width
+    int H;             // heads
+    int D;             // head dim
+    int V;             // vocab
+    int Vp;            // vocab padded to a multiple of 128
+    int max_T;         // longest sequence (size of the RoPE table)
+    int n_proj() const { return probe ? 4 : 3; }
+};
+
+static Config make_config(bool probe, int depth, int width, int head_dim, int max_T) {
+    Config c;
+    c.probe = probe;
+    c.L = depth;
+    c.C = width;
+    c.D = head_dim;
+    c.H = width / head_dim;
+    c.V = GPT2_VOCAB;
+    c.Vp = (c.V + 127) / 128 * 128;
+    c.max_T = max_T;
+    return c;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// parameters: one table of (name, shape, optimizer group) drives allocation, init, checkpoints, the
+// Muon/AdamW split and the tests. Same names and order as dev/model_ref.py's param_table.
+
+enum { P_WTE, P_QKVR, P_QGAIN, P_KGAIN, P_RGAIN, P_ATTPROJ, P_FC, P_FCPROJ, P_HEAD, NUM_PARAMS };
+enum ParamGroup { GROUP_EMBED, GROUP_HEAD, GROUP_GAIN, GROUP_MATRIX };
+
+struct ParamSpec {
+    const char* name;
+    int ndim;
+    long shape[3];
+    size_t numel, offset;   // in elements, into the one parameter allocation
+    ParamGroup group;
+    int muon_count, muon_rows, muon_cols;   // the matrices Muon orthogonalizes, one batch
+    bool present;           // r_gain exists only with the probe
+};
+
+static void fill_param_table(ParamSpec* t, const Config& c) {
+    long L = c.L, C = c.C, D = c.D, Vp = c.Vp, n = c.n_proj();
+    auto set = [&](int i, const char* name, int ndim, long a, long b, long d, ParamGroup g, int mc, int mr, int mcols) {
+        ParamSpec& s = t[i];
+        s.name = name; s.ndim = ndim; s.shape[0] = a; s.shape[1] = b; s.shape[2] = d;
+        s.numel = (size_t)a * b * (ndim == 3 ? d : 1);
+        s.group = g; s.muon_count = mc; s.muon_rows = mr; s.muon_cols = mcols; s.present = true;
+    };
+    set(P_WTE, "wte", 2, Vp, C, 0, GROUP_EMBED, 0, 0, 0);
+    set(P_QKVR, "qkvr_w", 3, L, n * C, C, GROUP_MATRIX, L * n, C, C);   // each C x C block its own matrix
+    set(P_QGAIN, "q_gain", 2, L, D, 0, GROUP_GAIN, 0, 0, 0);
+    set(P_KGAIN, "k_gain", 2, L, D, 0, GROUP_GAIN, 0, 0, 0);
+    set(P_RGAIN, "r_gain", 2, L, D, 0, GROUP_GAIN, 0, 0, 0);
+    set(P_ATTPROJ, "attproj_w", 3, L, C, C, GROUP_MATRIX, L, C, C);
+    set(P_FC, "fc_w", 3, L, 4 * C, C, GROUP_MATRIX, L, 4 * C, C);
+    set(P_FCPROJ, "fcproj_w", 3, L, C, 4 * C, GROUP_MATRIX, L, C, 4 * C);
+    set(P_HEAD, "lm_head_w", 2, Vp, C, 0, GROUP_HEAD, 0, 0, 0);
+    if (!c.probe) { t[P_RGAIN].present = false; t[P_RGAIN].numel = 0; }
+    size_t off = 0;
+    for (int i = 0; i < NUM_PARAMS; i++) { t[i].offset = off; off += t[i].numel; }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// activations of one micro-batch (N = B*T tokens), kept for the backward
+
+struct Activations {
+    float* res;       // (2L+1, N, C) fp32: residual stream entering each attention, each MLP, and the head
+    float* rstd;      // (2L+1, N): rmsnorm of each of those
+    bf16* h;          // (2L+1, N, C): rmsnorm outputs, the inputs of qkvr, fc and the head GEMMs
+    bf16* qkvr;       // (L, N, nC): raw q | k | v | r
+    bf16* qkr;        // (L, N, nC): q, k, r after head norm, gain and RoPE (v columns unused)
+    bf16* o;          // (L, N, C): attention output
+    bf16* vbar;       // (L, N, C)
+    float* lse;       // (L, B, H, T): logsumexp L of the attention rows
+    float* tbar;      // (L, B, H, T)
+    bf16* u;          // (L, N, 4C): fc pre-activation
+    bf16* act;        // (L, N, 4C): relu(u)^2
+    bf16* logits;     // (N, Vp): logits, then dlogits after the fused cross-entropy
+    float* losses;    // (N)
+    // backward scratch
+    float* dres;      // (N, C) fp32 gradient of the residual stream
+    float* dh;        // (N, C) fp32 gradient entering a rmsnorm
+    bf16* dres_bf16;  // (N, C) bf16 copy for the GEMMs
+    bf16* dbig;       // (N, max(4C, nC)): d act / d u, or d qkvr
+    float* Tg;        // (B, H, T)
+    float* Bv;        // (B, H, T)
+    float* scratch;   // QKR_BACKWARD_BLOCKS * 3 * D floats, and SUMSQ_PARTS
+    int* tokens;      // (N) inputs, (N) targets
+    int* groups;      // embedding backward grouping, 3N + 1
+};
+
+struct Model {
+    Config cfg;
+    ParamSpec spec[NUM_PARAMS];
+    size_t n_params;
+    float* params;       // fp32 master weights
+    bf16* params_bf16;   // bf16 copy the forward and backward read
+    float* grads;        // fp32, accumulated over micro-steps
+    float* adam_m;       // AdamW state (every tensor has room, Muon's leave it unused)
+    float* adam_v;
+    float* muon_buf;     // Muon momentum
+    MuonScratch muon;
+    float* rope;         // (max_T, D/2, 2)
+    int B, T;            // the micro-batch the activations are sized for
+    Activations act;
+    int adam_t;          // AdamW step count
+};
+
+static float* param(Model* m, int i) { return m->params + m->spec[i].offset; }
+static bf16* param_bf16(Model* m, int i) { return m->params_bf16 + m->spec[i].offset; }
+static float* grad(Model* m, int i) { return m->grads + m->spec[i].offset; }
+
+// fp32 master -> bf16 copy, after init, load and every update
+__global__ void to_bf16_kernel(bf16* dst, const float* src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __float2bfloat16(src[i]);
+}
+
+static void model_sync_bf16(Model* m) {
+    to_bf16_kernel<<<(unsigned)((m->n_params + 255) / 256), 256>>>(m->params_bf16, m->params, m->n_params);
+    cudaCheckLaunch();
+}
+
+static void model_alloc(Model* m, const Config& cfg, int B, int T) {
+    m->cfg = cfg;
+    m->B = B;
+    m->T = T;
+    m->adam_t = 0;
+    fill_param_table(m->spec, cfg);
+    m->n_params = m->spec[NUM_PARAMS - 1].offset + m->spec[NUM_PARAMS - 1].numel;
+    size_t np = m->n_params;
+    cudaCheck(cudaMalloc(&m->params, np * sizeof(float)));
+    cudaCheck(cudaMalloc(&m->params_bf16, np * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&m->grads, np * sizeof(float)));
+    cudaCheck(cudaMalloc(&m->adam_m, np * sizeof(float)));
+    cudaCheck(cudaMalloc(&m->adam_v, np * sizeof(float)));
+    cudaCheck(cudaMalloc(&m->muon_buf, np * sizeof(float)));
+    cudaCheck(cudaMemset(m->adam_m, 0, np * sizeof(float)));
+    cudaCheck(cudaMemset(m->adam_v, 0, np * sizeof(float)));
+    cudaCheck(cudaMemset(m->muon_buf, 0, np * sizeof(float)));
+    cudaCheck(cudaMemset(m->grads, 0, np * sizeof(float)));
+    size_t max_elems = 0, max_gram = 0;
+    int max_count = 0;
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const ParamSpec& s = m->spec[i];
+        if (!s.muon_count) continue;
+        size_t k = (size_t)std::min(s.muon_rows, s.muon_cols);
+        max_elems = std::max(max_elems, s.numel);
+        max_gram = std::max(max_gram, s.muon_count * k * k);
+        max_count = std::max(max_count, s.muon_count);
+    }
+    muon_scratch_alloc(&m->muon, max_elems, max_count, max_gram);
+
+    // RoPE table in double on the host: angle = pos * 10000^(-2i/D)
+    int half = cfg.D / 2;
+    std::vector<float> rope((size_t)cfg.max_T * half * 2);
+    for (int p = 0; p < cfg.max_T; p++)
+        for (int i = 0; i < half; i++) {
+            double ang = p * pow(10000.0, -2.0 * i / cfg.D);
+            rope[((size_t)p * half + i) * 2] = (float)cos(ang);
+            rope[((size_t)p * half + i) * 2 + 1] = (float)sin(ang);
+        }
+    cudaCheck(cudaMalloc(&m->rope, rope.size() * sizeof(float)));
+    cudaCheck(cudaMemcpy(m->rope, rope.data(), rope.size() * sizeof(float), cudaMemcpyHostToDevice));
+
+    Activations* a = &m->act;
+    size_t N = (size_t)B * T, C = cfg.C, L = cfg.L, nC = cfg.n_proj() * C, rows = (size_t)B * cfg.H * T;
+    cudaCheck(cudaMalloc(&a->res, (2 * L + 1) * N * C * sizeof(float)));
+    cudaCheck(cudaMalloc(&a->rstd, (2 * L + 1) * N * sizeof(float)));
+    cudaCheck(cudaMalloc(&a->h, (2 * L + 1) * N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&a->qkvr, L * N * nC * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&a->qkr, L * N * nC * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&a->o, L * N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&a->vbar, L * N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&a->lse, L * rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&a->tbar, L * rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&a->u, L * N * 4 * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&a->act, L * N * 4 * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&a->logits, N * cfg.Vp * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&a->losses, N * sizeof(float)));
+    cudaCheck(cudaMalloc(&a->dres, N * C * sizeof(float)));
+    cudaCheck(cudaMalloc(&a->dh, N * C * sizeof(float)));
+    cudaCheck(cudaMalloc(&a->dres_bf16, N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&a->dbig, N * std::max((size_t)4 * C, nC) * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&a->Tg, rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&a->Bv, rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&a->scratch, std::max((size_t)QKR_BACKWARD_BLOCKS * 3 * cfg.D, (size_t)SUMSQ_PARTS) *
+                                          sizeof(float)));
+    cudaCheck(cudaMalloc(&a->tokens, 2 * N * sizeof(int)));
+    cudaCheck(cudaMalloc(&a->groups, (3 * N + 1) * sizeof(int)));
+}
+
+static void model_free(Model* m) {
+    Activations* a = &m->act;
+    void* ptrs[] = {m->params, m->params_bf16, m->grads, m->adam_m, m->adam_v, m->muon_buf, m->rope, a->res,
+                    a->rstd, a->h, a->qkvr, a->qkr, a->o, a->vbar, a->lse, a->tbar, a->u, a->act, a->logits,
+                    a->losses, a->dres, a->dh, a->dres_bf16, a->dbig, a->Tg, a->Bv, a->scratch, a->tokens, a->groups};
+    for (void* p : ptrs) cudaCheck(cudaFree(p));
+    muon_scratch_free(&m->muon);
+}
+
+// Spec init, drawn on the host from one seed: W_q,k,v,r and W_1 uniform with std 0.5/sqrt(C); W_o, W_2 and
+// W_head zero; embedding N(0, 1); q, k gains 1, r gain 1/sqrt(D).
+static void model_init(Model* m, unsigned long long seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<float> host(m->n_params, 0.0f);
+    float bound = sqrtf(3.0f) * 0.5f / sqrtf((float)m->cfg.C);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::uniform_real_distribution<float> uniform(-bound, bound);
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const ParamSpec& s = m->spec[i];
+        float* p = host.data() + s.offset;
+        for (size_t j = 0; j < s.numel; j++) {
+            if (i == P_WTE) p[j] = normal(rng);
+            else if (i == P_QKVR || i == P_FC) p[j] = uniform(rng);
+            else if (i == P_QGAIN || i == P_KGAIN) p[j] = 1.0f;
+            else if (i == P_RGAIN) p[j] = 1.0f / sqrtf((float)m->cfg.D);
+        }
+    }
+    cudaCheck(cudaMemcpy(m->params, host.data(), m->n_params * sizeof(float), cudaMemcpyHostToDevice));
+    model_sync_bf16(m);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// forward: embedding, L blocks, head and the fused cross-entropy. With targets, the logits buffer ends
+// holding dlogits scaled by grad_scale (1 / tokens of the whole batch); the mean loss is returned.
+// inputs, targets: host arrays of B*T tokens (B, T may be smaller than the allocation).
+
+static float model_forward(Model* m, const int* inputs, const int* targets, int B, int T, float grad_scale) {
+    const Config& c = m->cfg;
+    Activations* a = &m->act;
+    size_t N = (size_t)B * T, C = c.C, nC = (size_t)c.n_proj() * C, rows = (size_t)B * c.H * T;
+    cudaStream_t st = 0;
+    cudaCheck(cudaMemcpy(a->tokens, inputs, N * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(a->tokens + N, targets, N * sizeof(int), cudaMemcpyHostToDevice));
+    embedding_forward(a->res, param(m, P_WTE), a->tokens, (int)N, c.C, st);
+    for (int l = 0; l < c.L; l++) {
+        float* x = a->res + (2 * l) * N * C;
+        float* x_mid = x + N * C;
+        bf16* h = a->h + (2 * l) * N * C;
+        bf16* h2 = h + N * C;
+        bf16* qkvr = a->qkvr + l * N * nC;
+        bf16* qkr = a->qkr + l * N * nC;
+        bf16* o = a->o + l * N * C;
+        // attention: x_mid = x + W_o Parallax(q, r, k, v)
+        rmsnorm_forward(h, a->rstd + (2 * l) * N, x, (int)N, c.C, st);
+        linear_forward(qkvr, h, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, false, 0.0f, st);
+        QKRGains gains = {{param(m, P_QGAIN) + l * c.D, param(m, P_KGAIN) + l * c.D,
+                           c.probe ? param(m, P_RGAIN) + l * c.D : NULL}};
+        qkr_norm_rope_forward(qkr, qkvr, gains, m->rope, (int)N, T, c.H, c.D, c.n_proj(), st);
+        attention_forward(o, a->vbar + l * N * C, a->lse + l * rows, a->tbar + l * rows, qkr,
+                          c.probe ? qkr + 3 * C : NULL, qkr + C, qkvr + 2 * C, B, T, c.H, c.D, (int)nC, st);
+        cudaCheck(cudaMemcpyAsync(x_mid, x, N * C * sizeof(float), cudaMemcpyDeviceToDevice, st));
+        linear_forward(x_mid, o, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, true, 1.0f, st);
+        // MLP: x_next = x_mid + W_2 relu(W_1 rmsnorm(x_mid))^2
+        rmsnorm_forward(h2, a->rstd + (2 * l + 1) * N, x_mid, (int)N, c.C, st);
+        bf16* u = a->u + l * N * 4 * C;
+        bf16* act = a->act + l * N * 4 * C;
+        linear_forward(u, h2, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, false, 0.0f, st);
+        relu2_forward(act, u, N * 4 * C, st);
+        float* x_next = x_mid + N * C;
+        cudaCheck(cudaMemcpyAsync(x_next, x_mid, N * C * sizeof(float), cudaMemcpyDeviceToDevice, st));
+        linear_forward(x_next, act, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C, true, 1.0f, st);
+    }
+    float* xf = a->res + 2 * c.L * N * C;
+    bf16* hf = a->h + 2 * c.L * N * C;
+    rmsnorm_forward(hf, a->rstd + 2 * c.L * N, xf, (int)N, c.C, st);
+    linear_forward(a->logits, hf, param_bf16(m, P_HEAD), (int)N, c.C, c.Vp, false, 0.0f, st);
+    cross_entropy_forward_backward(a->logits, a->losses, a->tokens + N, (int)N, c.V, c.Vp, grad_scale, st);
+    std::vector<float> losses(N);
+    cudaCheck(cudaMemcpy(losses.data(), a->losses, N * sizeof(float), cudaMemcpyDeviceToHost));
+    double sum = 0.0;  // in order, in double: the same batch gives the same bits
+    for (size_t i = 0; i < N; i++) sum += losses[i];
+    return (float)(sum / N);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// backward: from the dlogits the forward left, every parameter gradient is added into m->grads.
+
+static void model_backward(Model* m, const int* inputs, int B, int T) {
+    const Config& c = m->cfg;
+    Activations* a = &m->act;
+    size_t N = (size_t)B * T, C = c.C, nC = (size_t)c.n_proj() * C, rows = (size_t)B * c.H * T;
+    cudaStream_t st = 0;
+    // head: logits = hf W_head^T
+    bf16* hf = a->h + 2 * c.L * N * C;
+    linear_backward_weight(grad(m, P_HEAD), a->logits, hf, (int)N, c.C, c.Vp, st);
+    linear_backward_input(a->dh, a->logits, param_bf16(m, P_HEAD), (int)N, c.C, c.Vp, true, st);
+    cudaCheck(cudaMemsetAsync(a->dres, 0, N * C * sizeof(float), st));
+    rmsnorm_backward(a->dres, a->dh, a->res + 2 * c.L * N * C, a->rstd + 2 * c.L * N, (int)N, c.C, st);
+
+    for (int l = c.L - 1; l >= 0; l--) {
+        float* x = a->res + (2 * l) * N * C;
+        float* x_mid = x + N * C;
+        bf16* h = a->h + (2 * l) * N * C;
+        bf16* h2 = h + N * C;
+        bf16* qkvr = a->qkvr + l * N * nC;
+        bf16* qkr = a->qkr + l * N * nC;
+        bf16* u = a->u + l * N * 4 * C;
+        // MLP: x_next = x_mid + act W_2^T, act = relu(u)^2, u = h2 W_1^T
+        to_bf16_kernel<<<(unsigned)((N * C + 255) / 256), 256, 0, st>>>(a->dres_bf16, a->dres, N * C);
+        cudaCheckLaunch();
+        linear_backward_weight(grad(m, P_FCPROJ) + l * C * 4 * C, a->dres_bf16, a->act + l * N * 4 * C, (int)N,
+                               4 * c.C, c.C, st);
+        linear_backward_input(a->dbig, a->dres_bf16, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C,
+                              false, st);
+        relu2_backward(a->dbig, u, N * 4 * C, st);
+        linear_backward_weight(grad(m, P_FC) + l * 4 * C * C, a->dbig, h2, (int)N, c.C, 4 * c.C, st);
+        linear_backward_input(a->dh, a->dbig, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, true, st);
+        rmsnorm_backward(a->dres, a->dh, x_mid, a->rstd + (2 * l + 1) * N, (int)N, c.C, st);
+        // attention: x_mid = x + o W_o^T
+        to_bf16_kernel<<<(unsigned)((N * C + 255) / 256), 256, 0, st>>>(a->dres_bf16, a->dres, N * C);
+        cudaCheckLaunch();
+        linear_backward_weight(grad(m, P_ATTPROJ) + l * C * C, a->dres_bf16, a->o + l * N * C, (int)N, c.C, c.C, st);
+        bf16* dO = (bf16*)a->dh;  // reuse: (N, C) bf16 fits in the fp32 scratch
+        linear_backward_input(dO, a->dres_bf16, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, false, st);
+        bf16* dq = a->dbig;
+        attention_backward(dq, c.probe ? dq + 3 * C : NULL, dq + C, dq + 2 * C, a->Tg, a->Bv, dO, qkr,
+                           c.probe ? qkr + 3 * C : NULL, qkr + C, qkvr + 2 * C, a->o + l * N * C, a->vbar + l * N * C,
+                           a->lse + l * rows, a->tbar + l * rows, B, T, c.H, c.D, (int)nC, st);
+        QKRGains gains = {{param(m, P_QGAIN) + l * c.D, param(m, P_KGAIN) + l * c.D,
+                           c.probe ? param(m, P_RGAIN) + l * c.D : NULL}};
+        QKRGainGrads dgains = {{grad(m, P_QGAIN) + l * c.D, grad(m, P_KGAIN) + l * c.D,
+                                c.probe ? grad(m, P_RGAIN) + l * c.D : NULL}};
+        qkr_norm_rope_backward(a->dbig, dgains, a->scratch, qkvr, gains, m->rope, (int)N, T, c.H, c.D, c.n_proj(), st);
+        linear_backward_weight(grad(m, P_QKVR) + l * nC * C, a->dbig, h, (int)N, c.C, (int)nC, st);
+        linear_backward_input(a->dh, a->dbig, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, true, st);
+        rmsnorm_backward(a->dres, a->dh, x, a->rstd + (2 * l) * N, (int)N, c.C, st);
+    }
+    std::vector<int> groups;
+    int n_unique = tokens_by_value(&groups, inputs, (int)N);
+    cudaCheck(cudaMemcpy(a->groups, groups.data(), groups.size() * sizeof(int), cudaMemcpyHostToDevice));
+    embedding_backward(grad(m, P_WTE), a->dres, a->groups, n_unique, c.C, st);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// update: Muon for the block matrices (optimizer "muon"), AdamW for the rest, or AdamW for all.
+
+struct Hyper {
+    bool muon;                                   // optimizer: true muon (+ AdamW), false AdamW for all
+    float muon_lr, muon_beta, muon_wd;
+    float adam_lr, adam_beta1, adam_beta2, adam_eps, adam_wd;   // adam_lr: AdamW-only mode
+    float embed_lr, head_lr, gain_lr;            // AdamW groups under Muon
+    float grad_clip;                             // 0: off
+};
+
+static Hyper default_hyper(bool muon) {
+    Hyper h;
+    h.muon = muon;
+    h.muon_lr = 0.02f; h.muon_beta = 0.95f; h.muon_wd = 0.0f;
+    h.embed_lr = 0.3f; h.head_lr = 0.008f; h.gain_lr = 0.02f;
+    if (muon) { h.adam_lr = 0.0f; h.adam_beta1 = 0.8f; h.adam_beta2 = 0.95f; h.adam_eps = 1e-10f; h.adam_wd = 0.0f; }
+    else { h.adam_lr = 1e-3f; h.adam_beta1 = 0.9f; h.adam_beta2 = 0.95f; h.adam_eps = 1e-8f; h.adam_wd = 0.1f; }
+    h.grad_clip = 1.0f;
+    return h;
+}
+
+// Returns the gradient norm (before clipping). lr_scale is the schedule's multiplier.
+static float model_update(Model* m, const Hyper& hp, float lr_scale) {
+    cudaStream_t st = 0;
+    float norm = (float)sqrt(global_sumsq(m->grads, m->n_params, m->act.scratch, st));
+    float gscale = (hp.grad_clip > 0.0f && norm > hp.grad_clip) ? hp.grad_clip / norm : 1.0f;
+    m->adam_t++;
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const ParamSpec& s = m->spec[i];
+        if (!s.present) continue;
+        float* w = param(m, i);
+        float* g = grad(m, i);
+        if (hp.muon && s.muon_count) {
+            muon_step(&m->muon, w, m->muon_buf + s.offset, g, s.muon_count, s.muon_rows, s.muon_cols,
+                      hp.muon_lr * lr_scale, hp.muon_beta, hp.muon_wd, gscale, st);
+            continue;
+        }
+        float lr = hp.adam_lr, wd = hp.adam_wd;
+        if (hp.muon) lr = s.group == GROUP_EMBED ? hp.embed_lr : s.group == GROUP_HEAD ? hp.head_lr : hp.gain_lr;
+        else if (s.group == GROUP_GAIN) wd = 0.0f;   // AdamW-only: decay on matrices, not on the gains
+        adamw_step(w, m->adam_m + s.offset, m->adam_v + s.offset, g, s.numel, lr * lr_scale, hp.adam_beta1,
+                   hp.adam_beta2, hp.adam_eps, wd, m->adam_t, gscale, st);
+    }
+    model_sync_bf16(m);
+    return norm;
+}
+
+// Learning-rate multiplier at `step` (0-based) of `total`: linear warmup, then WSD (flat, linear decay to 0
+// over the last decay_frac) or cosine to 0. Same as dev/optim_ref.py lr_schedule.
+static float lr_schedule(int step, int total, int warmup, float decay_frac, bool cosine) {
+    if (step < warmup) return (float)(step + 1) / warmup;
+    if (!cosine) {
+        int decay_start = total - (int)(decay_frac * total);
+        if (step < decay_start) return 1.0f;
+        return 1.0f - (float)(step - decay_start + 1) / std::max(1, total - decay_start);
+    }
+    float frac = std::min(1.0f, (float)(step - warmup + 1) / std::max(1, total - warmup));
+    return 0.5f * (1.0f + cosf(3.14159265358979f * frac));
+}
+
+#ifndef TESTING
+// ---------------------------------------------------------------------------------------------------------
+// command line
+
+struct Options {
+    std::string train_data = "data/shards/train_*.bin";
+    std::string val_data = "data/shards/val_*.bin";
+    std::string attention = "parallax";
+    std::string optimizer = "muon";
+    std::string schedule = "wsd";
+    std::string out = "out";
+    int depth = 12, width = 0, head_dim = 64, seq_len = 1024, max_seq_len = 1024, batch = 16;
+    long total_batch = 0;   // 0: one micro-batch
+    int steps = 1000, warmup = 20, val_every = 100, val_batches = 20, seed = 1337;
+    float decay_frac = 0.3f;
+    Hyper hp = default_hyper(true);
+};
+
+static void usage(const Options& o) {
+    printf("usage: ./train_parallax [flags]\n"
+           "  --train-data GLOB   training shards (default %s)\n"
+           "  --val-data GLOB     validation shards (default %s)\n"
+           "  --attention NAME    parallax or softmax (default %s)\n"
+           "  --optimizer NAME    muon (Muon + AdamW) or adamw (default %s)\n"
+           "  --depth N           layers (default %d); width defaults to 64 x depth\n"
+           "  --width C           model width (default 64 x depth)\n"
+           "  --head-dim D        64 or 128 (default %d)\n"
+           "  --seq-len T         sequence length (default %d)\n"
+           "  --max-seq-len T     longest sequence allowed (default %d)\n"
+           "  --batch B           micro-batch (default %d)\n"
+           "  --total-batch N     tokens per step, a multiple of B x T (default B x T)\n"
+           "  --steps N           optimizer steps (default %d)\n"
+           "  --warmup N          warmup steps (default %d)\n"
+           "  --schedule NAME     wsd or cosine (default %s)\n"
+           "  --decay-frac F      WSD: fraction of steps in the final decay (default %.2f)\n"
+           "  --muon-lr F         (default %g)   --embed-lr F (default %g)   --head-lr F (default %g)\n"
+           "  --gain-lr F         (default %g)   --adam-lr F  (AdamW-only, default 0.001)\n"
+           "  --grad-clip F       global norm clip, 0 = off (default %g)\n"
+           "  --val-every N       validation every N steps (default %d)\n"
+           "  --val-batches N     micro-batches per validation (default %d)\n"
+           "  --seed N            seed of the init (default %d)\n"
+           "  --out DIR           log folder (default %s)\n"
+           "  --help              this text\n",
+           o.train_data.c_str(), o.val_data.c_str(), o.attention.c_str(), o.optimizer.c_str(), o.depth, o.head_dim,
+           o.seq_len, o.max_seq_len, o.batch, o.steps, o.warmup, o.schedule.c_str(), o.decay_frac, o.hp.muon_lr,
+           o.hp.embed_lr, o.hp.head_lr, o.hp.gain_lr, o.hp.grad_clip, o.val_every, o.val_batches, o.seed,
+           o.out.c_str());
+}
+
+[[noreturn]] static void flag_error(const char* flag, const std::string& why) {
+    fprintf(stderr, "train_parallax: %s: %s (see --help)\n", flag, why.c_str());
+    exit(2);
+}
+
+static long parse_int(const char* flag, const char* v, long lo, long hi) {
+    char* end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end) flag_error(flag, std::string("expected an integer, got '") + v + "'");
+    if (x < lo || x > hi) flag_error(flag, std::to_string(x) + " is out of range [" + std::to_string(lo) + ", " +
+                                               std::to_string(hi) + "]");
+    return x;
+}
+
+static float parse_float(const char* flag, const char* v, float lo, float hi) {
+    char* end;
+    float x = strtof(v, &end);
+    if (end == v || *end || !std::isfinite(x)) flag_error(flag, std::string("expected a number, got '") + v + "'");
+    if (x < lo || x > hi) flag_error(flag, std::string(v) + " is out of range");
+    return x;
+}
+
+static Options parse_args(int argc, char** argv) {
+    Options o;
+    float muon_lr = -1, embed_lr = -1, head_lr = -1, gain_lr = -1, adam_lr = -1, clip = -1;
+    for (int i = 1; i < argc; i++) {
+        const char* f = argv[i];
+        if (!strcmp(f, "--help") || !strcmp(f, "-h")) { usage(o); exit(0); }
+        if (strncmp(f, "--", 2) != 0) flag_error(f, "not a flag (flags look like --name value)");
+        if (i + 1 >= argc) flag_error(f, "missing value");
+        const char* v = argv[++i];
+        if (!strcmp(f, "--train-data")) o.train_data = v;
+        else if (!strcmp(f, "--val-data")) o.val_data = v;
+        else if (!strcmp(f, "--attention")) {
+            o.attention = v;
+            if (o.attention != "parallax" && o.attention != "softmax") flag_error(f, std::string("unknown attention '") + v + "' (parallax or softmax)");
+        } else if (!strcmp(f, "--optimizer")) {
+            o.optimizer = v;
+            if (o.optimizer != "muon" && o.optimizer != "adamw") flag_error(f, std::string("unknown optimizer '") + v + "' (muon or adamw)");
+        } else if (!strcmp(f, "--schedule")) {
+            o.schedule = v;
+            if (o.schedule != "wsd" && o.schedule != "cosine") flag_error(f, std::string("unknown schedule '") + v + "' (wsd or cosine)");
+        } else if (!strcmp(f, "--depth")) o.depth = (int)parse_int(f, v, 1, 256);
+        else if (!strcmp(f, "--width")) o.width = (int)parse_int(f, v, 64, 16384);
+        else if (!strcmp(f, "--head-dim")) o.head_dim = (int)parse_int(f, v, 64, 128);
+        else if (!strcmp(f, "--seq-len")) o.seq_len = (int)parse_int(f, v, 1, 1 << 20);
+        else if (!strcmp(f, "--max-seq-len")) o.max_seq_len = (int)parse_int(f, v, 1, 1 << 20);
+        else if (!strcmp(f, "--batch")) o.batch = (int)parse_int(f, v, 1, 1 << 16);
+        else if (!strcmp(f, "--total-batch")) o.total_batch = parse_int(f, v, 1, 1L << 40);
+        else if (!strcmp(f, "--steps")) o.steps = (int)parse_int(f, v, 0, 1 << 30);
+        else if (!strcmp(f, "--warmup")) o.warmup = (int)parse_int(f, v, 0, 1 << 30);
+        else if (!strcmp(f, "--decay-frac")) o.decay_frac = parse_float(f, v, 0.0f, 1.0f);
+        else if (!strcmp(f, "--val-every")) o.val_every = (int)parse_int(f, v, 0, 1 << 30);
+        else if (!strcmp(f, "--val-batches")) o.val_batches = (int)parse_int(f, v, 1, 1 << 20);
+        else if (!strcmp(f, "--seed")) o.seed = (int)parse_int(f, v, 0, 2147483647L);
+        else if (!strcmp(f, "--out")) o.out = v;
+        else if (!strcmp(f, "--muon-lr")) muon_lr = parse_float(f, v, 0.0f, 100.0f);
+        else if (!strcmp(f, "--embed-lr")) embed_lr = parse_float(f, v, 0.0f, 100.0f);
+        else if (!strcmp(f, "--head-lr")) head_lr = parse_float(f, v, 0.0f, 100.0f);
+        else if (!strcmp(f, "--gain-lr")) gain_lr = parse_float(f, v, 0.0f, 100.0f);
+        else if (!strcmp(f, "--adam-lr")) adam_lr = parse_float(f, v, 0.0f, 100.0f);
+        else if (!strcmp(f, "--grad-clip")) clip = parse_float(f, v, 0.0f, 1e9f);
+        else flag_error(f, "unknown flag");
+    }
+    o.hp = default_hyper(o.optimizer == "muon");
+    if (muon_lr >= 0) o.hp.muon_lr = muon_lr;
+    if (embed_lr >= 0) o.hp.embed_lr = embed_lr;
+    if (head_lr >= 0) o.hp.head_lr = head_lr;
+    if (gain_lr >= 0) o.hp.gain_lr = gain_lr;
+    if (adam_lr >= 0) o.hp.adam_lr = adam_lr;
+    if (clip >= 0) o.hp.grad_clip = clip;
+    if (o.width == 0) o.width = 64 * o.depth;
+    if (o.width % o.head_dim) flag_error("--width", std::to_string(o.width) + " is not a multiple of --head-dim " + std::to_string(o.head_dim));
+    if (o.width % 128) flag_error("--width", std::to_string(o.width) + " must be a multiple of 128");
+    if (o.head_dim != 64 && o.head_dim != 128) flag_error("--head-dim", "must be 64 or 128");
+    if (o.seq_len > o.max_seq_len) flag_error("--seq-len", std::to_string(o.seq_len) + " is above the maximum " + std::to_string(o.max_seq_len) + " (raise --max-seq-len)");
+    long bt = (long)o.batch * o.seq_len;
+    if (o.total_batch == 0) o.total_batch = bt;
+    if (o.total_batch % bt) flag_error("--total-batch", std::to_string(o.total_batch) + " is not a multiple of --batch x --seq-len = " + std::to_string(bt));
+    if (o.steps > 0 && o.warmup > o.steps) flag_error("--warmup", "longer than --steps");
+    return o;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// main loop
+
+static float evaluate(Model* m, DataLoader* dl, int batches) {
+    dataloader_reset(dl);
+    double sum = 0.0;
+    for (int i = 0; i < batches; i++) {
+        dataloader_next(dl);
+        sum += model_forward(m, dl->inputs.data(), dl->targets.data(), dl->B, dl->T, 0.0f);
+    }
+    return (float)(sum / batches);
+}
+
+// dense bf16 peak of the GPU, for MFU (datasheet numbers; 0 when unknown)
+static double gpu_peak_flops(const cudaDeviceProp& p) {
+    std::string n = p.name;
+    if (n.find("H100") != std::string::npos || n.find("H200") != std::string::npos || n.find("H800") != std::string::npos) return 989e12;
+    if (n.find("A100") != std::string::npos || n.find("A800") != std::string::npos) return 312e12;
+    return 0.0;
+}
+
+int main(int argc, char** argv) {
+    Options o = parse_args(argc, argv);
+    // every input is checked before any GPU work
+    DataLoader train, val;
+    std::string err;
+    if (!dataloader_open(&train, "--train-data", o.train_data.c_str(), o.batch, o.seq_len, &err) ||
+        !dataloader_open(&val, "--val-data", o.val_data.c_str(), o.batch, o.seq_len, &err)) {
+        fprintf(stderr, "train_parallax: %s\n", err.c_str());
+        return 2;
+    }
+    if (cuda_device_count() == 0) { fprintf(stderr, "train_parallax: no CUDA GPU found\n"); return 1; }
+    std::string mk = "mkdir -p '" + o.out + "'";
+    if (system(mk.c_str()) != 0) { fprintf(stderr, "train_parallax: --out %s: cannot create\n", o.out.c_str()); return 2; }
+
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    matmul_init();
+    Config cfg = make_config(o.attention == "parallax", o.depth, o.width, o.head_dim, o.max_seq_len);
+    Model m;
+    model_alloc(&m, cfg, o.batch, o.seq_len);
+    model_init(&m, (unsigned long long)o.seed);
+    int accum = (int)(o.total_batch / ((long)o.batch * o.seq_len));
+    // model FLOPs per token: 6 x matrix params (embedding excluded) + attention (spec 1, causal) per token
+    double mat_params = 0;
+    for (int i = 0; i < NUM_PARAMS; i++) if (i != P_WTE && m.spec[i].ndim == 3) mat_params += m.spec[i].numel;
+    mat_params += m.spec[P_HEAD].numel;
+    double u_per_token = (double)cfg.L * cfg.H * o.seq_len * cfg.D;   // u / (B T)
+    double flops_per_token = 6 * mat_params + (cfg.probe ? 12 : 7) * u_per_token;
+    double peak = gpu_peak_flops(prop);
+    printf("train_parallax: %s attention, %s, d%d (C=%d, H=%d, D=%d), %.1f M parameters, on %s\n",
+           o.attention.c_str(), o.optimizer.c_str(), cfg.L, cfg.C, cfg.H, cfg.D, m.n_params / 1e6, prop.name);
+    printf("  batch %d x %d, %d micro-steps = %ld tokens per step, %d steps; train %ld tokens in %zu shards, "
+           "val %ld tokens\n", o.batch, o.seq_len, accum, o.total_batch, o.steps, dataloader_total_tokens(&train),
+           train.paths.size(), dataloader_total_tokens(&val));
+
+    std::string log_path = o.out + "/log.csv";
+    FILE* log = fopen(log_path.c_str(), "w");
+    if (!log) { fprintf(stderr, "train_parallax: cannot write %s\n", log_path.c_str()); return 1; }
+    fprintf(log, "step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s\n");
+
+    double total_ms = 0.0;
+    for (int step = 0; step <= o.steps; step++) {
+        long tokens_seen = (long)step * o.total_batch;
+        if (o.val_every && (step % o.val_every == 0 || step == o.steps)) {
+            float vl = evaluate(&m, &val, o.val_batches);
+            printf("step %5d | val loss %.4f\n", step, vl);
+            fprintf(log, "%d,%ld,val,%.6f,,,,\n", step, tokens_seen, vl);
+            fflush(log);
+        }
+        if (step == o.steps) break;
+        cudaEvent_t t0, t1;
+        cudaCheck(cudaEventCreate(&t0)); cudaCheck(cudaEventCreate(&t1));
+        cudaCheck(cudaEventRecord(t0));
+        cudaCheck(cudaMemset(m.grads, 0, m.n_params * sizeof(float)));
+        double loss = 0.0;
+        for (int k = 0; k < accum; k++) {
+            dataloader_next(&train);
+            loss += model_forward(&m, train.inputs.data(), train.targets.data(), o.batch, o.seq_len,
+                                  1.0f / (float)o.total_batch);
+            model_backward(&m, train.inputs.data(), o.batch, o.seq_len);
+        }
+        loss /= accum;
+        float lrs = lr_schedule(step, o.steps, o.warmup, o.decay_frac, o.schedule == "cosine");
+        float norm = model_update(&m, o.hp, lrs);
+        cudaCheck(cudaEventRecord(t1));
+        cudaCheck(cudaEventSynchronize(t1));
+        float ms;
+        cudaCheck(cudaEventElapsedTime(&ms, t0, t1));
+        cudaCheck(cudaEventDestroy(t0)); cudaCheck(cudaEventDestroy(t1));
+        if (step > 0) total_ms += ms;   // the first step includes cuBLAS warm-up
+        double tps = o.total_batch / (ms / 1e3);
+        double mfu = peak > 0 ? 100.0 * flops_per_token * tps / peak : 0.0;
+        printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1,
+               o.steps, loss, lrs, norm, ms, tps, mfu);
+        fprintf(log, "%d,%ld,train,%.6f,%.5f,%.5f,%.2f,%.0f\n", step + 1, tokens_seen + o.total_batch, loss, lrs,
+                norm, ms, tps);
+        fflush(log);
+        if (!std::isfinite(loss)) { fprintf(stderr, "train_parallax: loss is not finite at step %d\n", step + 1); return 1; }
+    }
+    if (o.steps > 1)
+        printf("done: %d steps, %.1f s of training (steps 2..%d), %.0f tok/s average\n", o.steps, total_ms / 1e3, o.steps,
+               (o.steps - 1) * o.total_batch / (total_ms / 1e3));
+    fclose(log);
+    model_free(&m);
+    return 0;
+}
+#endif
