@@ -22,7 +22,7 @@ CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
 train_parallax: $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
-test_parallax: test_parallax.cu $(CUDA_SOURCES)
+test_parallax: test_parallax.cu dev/cuda/attention_rowwise.cuh $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
 # attention-only reference cases: small, written before the GPU tests when a GPU is present

@@ -1,203 +1,465 @@
-// Parallax attention forward and backward (spec section 1); the softmax variant is the same code with the
-// probe (r) compiled out (PROBE = false).
+// Parallax attention forward and backward on tensor cores (spec section 1); the softmax variant is the same
+// code with the probe (r) compiled out (PROBE = false). FlashAttention-2 style: no T x T matrix is ever
+// written to memory.
 //
-// Layout, shared by every kernel here:
-//   q, k, v, r   bf16, element (b, t, h, d) at [(b*T + t)*stride + h*D + d]; stride is the token stride,
-//                n*C when they sit packed in the qkvr GEMM output (n = 4, or 3 for softmax)
-//   o, vbar, dO  bf16 (B, T, H, D) contiguous, i.e. (B, T, C): o feeds the W_o GEMM directly
-//   L, tbar      fp32 (B, H, T): L = logsumexp_j s_ij (= m + log d1), tbar_i = sum_j p_ij t_ij
+// Layout, shared by every kernel here (and by the version-1 kernels in dev/cuda/attention_rowwise.cuh):
+//   q, k, v, r      bf16, element (b, t, h, d) at [(b*T + t)*stride + h*D + d]; stride is the token stride,
+//                   n*C when they sit packed in the qkvr GEMM output (n = 4, or 3 for softmax)
+//   o, vbar, dO     bf16 (B, T, H, D) contiguous, i.e. (B, T, C)
+//   L, tbar         fp32 (B, H, T): L = logsumexp_j s_ij (natural log), tbar_i = sum_j p_ij t_ij
 //   dq, dk, dv, dr  bf16 with the same token stride as the inputs (they fill the packed dqkvr buffer)
-// All accumulation is fp32. c = 1/sqrt(D) scales q.k only.
+// c = 1/sqrt(D) scales q.k only. Products run on mma.sync m16n8k16 (bf16 in, fp32 accumulate); the
+// probabilities are rounded to bf16 only as operands of the P V products, as in FlashAttention-2.
 //
-// Version 1 (this file for now): one thread per row, fp32, no tensor cores. It is the correctness
-// baseline the tiled tensor-core kernels of issue 5 are checked against; dev/cuda/ will keep it as the
-// first step of the kernel study.
+// mma.sync m16n8k16 fragments, lane = 4 g + t (g = lane / 4, t = lane % 4):
+//   A (16 x 16, row major)  a0 (g, 2t..2t+1)  a1 (g+8, 2t..)  a2 (g, 2t+8..)  a3 (g+8, 2t+8..)
+//   B (16 x 8, k x n)       b0 (k = 2t..2t+1, n = g)  b1 (k = 2t+8.., n = g): read from storage M[n][k]
+//   C (16 x 8, fp32)        c0 c1 (g, 2t..2t+1)  c2 c3 (g+8, 2t..2t+1)
+// A C tile pair converts to an A fragment in registers: that is how P feeds P V without shared memory.
 #pragma once
 
+#include <cstdint>
 #include "trainer/cuda_common.h"
 
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+
 // ---------------------------------------------------------------------------------------------------------
-// forward: one thread per query row (b, h, i), the streaming recurrence of the spec over keys j <= i
-//   m_new = max(m, s); a = exp(m - m_new); w = exp(s - m_new); d1 = a d1 + w; O1 = a O1 + w v_j
-//   (probe) t = r_i.k_j; d2 = a d2 + w t; O2 = a O2 + w t v_j
-//   end: vbar = O1/d1; tbar = d2/d1; o = vbar (1 + tbar) - O2/d1
-// grid: ceil(B*H*T / 128) blocks of 128 threads.
-template <int D, bool PROBE>
-__global__ void attention_forward_rowwise_kernel(bf16* o, bf16* vbar, float* L, float* tbar,
-                                                 const bf16* q, const bf16* r, const bf16* k, const bf16* v,
-                                                 int B, int T, int H, int stride) {
-    int row = blockIdx.x * blockDim.x + threadIdx.x;
-    if (row >= B * H * T) return;
-    int i = row % T, h = (row / T) % H, b = row / (T * H);
-    const float c = rsqrtf((float)D);
-    const bf16* qi = q + (size_t)(b * T + i) * stride + h * D;
-    const bf16* ri = r + (size_t)(b * T + i) * stride + h * D;
-    float qf[D], rf[D], O1[D], O2[D];
-    for (int d = 0; d < D; d++) {
-        qf[d] = __bfloat162float(qi[d]) * c;
-        rf[d] = PROBE ? __bfloat162float(ri[d]) : 0.0f;
-        O1[d] = 0.0f;
-        O2[d] = 0.0f;
-    }
-    float m = -INFINITY, d1 = 0.0f, d2 = 0.0f;
-    for (int j = 0; j <= i; j++) {
-        const bf16* kj = k + (size_t)(b * T + j) * stride + h * D;
-        const bf16* vj = v + (size_t)(b * T + j) * stride + h * D;
-        float s = 0.0f, t = 0.0f;
-        for (int d = 0; d < D; d++) {
-            float kd = __bfloat162float(kj[d]);
-            s += qf[d] * kd;
-            if (PROBE) t += rf[d] * kd;
+// fragment helpers
+
+__device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, const uint32_t* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t*)&v;
+}
+
+__device__ __forceinline__ uint32_t ld32(const bf16* p) { return *(const uint32_t*)p; }
+
+// A fragment of the 16 x 16 block at (row0, k0) of a row-major bf16 matrix with leading dimension ld
+__device__ __forceinline__ void frag_a(uint32_t* a, const bf16* m, int ld, int row0, int k0, int g, int t) {
+    a[0] = ld32(m + (row0 + g) * ld + k0 + 2 * t);
+    a[1] = ld32(m + (row0 + g + 8) * ld + k0 + 2 * t);
+    a[2] = ld32(m + (row0 + g) * ld + k0 + 2 * t + 8);
+    a[3] = ld32(m + (row0 + g + 8) * ld + k0 + 2 * t + 8);
+}
+
+// B fragment (k0..k0+15) x (n0..n0+7) of B = M^T, M stored row-major as M[n][k] with leading dimension ld
+__device__ __forceinline__ void frag_b(uint32_t* b, const bf16* m, int ld, int n0, int k0, int g, int t) {
+    b[0] = ld32(m + (n0 + g) * ld + k0 + 2 * t);
+    b[1] = ld32(m + (n0 + g) * ld + k0 + 2 * t + 8);
+}
+
+// A fragment over k = 16 columns (two C tiles, n-tiles 2kk and 2kk+1) of fp32 accumulators, rounded to bf16
+__device__ __forceinline__ void frag_a_from_c(uint32_t* a, const float* c0, const float* c1) {
+    a[0] = pack_bf16(c0[0], c0[1]);
+    a[1] = pack_bf16(c0[2], c0[3]);
+    a[2] = pack_bf16(c1[0], c1[1]);
+    a[3] = pack_bf16(c1[2], c1[3]);
+}
+
+// sum / max over the 4 threads (t = 0..3) that share a row of a C fragment
+__device__ __forceinline__ float quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffff, v, 1);
+    return v + __shfl_xor_sync(0xffffffff, v, 2);
+}
+__device__ __forceinline__ float quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffff, v, 2));
+}
+
+// Copies `rows` token rows (D wide, from row0 of sequence b, head h) of a strided bf16 tensor into shared
+// memory: row-major dst[row][d] (leading dim D + 8) and/or transposed dstT[d][row] (leading dim ROWS + 8).
+// Rows past T are zero. 16-byte loads; all threads of the block take part.
+template <int D, int ROWS>
+__device__ __forceinline__ void load_tile(bf16* dst, bf16* dstT, const bf16* src, int stride, int b, int h, int row0,
+                                          int T) {
+    constexpr int CHUNKS = D / 8;
+    for (int idx = threadIdx.x; idx < ROWS * CHUNKS; idx += blockDim.x) {
+        int row = idx / CHUNKS, c8 = (idx % CHUNKS) * 8;
+        uint4 val = make_uint4(0, 0, 0, 0);
+        if (row0 + row < T) val = *(const uint4*)(src + (size_t)(b * T + row0 + row) * stride + h * D + c8);
+        if (dst) *(uint4*)(dst + row * (D + 8) + c8) = val;
+        if (dstT) {
+            const bf16* e = (const bf16*)&val;
+            for (int k = 0; k < 8; k++) dstT[(c8 + k) * (ROWS + 8) + row] = e[k];
         }
-        float m_new = fmaxf(m, s);
-        float a = expf(m - m_new);  // exp(-inf) = 0 on the first key
-        float w = expf(s - m_new);
-        d1 = a * d1 + w;
-        if (PROBE) d2 = a * d2 + w * t;
-        for (int d = 0; d < D; d++) {
-            float vd = __bfloat162float(vj[d]);
-            O1[d] = a * O1[d] + w * vd;
-            if (PROBE) O2[d] = a * O2[d] + w * t * vd;
-        }
-        m = m_new;
     }
-    float inv = 1.0f / d1;
-    float tb = d2 * inv;
-    size_t out = (size_t)(b * T + i) * H * D + h * D;
-    for (int d = 0; d < D; d++) {
-        float vb = O1[d] * inv;
-        vbar[out + d] = __float2bfloat16(vb);
-        o[out + d] = __float2bfloat16(PROBE ? vb * (1.0f + tb) - O2[d] * inv : vb);
-    }
-    L[row] = m + logf(d1);
-    tbar[row] = tb;
+}
+
+// Copies ROWS per-row fp32 values (b, h, row0..) into shared memory, zero past T.
+template <int ROWS>
+__device__ __forceinline__ void load_rows(float* dst, const float* src, int bh, int row0, int T) {
+    for (int i = threadIdx.x; i < ROWS; i += blockDim.x) dst[i] = row0 + i < T ? src[(size_t)bh * T + row0 + i] : 0.0f;
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// backward, step 1: the two per-row dots Tg_i = g_i.o_i and B_i = g_i.vbar_i (fp32, (B, H, T)).
+// forward. grid (ceil(T / 64), B*H), 128 threads: each warp owns 16 query rows and streams over key tiles
+// of BK keys (the spec's recurrence, in log2 units: S is pre-multiplied by c log2 e):
+//   m_new = max(m, rowmax S); a = 2^(m - m_new); W = 2^(S - m_new); Tt = R K^T; U = W o Tt
+//   d1 = a d1 + rowsum W; d2 = a d2 + rowsum U; O1 = a O1 + W V; O2 = a O2 + U V
+//   end: vbar = O1/d1; tbar = d2/d1; o = vbar (1 + tbar) - O2/d1; L = m ln 2 + ln d1
+// K goes to shared memory row-major (B operand of Q K^T), V transposed (B operand of W V).
+
+template <int D, bool PROBE>
+__global__ void __launch_bounds__(128) attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar,
+                                                                const bf16* q, const bf16* r, const bf16* k,
+                                                                const bf16* v, int B, int T, int H, int stride) {
+    constexpr int BQ = 64, BK = D == 64 ? 64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8;
+    __shared__ __align__(16) bf16 Ks[BK * (D + 8)];
+    __shared__ __align__(16) bf16 Vt[D * (BK + 8)];
+    int qt = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
+    int bh = blockIdx.y, b = bh / H, h = bh % H;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int q0 = qt * BQ + warp * 16;
+    const float sc = rsqrtf((float)D) * LOG2E;
+
+    // Q (and R) fragments of this warp's 16 rows stay in registers; rows past T read as zero
+    uint32_t qa[KD][4], ra[KD][4];
+    for (int kk = 0; kk < KD; kk++)
+        for (int i = 0; i < 4; i++) {
+            int row = q0 + g + (i & 1) * 8, col = kk * 16 + 2 * t + (i >> 1) * 8;
+            size_t off = (size_t)(b * T + row) * stride + h * D + col;
+            qa[kk][i] = row < T ? ld32(q + off) : 0u;
+            ra[kk][i] = (PROBE && row < T) ? ld32(r + off) : 0u;
+        }
+    float m[2] = {-INFINITY, -INFINITY}, d1[2] = {0.0f, 0.0f}, d2[2] = {0.0f, 0.0f};
+    float O1[ND][4], O2[ND][4];
+    for (int nd = 0; nd < ND; nd++)
+        for (int i = 0; i < 4; i++) O1[nd][i] = O2[nd][i] = 0.0f;
+
+    int kv_end = min(T, (qt + 1) * BQ);  // causal: keys past the tile's last query are never needed
+    for (int k0 = 0; k0 < kv_end; k0 += BK) {
+        __syncthreads();
+        load_tile<D, BK>(Ks, NULL, k, stride, b, h, k0, T);
+        load_tile<D, BK>(NULL, Vt, v, stride, b, h, k0, T);
+        __syncthreads();
+        if (k0 > q0 + 15) continue;  // every key of this tile is after every row of this warp
+        float S[NT][4], Tt[NT][4];
+        for (int nt = 0; nt < NT; nt++) {
+            for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = 0.0f;
+            for (int kk = 0; kk < KD; kk++) {
+                uint32_t bk[2];
+                frag_b(bk, Ks, D + 8, nt * 8, kk * 16, g, t);
+                mma_bf16(S[nt], qa[kk], bk);
+                if (PROBE) mma_bf16(Tt[nt], ra[kk], bk);
+            }
+        }
+        // scale, mask, row max
+        float mx[2] = {-INFINITY, -INFINITY};
+        for (int nt = 0; nt < NT; nt++)
+            for (int i = 0; i < 4; i++) {
+                int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8;
+                float s = (key <= row && key < T) ? S[nt][i] * sc : -INFINITY;
+                S[nt][i] = s;
+                mx[i >> 1] = fmaxf(mx[i >> 1], s);
+            }
+        float a[2], mu[2];
+        for (int j = 0; j < 2; j++) {
+            float m_new = fmaxf(m[j], quad_max(mx[j]));
+            mu[j] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet (padding rows)
+            a[j] = exp2f(m[j] - mu[j]);
+            m[j] = m_new;
+            d1[j] *= a[j];
+            d2[j] *= a[j];
+        }
+        for (int nd = 0; nd < ND; nd++)
+            for (int i = 0; i < 4; i++) {
+                O1[nd][i] *= a[i >> 1];
+                if (PROBE) O2[nd][i] *= a[i >> 1];
+            }
+        for (int nt = 0; nt < NT; nt++)
+            for (int i = 0; i < 4; i++) {
+                float w = exp2f(S[nt][i] - mu[i >> 1]);
+                S[nt][i] = w;  // S now holds W
+                d1[i >> 1] += w;
+                if (PROBE) {
+                    Tt[nt][i] *= w;  // Tt now holds U
+                    d2[i >> 1] += Tt[nt][i];
+                }
+            }
+        for (int kk = 0; kk < BK / 16; kk++) {
+            uint32_t aw[4], au[4];
+            frag_a_from_c(aw, S[2 * kk], S[2 * kk + 1]);
+            if (PROBE) frag_a_from_c(au, Tt[2 * kk], Tt[2 * kk + 1]);
+            for (int nd = 0; nd < ND; nd++) {
+                uint32_t bv[2];
+                frag_b(bv, Vt, BK + 8, nd * 8, kk * 16, g, t);
+                mma_bf16(O1[nd], aw, bv);
+                if (PROBE) mma_bf16(O2[nd], au, bv);
+            }
+        }
+    }
+    for (int j = 0; j < 2; j++) {
+        d1[j] = quad_sum(d1[j]);
+        d2[j] = quad_sum(d2[j]);
+    }
+    for (int j = 0; j < 2; j++) {
+        int row = q0 + g + j * 8;
+        if (row >= T) continue;
+        float inv = 1.0f / d1[j], tb = PROBE ? d2[j] * inv : 0.0f;
+        size_t out = (size_t)(b * T + row) * H * D + h * D;
+        for (int nd = 0; nd < ND; nd++) {
+            int col = nd * 8 + 2 * t;
+            float v0 = O1[nd][2 * j] * inv, v1 = O1[nd][2 * j + 1] * inv;
+            *(uint32_t*)(vbar + out + col) = pack_bf16(v0, v1);
+            if (PROBE) {
+                v0 = v0 * (1.0f + tb) - O2[nd][2 * j] * inv;
+                v1 = v1 * (1.0f + tb) - O2[nd][2 * j + 1] * inv;
+            }
+            *(uint32_t*)(o + out + col) = pack_bf16(v0, v1);
+        }
+        if (t == 0) {
+            L[(size_t)bh * T + row] = m[j] * LN2 + logf(d1[j]);
+            tbar[(size_t)bh * T + row] = tb;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// backward, step 1: the two per-row dots Tg_i = g_i.o_i and B_i = g_i.vbar_i (fp32, (B, H, T)); one warp
+// per row.
 template <int D>
-__global__ void attention_backward_rowdots_kernel(float* Tg, float* Bv, const bf16* dO, const bf16* o,
-                                                  const bf16* vbar, int B, int T, int H) {
-    int row = blockIdx.x * blockDim.x + threadIdx.x;
+__global__ void attention_rowdots_kernel(float* Tg, float* Bv, const bf16* dO, const bf16* o, const bf16* vbar,
+                                         int B, int T, int H) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= B * H * T) return;
     int i = row % T, h = (row / T) % H, b = row / (T * H);
     size_t off = (size_t)(b * T + i) * H * D + h * D;
     float tg = 0.0f, bv = 0.0f;
-    for (int d = 0; d < D; d++) {
-        float g = __bfloat162float(dO[off + d]);
-        tg += g * __bfloat162float(o[off + d]);
-        bv += g * __bfloat162float(vbar[off + d]);
+    for (int d = lane; d < D; d += 32) {
+        float gd = __bfloat162float(dO[off + d]);
+        tg += gd * __bfloat162float(o[off + d]);
+        bv += gd * __bfloat162float(vbar[off + d]);
     }
-    Tg[row] = tg;
-    Bv[row] = bv;
+    for (int s = 16; s > 0; s >>= 1) {
+        tg += __shfl_xor_sync(0xffffffff, tg, s);
+        bv += __shfl_xor_sync(0xffffffff, bv, s);
+    }
+    if (lane == 0) { Tg[row] = tg; Bv[row] = bv; }
 }
 
-// The per-pair quantities of the backward, shared by the two kernels below:
-//   p = exp(c q.k - L_i), t = r.k, A = g.v
-//   dS = p [(A - Tg) + (tbar - t)(A - B)],  dT = -p (A - B),  weight = p (1 + tbar - t)
-struct PairGrad { float dS, dT, weight; };
+// The per-pair gradient terms, given the score s (in log2 units, already scaled), t = r.k and A = g.v:
+//   p = 2^(s - L log2 e);  dS = p [(A - Tg) + (tbar - t)(A - B)];  dT = -p (A - B);  w = p (1 + tbar - t)
+struct PairTerms { float dS, dT, w; };
 
-__device__ __forceinline__ PairGrad pair_grad(float s, float t, float A, float Li, float tbi, float Tgi, float Bi,
-                                              bool probe) {
-    float p = expf(s - Li);
-    PairGrad pg;
-    if (probe) {
-        pg.dS = p * ((A - Tgi) + (tbi - t) * (A - Bi));
-        pg.dT = -p * (A - Bi);
-        pg.weight = p * (1.0f + tbi - t);
+template <bool PROBE>
+__device__ __forceinline__ PairTerms pair_terms(float s2, float tt, float A, float L2, float tb, float Tg, float Bi) {
+    float p = exp2f(s2 - L2);
+    PairTerms r;
+    if (PROBE) {
+        r.dS = p * ((A - Tg) + (tb - tt) * (A - Bi));
+        r.dT = -p * (A - Bi);
+        r.w = p * (1.0f + tb - tt);
     } else {
-        pg.dS = p * (A - Tgi);
-        pg.dT = 0.0f;
-        pg.weight = p;
+        r.dS = p * (A - Tg);
+        r.dT = 0.0f;
+        r.w = p;
     }
-    return pg;
+    return r;
 }
 
-// step 2: one thread per query row i: dq_i = c sum_j dS_ij k_j, dr_i = sum_j dT_ij k_j (j <= i).
+// step 2: dq_i = c sum_j dS_ij k_j and dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), B*H), 128 threads; each
+// warp owns 16 query rows (Q, R, dO fragments in registers) and streams over key tiles of 32: K row-major
+// and V row-major (B operands of Q K^T, R K^T, dO V^T), K transposed (B operand of dS K, dT K).
 template <int D, bool PROBE>
-__global__ void attention_backward_dq_rowwise_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
-                                                     const bf16* r, const bf16* k, const bf16* v, const float* L,
-                                                     const float* tbar, const float* Tg, const float* Bv,
-                                                     int B, int T, int H, int stride) {
-    int row = blockIdx.x * blockDim.x + threadIdx.x;
-    if (row >= B * H * T) return;
-    int i = row % T, h = (row / T) % H, b = row / (T * H);
-    const float c = rsqrtf((float)D);
-    size_t in = (size_t)(b * T + i) * stride + h * D;
-    size_t go = (size_t)(b * T + i) * H * D + h * D;
-    float qf[D], rf[D], gf[D], dqf[D], drf[D];
-    for (int d = 0; d < D; d++) {
-        qf[d] = __bfloat162float(q[in + d]) * c;
-        rf[d] = PROBE ? __bfloat162float(r[in + d]) : 0.0f;
-        gf[d] = __bfloat162float(dO[go + d]);
-        dqf[d] = 0.0f;
-        drf[d] = 0.0f;
-    }
-    float Li = L[row], tbi = PROBE ? tbar[row] : 0.0f, Tgi = Tg[row], Bi = PROBE ? Bv[row] : 0.0f;
-    for (int j = 0; j <= i; j++) {
-        const bf16* kj = k + (size_t)(b * T + j) * stride + h * D;
-        const bf16* vj = v + (size_t)(b * T + j) * stride + h * D;
-        float s = 0.0f, t = 0.0f, A = 0.0f;
-        for (int d = 0; d < D; d++) {
-            float kd = __bfloat162float(kj[d]);
-            s += qf[d] * kd;
-            if (PROBE) t += rf[d] * kd;
-            A += gf[d] * __bfloat162float(vj[d]);
+__global__ void __launch_bounds__(128) attention_backward_dq_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
+                                                                    const bf16* r, const bf16* k, const bf16* v,
+                                                                    const float* L, const float* tbar, const float* Tg,
+                                                                    const float* Bv, int B, int T, int H, int stride) {
+    constexpr int BQ = 64, BK = 32, KD = D / 16, NT = BK / 8, ND = D / 8;
+    __shared__ __align__(16) bf16 Ks[BK * (D + 8)];
+    __shared__ __align__(16) bf16 Vs[BK * (D + 8)];
+    __shared__ __align__(16) bf16 Kt[D * (BK + 8)];
+    int qt = gridDim.x - 1 - blockIdx.x;
+    int bh = blockIdx.y, b = bh / H, h = bh % H;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int q0 = qt * BQ + warp * 16;
+    const float c = rsqrtf((float)D), sc = c * LOG2E;
+
+    uint32_t qa[KD][4], ra[KD][4], ga[KD][4];
+    for (int kk = 0; kk < KD; kk++)
+        for (int i = 0; i < 4; i++) {
+            int row = q0 + g + (i & 1) * 8, col = kk * 16 + 2 * t + (i >> 1) * 8;
+            size_t off = (size_t)(b * T + row) * stride + h * D + col;
+            qa[kk][i] = row < T ? ld32(q + off) : 0u;
+            ra[kk][i] = (PROBE && row < T) ? ld32(r + off) : 0u;
+            ga[kk][i] = row < T ? ld32(dO + (size_t)(b * T + row) * H * D + h * D + col) : 0u;
         }
-        PairGrad pg = pair_grad(s, t, A, Li, tbi, Tgi, Bi, PROBE);
-        for (int d = 0; d < D; d++) {
-            float kd = __bfloat162float(kj[d]);
-            dqf[d] += pg.dS * kd;
-            if (PROBE) drf[d] += pg.dT * kd;
+    float L2[2], tb[2], tg[2], bi[2];
+    for (int j = 0; j < 2; j++) {
+        int row = q0 + g + j * 8;
+        size_t ri = (size_t)bh * T + row;
+        bool ok = row < T;
+        L2[j] = ok ? L[ri] * LOG2E : INFINITY;  // padding rows: p = 0
+        tb[j] = (ok && PROBE) ? tbar[ri] : 0.0f;
+        tg[j] = ok ? Tg[ri] : 0.0f;
+        bi[j] = (ok && PROBE) ? Bv[ri] : 0.0f;
+    }
+    float dQ[ND][4], dR[ND][4];
+    for (int nd = 0; nd < ND; nd++)
+        for (int i = 0; i < 4; i++) dQ[nd][i] = dR[nd][i] = 0.0f;
+
+    int kv_end = min(T, (qt + 1) * BQ);
+    for (int k0 = 0; k0 < kv_end; k0 += BK) {
+        __syncthreads();
+        load_tile<D, BK>(Ks, Kt, k, stride, b, h, k0, T);
+        load_tile<D, BK>(Vs, NULL, v, stride, b, h, k0, T);
+        __syncthreads();
+        if (k0 > q0 + 15) continue;
+        float S[NT][4], Tt[NT][4], A[NT][4];
+        for (int nt = 0; nt < NT; nt++) {
+            for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
+            for (int kk = 0; kk < KD; kk++) {
+                uint32_t bk[2], bv[2];
+                frag_b(bk, Ks, D + 8, nt * 8, kk * 16, g, t);
+                frag_b(bv, Vs, D + 8, nt * 8, kk * 16, g, t);
+                mma_bf16(S[nt], qa[kk], bk);
+                if (PROBE) mma_bf16(Tt[nt], ra[kk], bk);
+                mma_bf16(A[nt], ga[kk], bv);
+            }
+        }
+        for (int nt = 0; nt < NT; nt++)
+            for (int i = 0; i < 4; i++) {
+                int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8, j = i >> 1;
+                PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], L2[j], tb[j], tg[j], bi[j]);
+                bool vis = key <= row && key < T;
+                S[nt][i] = vis ? pt.dS : 0.0f;   // S now holds dS
+                Tt[nt][i] = vis ? pt.dT : 0.0f;  // Tt now holds dT
+            }
+        for (int kk = 0; kk < BK / 16; kk++) {
+            uint32_t as[4], at[4];
+            frag_a_from_c(as, S[2 * kk], S[2 * kk + 1]);
+            if (PROBE) frag_a_from_c(at, Tt[2 * kk], Tt[2 * kk + 1]);
+            for (int nd = 0; nd < ND; nd++) {
+                uint32_t bk[2];
+                frag_b(bk, Kt, BK + 8, nd * 8, kk * 16, g, t);
+                mma_bf16(dQ[nd], as, bk);
+                if (PROBE) mma_bf16(dR[nd], at, bk);
+            }
         }
     }
-    for (int d = 0; d < D; d++) {
-        dq[in + d] = __float2bfloat16(c * dqf[d]);
-        if (PROBE) dr[in + d] = __float2bfloat16(drf[d]);
+    for (int j = 0; j < 2; j++) {
+        int row = q0 + g + j * 8;
+        if (row >= T) continue;
+        size_t out = (size_t)(b * T + row) * stride + h * D;
+        for (int nd = 0; nd < ND; nd++) {
+            int col = nd * 8 + 2 * t;
+            *(uint32_t*)(dq + out + col) = pack_bf16(c * dQ[nd][2 * j], c * dQ[nd][2 * j + 1]);
+            if (PROBE) *(uint32_t*)(dr + out + col) = pack_bf16(dR[nd][2 * j], dR[nd][2 * j + 1]);
+        }
     }
 }
 
-// step 3: one thread per key row j: dk_j = c sum_i dS_ij q_i + sum_i dT_ij r_i,
-//         dv_j = sum_i p_ij (1 + tbar_i - t_ij) g_i  (i >= j).
+// step 3: dk_j = c sum_i dS_ij q_i + sum_i dT_ij r_i and dv_j = sum_i w_ij g_i. grid (ceil(T / 64), B*H),
+// 128 threads; each warp owns 16 keys (K, V fragments in registers) and streams over query tiles of 32
+// from the first that can see them, computing the transposed products S^T = K Q^T, T^T = K R^T,
+// A^T = V dO^T. Q, R, dO go to shared memory row-major (B operands of those) and transposed (B operands of
+// dS^T Q, dT^T R, w^T dO); the per-query statistics L, tbar, Tg, B too.
 template <int D, bool PROBE>
-__global__ void attention_backward_dkv_rowwise_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
-                                                      const bf16* r, const bf16* k, const bf16* v, const float* L,
-                                                      const float* tbar, const float* Tg, const float* Bv,
-                                                      int B, int T, int H, int stride) {
-    int row = blockIdx.x * blockDim.x + threadIdx.x;
-    if (row >= B * H * T) return;
-    int j = row % T, h = (row / T) % H, b = row / (T * H);
-    const float c = rsqrtf((float)D);
-    size_t in = (size_t)(b * T + j) * stride + h * D;
-    float kf[D], vf[D], dkf[D], dvf[D];
-    for (int d = 0; d < D; d++) {
-        kf[d] = __bfloat162float(k[in + d]);
-        vf[d] = __bfloat162float(v[in + d]);
-        dkf[d] = 0.0f;
-        dvf[d] = 0.0f;
-    }
-    for (int i = j; i < T; i++) {
-        const bf16* qi = q + (size_t)(b * T + i) * stride + h * D;
-        const bf16* ri = r + (size_t)(b * T + i) * stride + h * D;
-        const bf16* gi = dO + (size_t)(b * T + i) * H * D + h * D;
-        int ri_row = (b * H + h) * T + i;
-        float s = 0.0f, t = 0.0f, A = 0.0f;
-        for (int d = 0; d < D; d++) {
-            s += __bfloat162float(qi[d]) * kf[d];
-            if (PROBE) t += __bfloat162float(ri[d]) * kf[d];
-            A += __bfloat162float(gi[d]) * vf[d];
+__global__ void __launch_bounds__(128) attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
+                                                                     const bf16* r, const bf16* k, const bf16* v,
+                                                                     const float* L, const float* tbar, const float* Tg,
+                                                                     const float* Bv, int B, int T, int H, int stride) {
+    constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16* Qs = (bf16*)smem_raw;                 // BQ x (D + 8), and likewise Rs, Gs
+    bf16* Rs = Qs + BQ * (D + 8);
+    bf16* Gs = Rs + BQ * (D + 8);
+    bf16* Qt = Gs + BQ * (D + 8);               // D x (BQ + 8), and likewise Rt, Gt
+    bf16* Rt = Qt + D * (BQ + 8);
+    bf16* Gt = Rt + D * (BQ + 8);
+    float* st = (float*)(Gt + D * (BQ + 8));    // L log2 e, tbar, Tg, B for the BQ queries
+    int kt = blockIdx.x;
+    int bh = blockIdx.y, b = bh / H, h = bh % H;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int kr0 = kt * BKV + warp * 16;  // this warp's first key
+    const float c = rsqrtf((float)D), sc = c * LOG2E;
+
+    uint32_t ka[KD][4], va[KD][4];
+    for (int kk = 0; kk < KD; kk++)
+        for (int i = 0; i < 4; i++) {
+            int row = kr0 + g + (i & 1) * 8, col = kk * 16 + 2 * t + (i >> 1) * 8;
+            size_t off = (size_t)(b * T + row) * stride + h * D + col;
+            ka[kk][i] = row < T ? ld32(k + off) : 0u;
+            va[kk][i] = row < T ? ld32(v + off) : 0u;
         }
-        PairGrad pg = pair_grad(s * c, t, A, L[ri_row], PROBE ? tbar[ri_row] : 0.0f, Tg[ri_row],
-                                PROBE ? Bv[ri_row] : 0.0f, PROBE);
-        for (int d = 0; d < D; d++) {
-            dkf[d] += c * pg.dS * __bfloat162float(qi[d]);
-            if (PROBE) dkf[d] += pg.dT * __bfloat162float(ri[d]);
-            dvf[d] += pg.weight * __bfloat162float(gi[d]);
+    float dK[ND][4], dV[ND][4];
+    for (int nd = 0; nd < ND; nd++)
+        for (int i = 0; i < 4; i++) dK[nd][i] = dV[nd][i] = 0.0f;
+
+    for (int q0 = (kt * BKV / BQ) * BQ; q0 < T; q0 += BQ) {
+        __syncthreads();
+        load_tile<D, BQ>(Qs, Qt, q, stride, b, h, q0, T);
+        if (PROBE) load_tile<D, BQ>(Rs, Rt, r, stride, b, h, q0, T);
+        load_tile<D, BQ>(Gs, Gt, dO, H * D, b, h, q0, T);
+        load_rows<BQ>(st, L, bh, q0, T);
+        load_rows<BQ>(st + BQ, tbar, bh, q0, T);
+        load_rows<BQ>(st + 2 * BQ, Tg, bh, q0, T);
+        load_rows<BQ>(st + 3 * BQ, Bv, bh, q0, T);
+        __syncthreads();
+        if (q0 + BQ - 1 < kr0) continue;  // every query of this tile is before every key of this warp
+        float S[NT][4], Tt[NT][4], A[NT][4];
+        for (int nt = 0; nt < NT; nt++) {
+            for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
+            for (int kk = 0; kk < KD; kk++) {
+                uint32_t bq[2], bg[2];
+                frag_b(bq, Qs, D + 8, nt * 8, kk * 16, g, t);
+                frag_b(bg, Gs, D + 8, nt * 8, kk * 16, g, t);
+                mma_bf16(S[nt], ka[kk], bq);
+                mma_bf16(A[nt], va[kk], bg);
+                if (PROBE) {
+                    uint32_t br[2];
+                    frag_b(br, Rs, D + 8, nt * 8, kk * 16, g, t);
+                    mma_bf16(Tt[nt], ka[kk], br);
+                }
+            }
+        }
+        float W[NT][4];
+        for (int nt = 0; nt < NT; nt++)
+            for (int i = 0; i < 4; i++) {
+                int qi = nt * 8 + 2 * t + (i & 1), key = kr0 + g + (i >> 1) * 8, query = q0 + qi;
+                bool vis = key <= query && query < T && key < T;
+                PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], st[qi] * LOG2E,
+                                                 PROBE ? st[BQ + qi] : 0.0f, st[2 * BQ + qi],
+                                                 PROBE ? st[3 * BQ + qi] : 0.0f);
+                S[nt][i] = vis ? c * pt.dS : 0.0f;  // S now holds c dS^T
+                Tt[nt][i] = vis ? pt.dT : 0.0f;     // Tt now holds dT^T
+                W[nt][i] = vis ? pt.w : 0.0f;
+            }
+        for (int kk = 0; kk < BQ / 16; kk++) {
+            uint32_t as[4], at[4], aw[4];
+            frag_a_from_c(as, S[2 * kk], S[2 * kk + 1]);
+            frag_a_from_c(aw, W[2 * kk], W[2 * kk + 1]);
+            if (PROBE) frag_a_from_c(at, Tt[2 * kk], Tt[2 * kk + 1]);
+            for (int nd = 0; nd < ND; nd++) {
+                uint32_t bq[2], bg[2];
+                frag_b(bq, Qt, BQ + 8, nd * 8, kk * 16, g, t);
+                frag_b(bg, Gt, BQ + 8, nd * 8, kk * 16, g, t);
+                mma_bf16(dK[nd], as, bq);
+                mma_bf16(dV[nd], aw, bg);
+                if (PROBE) {
+                    uint32_t br[2];
+                    frag_b(br, Rt, BQ + 8, nd * 8, kk * 16, g, t);
+                    mma_bf16(dK[nd], at, br);
+                }
+            }
         }
     }
-    for (int d = 0; d < D; d++) {
-        dk[in + d] = __float2bfloat16(dkf[d]);
-        dv[in + d] = __float2bfloat16(dvf[d]);
+    for (int j = 0; j < 2; j++) {
+        int row = kr0 + g + j * 8;
+        if (row >= T) continue;
+        size_t out = (size_t)(b * T + row) * stride + h * D;
+        for (int nd = 0; nd < ND; nd++) {
+            int col = nd * 8 + 2 * t;
+            *(uint32_t*)(dk + out + col) = pack_bf16(dK[nd][2 * j], dK[nd][2 * j + 1]);
+            *(uint32_t*)(dv + out + col) = pack_bf16(dV[nd][2 * j], dV[nd][2 * j + 1]);
+        }
     }
 }
 
@@ -208,9 +470,8 @@ template <int D, bool PROBE>
 static void attention_forward_launch(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
                                      const bf16* k, const bf16* v, int B, int T, int H, int stride,
                                      cudaStream_t stream) {
-    const int block = 128;
-    attention_forward_rowwise_kernel<D, PROBE><<<ceil_div(B * H * T, block), block, 0, stream>>>(
-        o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+    dim3 grid(ceil_div(T, 64), B * H);
+    attention_forward_kernel<D, PROBE><<<grid, 128, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
     cudaCheckLaunch();
 }
 
@@ -227,24 +488,30 @@ static void attention_forward(bf16* o, bf16* vbar, float* L, float* tbar, const 
 #undef ATTN_FWD
 }
 
-// Tg, Bv: fp32 scratch of B*H*T each.
 template <int D, bool PROBE>
 static void attention_backward_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv,
                                       const bf16* dO, const bf16* q, const bf16* r, const bf16* k, const bf16* v,
                                       const bf16* o, const bf16* vbar, const float* L, const float* tbar,
                                       int B, int T, int H, int stride, cudaStream_t stream) {
-    const int block = 128;
-    int grid = ceil_div(B * H * T, block);
-    attention_backward_rowdots_kernel<D><<<grid, block, 0, stream>>>(Tg, Bv, dO, o, vbar, B, T, H);
+    attention_rowdots_kernel<D><<<ceil_div(B * H * T, 8), 256, 0, stream>>>(Tg, Bv, dO, o, vbar, B, T, H);
     cudaCheckLaunch();
-    attention_backward_dq_rowwise_kernel<D, PROBE><<<grid, block, 0, stream>>>(
-        dq, dr, dO, q, r, k, v, L, tbar, Tg, Bv, B, T, H, stride);
+    dim3 grid(ceil_div(T, 64), B * H);
+    attention_backward_dq_kernel<D, PROBE><<<grid, 128, 0, stream>>>(dq, dr, dO, q, r, k, v, L, tbar, Tg, Bv, B, T,
+                                                                     H, stride);
     cudaCheckLaunch();
-    attention_backward_dkv_rowwise_kernel<D, PROBE><<<grid, block, 0, stream>>>(
-        dk, dv, dO, q, r, k, v, L, tbar, Tg, Bv, B, T, H, stride);
+    size_t smem = (3 * 32 * (D + 8) + 3 * D * (32 + 8)) * sizeof(bf16) + 4 * 32 * sizeof(float);
+    static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
+    if (!attr_set) {
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_kernel<D, PROBE>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr_set = true;
+    }
+    attention_backward_dkv_kernel<D, PROBE><<<grid, 128, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar, Tg, Bv, B,
+                                                                         T, H, stride);
     cudaCheckLaunch();
 }
 
+// Tg, Bv: fp32 scratch of B*H*T each.
 static void attention_backward(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
                                const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
                                const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,

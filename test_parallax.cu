@@ -14,6 +14,7 @@
 #define TESTING
 #include "train_parallax.cu"       // defines: Model, model_forward, model_backward, model_update, ...
 #include "trainer/tensor_file.h"   // defines: TensorFile, tensor_file_read
+#include "dev/cuda/attention_rowwise.cuh"  // defines: attention_forward_rowwise, attention_backward_rowwise
 
 // ---------------------------------------------------------------------------------------------------------
 // tolerances, one table. bf16 outputs carry a rounding error of about 2^-9/sqrt(3) = 1.1e-3 relative (rms)
@@ -67,8 +68,8 @@ struct AttentionCase {
 };
 
 // Runs forward and backward on the GPU with the inputs packed like the trainer's qkvr buffer, and checks
-// every output against the case's expected values.
-static void run_attention_case(const AttentionCase& c) {
+// every output against the case's expected values. rowwise: the version-1 kernels instead of the trainer's.
+static void run_attention_case(const AttentionCase& c, bool rowwise) {
     const int B = c.B, H = c.H, T = c.T, D = c.D, C = H * D, n = c.probe ? 4 : 3, stride = n * C;
     const size_t nrow = (size_t)B * H * T, nel = nrow * D;
     // (b, h, t, d) of the reference -> offset in a (B, T, *) buffer with token stride `st` at column `col`
@@ -103,9 +104,11 @@ static void run_attention_case(const AttentionCase& c) {
     cudaCheck(cudaMemset(d_dqkvr, 0xFF, qkvr.size() * sizeof(bf16)));
 
     const bf16 *q = d_qkvr, *k = d_qkvr + C, *v = d_qkvr + 2 * C, *r = c.probe ? d_qkvr + 3 * C : NULL;
-    attention_forward(d_o, d_vbar, d_L, d_tbar, q, r, k, v, B, T, H, D, stride, 0);
-    attention_backward(d_dqkvr, c.probe ? d_dqkvr + 3 * C : NULL, d_dqkvr + C, d_dqkvr + 2 * C, d_Tg, d_Bv,
-                       d_dO, q, r, k, v, d_o, d_vbar, d_L, d_tbar, B, T, H, D, stride, 0);
+    auto fwd = rowwise ? attention_forward_rowwise : attention_forward;
+    auto bwd = rowwise ? attention_backward_rowwise : attention_backward;
+    fwd(d_o, d_vbar, d_L, d_tbar, q, r, k, v, B, T, H, D, stride, 0);
+    bwd(d_dqkvr, c.probe ? d_dqkvr + 3 * C : NULL, d_dqkvr + C, d_dqkvr + 2 * C, d_Tg, d_Bv, d_dO, q, r, k, v, d_o,
+        d_vbar, d_L, d_tbar, B, T, H, D, stride, 0);
     cudaCheck(cudaDeviceSynchronize());
 
     std::vector<bf16> h_o(nel), h_vbar(nel), h_d(qkvr.size());
@@ -123,7 +126,7 @@ static void run_attention_case(const AttentionCase& c) {
         return out;
     };
     auto check = [&](const char* what, const std::vector<double>& got, const std::vector<double>& ref) {
-        report(c.name + " " + what, rel_error(got, ref), tolerance(what));
+        report((rowwise ? "v1 " : "") + c.name + " " + what, rel_error(got, ref), tolerance(what));
     };
     check("o", gather(h_o, C, 0), c.o);
     check("vbar", gather(h_vbar, C, 0), c.vbar);
@@ -180,7 +183,8 @@ static void test_exported_attention(const std::string& path) {
             c.tbar = as_doubles(tf.get(pre + "tbar"));
             c.dr = as_doubles(tf.get(pre + "dr"));
         }
-        run_attention_case(c);
+        run_attention_case(c, false);
+        run_attention_case(c, true);
     }
 }
 
@@ -245,7 +249,7 @@ static void test_random_attention(unsigned seed) {
     std::mt19937 rng(seed);
     std::normal_distribution<double> normal(0.0, 1.0);
     // odd sizes: T = 1, T not a multiple of any tile, B x H > 1, both head dims
-    const int shapes[][4] = {{1, 1, 1, 64}, {2, 3, 37, 64}, {1, 2, 200, 64}, {1, 1, 1, 128}, {2, 1, 77, 128}};
+    const int shapes[][4] = {{1, 1, 1, 64}, {2, 3, 37, 64}, {1, 2, 200, 64}, {1, 1, 1, 128}, {2, 1, 77, 128}, {1, 1, 333, 128}};
     for (int probe = 1; probe >= 0; probe--) {
         for (const auto& s : shapes) {
             AttentionCase c;
@@ -264,7 +268,8 @@ static void test_random_attention(unsigned seed) {
             c.q = draw(1.0); c.k = draw(1.0); c.v = draw(1.0); c.dO = draw(1.0);
             c.r = probe ? draw(1.0 / sqrt((double)c.D)) : std::vector<double>(nel, 0.0);
             attention_reference_cpu(&c);
-            run_attention_case(c);
+            run_attention_case(c, false);
+            run_attention_case(c, true);
         }
     }
 }
