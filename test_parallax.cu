@@ -313,19 +313,40 @@ static Hyper hyper_from_meta(const TensorFile& tf, bool muon) {
     return h;
 }
 
-// losses[i] = loss after i steps, i = 0..steps
-static std::vector<double> run_steps(Model* m, const TensorFile& tf, const Hyper& hp, float lr_scale, int steps,
-                                     const int* in, const int* tg, int B, int T) {
-    load_params(m, tf);
+// n optimizer steps on one batch from the model's current state; returns the loss before each step and
+// after the last (n + 1 values).
+static std::vector<double> train_steps(Model* m, const Hyper& hp, float lr_scale, int n, const int* in, const int* tg,
+                                       int B, int T) {
     std::vector<double> losses;
-    for (int s = 0; s <= steps; s++) {
+    for (int s = 0; s <= n; s++) {
         cudaCheck(cudaMemset(m->grads, 0, m->n_params * sizeof(float)));
         losses.push_back(model_forward(m, in, tg, B, T, 1.0f / (B * T)));
-        if (s == steps) break;
+        if (s == n) break;
         model_backward(m, in, B, T);
         model_update(m, hp, lr_scale);
     }
     return losses;
+}
+
+// Two steps, a checkpoint, a fresh start from it, two more steps: the losses must be the bits of four
+// uninterrupted steps.
+static void test_resume(Model* m, const TensorFile& tf, const Hyper& hp, float lr_scale, const int* in, const int* tg,
+                        int B, int T, const std::string& name) {
+    load_params(m, tf);
+    std::vector<double> straight = train_steps(m, hp, lr_scale, 4, in, tg, B, T);
+    load_params(m, tf);
+    train_steps(m, hp, lr_scale, 2, in, tg, B, T);
+    std::string path = "/tmp/test_parallax_checkpoint.ptf", err;
+    bool ok = model_save(m, path.c_str(), {}, &err);
+    TensorFile ck;
+    load_params(m, tf);  // scramble: back to the initial weights and empty optimizer state
+    ok = ok && tensor_file_read(&ck, path.c_str(), &err) && model_load_checkpoint(m, ck, &err);
+    std::vector<double> resumed = ok ? train_steps(m, hp, lr_scale, 2, in, tg, B, T) : std::vector<double>();
+    remove(path.c_str());
+    bool same = ok && memcmp(resumed.data(), straight.data() + 2, 3 * sizeof(double)) == 0;
+    (same ? n_pass : n_fail)++;
+    printf("%s test_parallax: %s: save at step 2 and resume gives the bits of 4 straight steps%s%s\n",
+           same ? "PASS" : "FAIL", name.c_str(), ok ? "" : ": ", ok ? "" : err.c_str());
 }
 
 static void test_model(const std::string& path) {
@@ -378,7 +399,8 @@ static void test_model(const std::string& path) {
     for (int muon = 1; muon >= 0; muon--) {
         const char* kind = muon ? "muon" : "adamw";
         Hyper hp = hyper_from_meta(tf, muon);
-        std::vector<double> a = run_steps(&m, tf, hp, lr_scale, steps, in, tg, B, T);
+        load_params(&m, tf);
+        std::vector<double> a = train_steps(&m, hp, lr_scale, steps, in, tg, B, T);
         const RefTensor& ref = tf.get(std::string(kind) + ".losses");
         double worst = 0.0;
         std::string trace;
@@ -390,10 +412,12 @@ static void test_model(const std::string& path) {
             if (s == 0 || s == steps) trace += buf;
         }
         report(tag + " " + kind + " " + std::to_string(steps) + " steps, loss ours/ref" + trace, worst, tolerance("steps"));
-        std::vector<double> b = run_steps(&m, tf, hp, lr_scale, steps, in, tg, B, T);
+        load_params(&m, tf);
+        std::vector<double> b = train_steps(&m, hp, lr_scale, steps, in, tg, B, T);
         bool same = memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
         (same ? n_pass : n_fail)++;
         printf("%s test_parallax: %s %s: two runs give bitwise equal losses\n", same ? "PASS" : "FAIL", tag.c_str(), kind);
+        test_resume(&m, tf, hp, lr_scale, in, tg, B, T, tag + " " + kind);
     }
     model_free(&m);
 }

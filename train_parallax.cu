@@ -22,6 +22,8 @@
 #include "trainer/cross_entropy.cuh"   // defines: cross_entropy_forward_backward
 #include "trainer/embedding.cuh"       // defines: embedding_forward, embedding_backward, tokens_by_value
 #include "trainer/dataloader.h"        // defines: DataLoader, dataloader_open, dataloader_next
+#include "trainer/tensor_file.h"       // defines: TensorFile, tensor_file_read, tensor_file_write
+#include "trainer/tokenizer.h"         // defines: Tokenizer, tokenizer_load, tokenizer_decode
 #include "parallax_kernels.cuh"        // defines: attention_forward, attention_backward
 #include "muon.cuh"                    // defines: muon_step, adamw_step, global_sumsq
 
@@ -426,6 +428,114 @@ static float lr_schedule(int step, int total, int warmup, float decay_frac, bool
     return 0.5f * (1.0f + cosf(3.14159265358979f * frac));
 }
 
+
+// ---------------------------------------------------------------------------------------------------------
+// checkpoints: the reference tensor-file layout (dev/README.md), read in PyTorch by dev/load_checkpoint.py.
+// Tensors param.<name>, muon_buf.<name>, adam_m.<name>, adam_v.<name> (fp32, the table's shapes); metadata
+// holds the config, the step, the AdamW step count and the data loader position. That is the whole training
+// state, so a resumed run continues bit for bit.
+
+static const char* STATE_PREFIXES[] = {"param.", "muon_buf.", "adam_m.", "adam_v."};
+
+static float* state_buffer(Model* m, int which) {
+    float* bufs[] = {m->params, m->muon_buf, m->adam_m, m->adam_v};
+    return bufs[which];
+}
+
+static bool model_save(Model* m, const char* path, std::vector<std::pair<std::string, std::string>> meta,
+                       std::string* err) {
+    const Config& c = m->cfg;
+    meta.push_back({"kind", "checkpoint"});
+    meta.push_back({"variant", c.probe ? "parallax" : "softmax"});
+    meta.push_back({"depth", std::to_string(c.L)});
+    meta.push_back({"width", std::to_string(c.C)});
+    meta.push_back({"head_dim", std::to_string(c.D)});
+    meta.push_back({"vocab", std::to_string(c.V)});
+    meta.push_back({"padded_vocab", std::to_string(c.Vp)});
+    meta.push_back({"adam_t", std::to_string(m->adam_t)});
+    std::vector<float> host(4 * m->n_params);
+    for (int w = 0; w < 4; w++)
+        cudaCheck(cudaMemcpy(host.data() + w * m->n_params, state_buffer(m, w), m->n_params * sizeof(float),
+                             cudaMemcpyDeviceToHost));
+    std::vector<TensorToWrite> tensors;
+    for (int w = 0; w < 4; w++)
+        for (int i = 0; i < NUM_PARAMS; i++) {
+            const ParamSpec& s = m->spec[i];
+            if (!s.present) continue;
+            TensorToWrite t;
+            t.name = std::string(STATE_PREFIXES[w]) + s.name;
+            t.dtype = 0;
+            for (int d = 0; d < s.ndim; d++) t.shape.push_back(s.shape[d]);
+            t.data = host.data() + w * m->n_params + s.offset;
+            tensors.push_back(t);
+        }
+    return tensor_file_write(path, meta, tensors, err);
+}
+
+// The checkpoint must describe the same model (variant, depth, width, head dim); returns false with `err`.
+static bool model_load_checkpoint(Model* m, const TensorFile& tf, std::string* err) {
+    const Config& c = m->cfg;
+    const char* keys[] = {"variant", "depth", "width", "head_dim"};
+    std::string want[] = {c.probe ? "parallax" : "softmax", std::to_string(c.L), std::to_string(c.C), std::to_string(c.D)};
+    for (int i = 0; i < 4; i++) {
+        std::string got;
+        for (auto& kv : tf.meta) if (kv.first == keys[i]) got = kv.second;
+        if (got != want[i]) {
+            *err = tf.path + ": " + keys[i] + " is " + got + ", this run has " + want[i];
+            return false;
+        }
+    }
+    std::vector<float> host(m->n_params, 0.0f);
+    for (int w = 0; w < 4; w++) {
+        for (int i = 0; i < NUM_PARAMS; i++) {
+            const ParamSpec& s = m->spec[i];
+            if (!s.present) continue;
+            const RefTensor* t = tf.find(std::string(STATE_PREFIXES[w]) + s.name);
+            if (!t || (size_t)t->numel != s.numel) {
+                *err = tf.path + ": " + STATE_PREFIXES[w] + s.name + " is missing or has the wrong size";
+                return false;
+            }
+            memcpy(host.data() + s.offset, t->f32(), s.numel * sizeof(float));
+        }
+        cudaCheck(cudaMemcpy(state_buffer(m, w), host.data(), m->n_params * sizeof(float), cudaMemcpyHostToDevice));
+    }
+    m->adam_t = atoi(tf.meta_value("adam_t").c_str());
+    model_sync_bf16(m);
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// sampling: n tokens after <|endoftext|>, temperature 1, one full forward per token (B = 1; short and rare,
+// so no KV cache). The sampler has its own RNG: sampling never changes the training run.
+
+static std::vector<int> model_sample(Model* m, int n, unsigned long long seed) {
+    const Config& c = m->cfg;
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<double> uni(0.0, 1.0);
+    std::vector<int> toks = {50256};
+    std::vector<bf16> row(c.Vp);
+    std::vector<double> prob(c.V);
+    int limit = std::min(m->T, m->B * m->T);
+    for (int i = 0; i < n && (int)toks.size() < limit; i++) {
+        int T = (int)toks.size();
+        std::vector<int> dummy(T, 0);
+        model_forward(m, toks.data(), dummy.data(), 1, T, 0.0f);
+        cudaCheck(cudaMemcpy(row.data(), m->act.logits + (size_t)(T - 1) * c.Vp, c.Vp * sizeof(bf16),
+                             cudaMemcpyDeviceToHost));
+        double mx = -1e30, sum = 0.0;
+        for (int v = 0; v < c.V; v++) mx = std::max(mx, (double)__bfloat162float(row[v]));
+        for (int v = 0; v < c.V; v++) sum += (prob[v] = exp(__bfloat162float(row[v]) - mx));
+        double u = uni(rng) * sum;
+        int next = c.V - 1;
+        for (int v = 0; v < c.V; v++) {
+            u -= prob[v];
+            if (u <= 0) { next = v; break; }
+        }
+        toks.push_back(next);
+    }
+    return std::vector<int>(toks.begin() + 1, toks.end());
+}
+
 #ifndef TESTING
 // ---------------------------------------------------------------------------------------------------------
 // command line
@@ -436,10 +546,14 @@ struct Options {
     std::string attention = "parallax";
     std::string optimizer = "muon";
     std::string schedule = "wsd";
+    std::string prose_val_data = "data/shards/valprose_*.bin";   // optional: skipped when nothing matches
+    std::string tokenizer = "data/shards/gpt2_tokenizer.bin";
     std::string out = "out";
     int depth = 12, width = 0, head_dim = 64, seq_len = 1024, max_seq_len = 1024, batch = 16;
-    long total_batch = 0;   // 0: one micro-batch
-    int steps = 1000, warmup = 20, val_every = 100, val_batches = 20, seed = 1337;
+    long total_batch = 262144;   // 16 micro-steps of 16 x 1024
+    int steps = 200, warmup = 20, val_every = 50, val_batches = 20, seed = 1337;
+    int checkpoint_every = 100, sample_every = 100, sample_tokens = 64;
+    bool resume = false;
     float decay_frac = 0.3f;
     Hyper hp = default_hyper(true);
 };
@@ -448,6 +562,8 @@ static void usage(const Options& o) {
     printf("usage: ./train_parallax [flags]\n"
            "  --train-data GLOB   training shards (default %s)\n"
            "  --val-data GLOB     validation shards (default %s)\n"
+           "  --prose-val-data G  clean-prose validation shards, reported apart; '' = none (default %s)\n"
+           "  --tokenizer FILE    llm.c decode file for samples (default %s)\n"
            "  --attention NAME    parallax or softmax (default %s)\n"
            "  --optimizer NAME    muon (Muon + AdamW) or adamw (default %s)\n"
            "  --depth N           layers (default %d); width defaults to 64 x depth\n"
@@ -456,7 +572,7 @@ static void usage(const Options& o) {
            "  --seq-len T         sequence length (default %d)\n"
            "  --max-seq-len T     longest sequence allowed (default %d)\n"
            "  --batch B           micro-batch (default %d)\n"
-           "  --total-batch N     tokens per step, a multiple of B x T (default B x T)\n"
+           "  --total-batch N     tokens per step, a multiple of B x T (default %ld)\n"
            "  --steps N           optimizer steps (default %d)\n"
            "  --warmup N          warmup steps (default %d)\n"
            "  --schedule NAME     wsd or cosine (default %s)\n"
@@ -466,13 +582,17 @@ static void usage(const Options& o) {
            "  --grad-clip F       global norm clip, 0 = off (default %g)\n"
            "  --val-every N       validation every N steps (default %d)\n"
            "  --val-batches N     micro-batches per validation (default %d)\n"
+           "  --sample-every N    print a sampled text every N steps, 0 = never (default %d)\n"
+           "  --sample-tokens N   tokens per sample (default %d)\n"
+           "  --checkpoint-every N  write OUT/checkpoint.ptf every N steps and at the end, 0 = only at the end (default %d)\n"
+           "  --resume 1          continue from OUT/checkpoint.ptf, bit for bit (same flags)\n"
            "  --seed N            seed of the init (default %d)\n"
-           "  --out DIR           log folder (default %s)\n"
+           "  --out DIR           log.csv and checkpoint.ptf go here (default %s)\n"
            "  --help              this text\n",
-           o.train_data.c_str(), o.val_data.c_str(), o.attention.c_str(), o.optimizer.c_str(), o.depth, o.head_dim,
-           o.seq_len, o.max_seq_len, o.batch, o.steps, o.warmup, o.schedule.c_str(), o.decay_frac, o.hp.muon_lr,
-           o.hp.embed_lr, o.hp.head_lr, o.hp.gain_lr, o.hp.grad_clip, o.val_every, o.val_batches, o.seed,
-           o.out.c_str());
+           o.train_data.c_str(), o.val_data.c_str(), o.prose_val_data.c_str(), o.tokenizer.c_str(), o.attention.c_str(),
+           o.optimizer.c_str(), o.depth, o.head_dim, o.seq_len, o.max_seq_len, o.batch, o.total_batch, o.steps, o.warmup, o.schedule.c_str(), o.decay_frac, o.hp.muon_lr,
+           o.hp.embed_lr, o.hp.head_lr, o.hp.gain_lr, o.hp.grad_clip, o.val_every, o.val_batches, o.sample_every, o.sample_tokens,
+           o.checkpoint_every, o.seed, o.out.c_str());
 }
 
 [[noreturn]] static void flag_error(const char* flag, const std::string& why) {
@@ -501,6 +621,7 @@ static float parse_float(const char* flag, const char* v, float lo, float hi) {
 static Options parse_args(int argc, char** argv) {
     Options o;
     float muon_lr = -1, embed_lr = -1, head_lr = -1, gain_lr = -1, adam_lr = -1, clip = -1;
+    bool total_set = false;
     for (int i = 1; i < argc; i++) {
         const char* f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) { usage(o); exit(0); }
@@ -524,7 +645,7 @@ static Options parse_args(int argc, char** argv) {
         else if (!strcmp(f, "--seq-len")) o.seq_len = (int)parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--max-seq-len")) o.max_seq_len = (int)parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--batch")) o.batch = (int)parse_int(f, v, 1, 1 << 16);
-        else if (!strcmp(f, "--total-batch")) o.total_batch = parse_int(f, v, 1, 1L << 40);
+        else if (!strcmp(f, "--total-batch")) { o.total_batch = parse_int(f, v, 1, 1L << 40); total_set = true; }
         else if (!strcmp(f, "--steps")) o.steps = (int)parse_int(f, v, 0, 1 << 30);
         else if (!strcmp(f, "--warmup")) o.warmup = (int)parse_int(f, v, 0, 1 << 30);
         else if (!strcmp(f, "--decay-frac")) o.decay_frac = parse_float(f, v, 0.0f, 1.0f);
@@ -532,6 +653,12 @@ static Options parse_args(int argc, char** argv) {
         else if (!strcmp(f, "--val-batches")) o.val_batches = (int)parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--seed")) o.seed = (int)parse_int(f, v, 0, 2147483647L);
         else if (!strcmp(f, "--out")) o.out = v;
+        else if (!strcmp(f, "--prose-val-data")) o.prose_val_data = v;
+        else if (!strcmp(f, "--tokenizer")) o.tokenizer = v;
+        else if (!strcmp(f, "--sample-every")) o.sample_every = (int)parse_int(f, v, 0, 1 << 30);
+        else if (!strcmp(f, "--sample-tokens")) o.sample_tokens = (int)parse_int(f, v, 1, 1 << 20);
+        else if (!strcmp(f, "--checkpoint-every")) o.checkpoint_every = (int)parse_int(f, v, 0, 1 << 30);
+        else if (!strcmp(f, "--resume")) o.resume = parse_int(f, v, 0, 1) == 1;
         else if (!strcmp(f, "--muon-lr")) muon_lr = parse_float(f, v, 0.0f, 100.0f);
         else if (!strcmp(f, "--embed-lr")) embed_lr = parse_float(f, v, 0.0f, 100.0f);
         else if (!strcmp(f, "--head-lr")) head_lr = parse_float(f, v, 0.0f, 100.0f);
@@ -548,12 +675,13 @@ static Options parse_args(int argc, char** argv) {
     if (adam_lr >= 0) o.hp.adam_lr = adam_lr;
     if (clip >= 0) o.hp.grad_clip = clip;
     if (o.width == 0) o.width = 64 * o.depth;
+    // the default step is 2^18 tokens when --batch and --seq-len divide it; otherwise one micro-batch
+    if (!total_set && o.total_batch % ((long)o.batch * o.seq_len)) o.total_batch = (long)o.batch * o.seq_len;
     if (o.width % o.head_dim) flag_error("--width", std::to_string(o.width) + " is not a multiple of --head-dim " + std::to_string(o.head_dim));
     if (o.width % 128) flag_error("--width", std::to_string(o.width) + " must be a multiple of 128");
     if (o.head_dim != 64 && o.head_dim != 128) flag_error("--head-dim", "must be 64 or 128");
     if (o.seq_len > o.max_seq_len) flag_error("--seq-len", std::to_string(o.seq_len) + " is above the maximum " + std::to_string(o.max_seq_len) + " (raise --max-seq-len)");
     long bt = (long)o.batch * o.seq_len;
-    if (o.total_batch == 0) o.total_batch = bt;
     if (o.total_batch % bt) flag_error("--total-batch", std::to_string(o.total_batch) + " is not a multiple of --batch x --seq-len = " + std::to_string(bt));
     if (o.steps > 0 && o.warmup > o.steps) flag_error("--warmup", "longer than --steps");
     return o;
@@ -580,15 +708,68 @@ static double gpu_peak_flops(const cudaDeviceProp& p) {
     return 0.0;
 }
 
+// the metadata a checkpoint carries besides the model: what must match to resume, and where to resume
+static std::vector<std::pair<std::string, std::string>> run_meta(const Options& o, int step, const DataLoader& train) {
+    return {{"optimizer", o.optimizer}, {"seq_len", std::to_string(o.seq_len)}, {"batch", std::to_string(o.batch)},
+            {"total_batch", std::to_string(o.total_batch)}, {"seed", std::to_string(o.seed)},
+            {"step", std::to_string(step)}, {"train_shard", std::to_string(train.shard)},
+            {"train_offset", std::to_string(train.offset)}};
+}
+
+static void save_checkpoint(Model* m, const Options& o, int step, const DataLoader& train) {
+    std::string path = o.out + "/checkpoint.ptf", err;
+    if (!model_save(m, path.c_str(), run_meta(o, step, train), &err)) {
+        fprintf(stderr, "train_parallax: checkpoint: %s\n", err.c_str());
+        exit(EXIT_FAILURE);
+    }
+    printf("step %5d | wrote %s\n", step, path.c_str());
+}
+
 int main(int argc, char** argv) {
     Options o = parse_args(argc, argv);
     // every input is checked before any GPU work
-    DataLoader train, val;
+    DataLoader train, val, prose;
     std::string err;
     if (!dataloader_open(&train, "--train-data", o.train_data.c_str(), o.batch, o.seq_len, &err) ||
         !dataloader_open(&val, "--val-data", o.val_data.c_str(), o.batch, o.seq_len, &err)) {
         fprintf(stderr, "train_parallax: %s\n", err.c_str());
         return 2;
+    }
+    bool have_prose = false;
+    if (!o.prose_val_data.empty()) {
+        glob_t g;
+        bool any = glob(o.prose_val_data.c_str(), 0, NULL, &g) == 0 && g.gl_pathc > 0;
+        if (any) globfree(&g);
+        if (any && !dataloader_open(&prose, "--prose-val-data", o.prose_val_data.c_str(), 1, o.seq_len, &err)) {
+            fprintf(stderr, "train_parallax: %s\n", err.c_str());
+            return 2;
+        }
+        have_prose = any;
+    }
+    Tokenizer tok;
+    bool have_tok = o.sample_every > 0 && tokenizer_load(&tok, o.tokenizer.c_str(), &err);
+    if (o.sample_every > 0 && !have_tok) printf("note: --tokenizer %s; samples print as token ids\n", err.c_str());
+    TensorFile ckpt;
+    int start = 0;
+    if (o.resume) {
+        std::string path = o.out + "/checkpoint.ptf";
+        if (!tensor_file_read(&ckpt, path.c_str(), &err)) { fprintf(stderr, "train_parallax: --resume: %s\n", err.c_str()); return 2; }
+        for (auto& kv : run_meta(o, 0, train)) {
+            if (kv.first == "step" || kv.first == "train_shard" || kv.first == "train_offset") continue;
+            if (ckpt.meta_value(kv.first) != kv.second) {
+                fprintf(stderr, "train_parallax: --resume: %s has %s %s, this run %s (use the same flags)\n",
+                        path.c_str(), kv.first.c_str(), ckpt.meta_value(kv.first).c_str(), kv.second.c_str());
+                return 2;
+            }
+        }
+        start = atoi(ckpt.meta_value("step").c_str());
+        train.shard = atoi(ckpt.meta_value("train_shard").c_str());
+        train.offset = atol(ckpt.meta_value("train_offset").c_str());
+        if (start > o.steps || train.shard >= (int)train.paths.size()) {
+            fprintf(stderr, "train_parallax: --resume: %s is at step %d (shard %d), past this run's --steps %d or shards\n",
+                    path.c_str(), start, train.shard, o.steps);
+            return 2;
+        }
     }
     if (cuda_device_count() == 0) { fprintf(stderr, "train_parallax: no CUDA GPU found\n"); return 1; }
     std::string mk = "mkdir -p '" + o.out + "'";
@@ -601,6 +782,11 @@ int main(int argc, char** argv) {
     Model m;
     model_alloc(&m, cfg, o.batch, o.seq_len);
     model_init(&m, (unsigned long long)o.seed);
+    if (o.resume) {
+        if (!model_load_checkpoint(&m, ckpt, &err)) { fprintf(stderr, "train_parallax: --resume: %s\n", err.c_str()); return 2; }
+        ckpt = TensorFile();  // free the host copy
+        printf("resumed from %s/checkpoint.ptf at step %d\n", o.out.c_str(), start);
+    }
     int accum = (int)(o.total_batch / ((long)o.batch * o.seq_len));
     // model FLOPs per token: 6 x matrix params (embedding excluded) + attention (spec 1, causal) per token
     double mat_params = 0;
@@ -616,19 +802,34 @@ int main(int argc, char** argv) {
            train.paths.size(), dataloader_total_tokens(&val));
 
     std::string log_path = o.out + "/log.csv";
-    FILE* log = fopen(log_path.c_str(), "w");
+    FILE* log = fopen(log_path.c_str(), o.resume ? "a" : "w");
     if (!log) { fprintf(stderr, "train_parallax: cannot write %s\n", log_path.c_str()); return 1; }
-    fprintf(log, "step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s\n");
+    if (!o.resume) fprintf(log, "step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s\n");
 
     double total_ms = 0.0;
-    for (int step = 0; step <= o.steps; step++) {
+    int timed = 0;
+    for (int step = start; step <= o.steps; step++) {
         long tokens_seen = (long)step * o.total_batch;
-        if (o.val_every && (step % o.val_every == 0 || step == o.steps)) {
+        bool resumed_here = o.resume && step == start;
+        if (o.val_every && (step % o.val_every == 0 || step == o.steps) && !resumed_here) {
             float vl = evaluate(&m, &val, o.val_batches);
-            printf("step %5d | val loss %.4f\n", step, vl);
             fprintf(log, "%d,%ld,val,%.6f,,,,\n", step, tokens_seen, vl);
+            if (have_prose) {
+                float pl = evaluate(&m, &prose, std::max(1, (int)(dataloader_total_tokens(&prose) / (o.seq_len + 1)) - 1));
+                fprintf(log, "%d,%ld,valprose,%.6f,,,,\n", step, tokens_seen, pl);
+                printf("step %5d | val loss %.4f | prose val loss %.4f\n", step, vl, pl);
+            } else {
+                printf("step %5d | val loss %.4f\n", step, vl);
+            }
             fflush(log);
         }
+        if (o.sample_every && step > start && (step % o.sample_every == 0 || step == o.steps)) {
+            std::vector<int> ids = model_sample(&m, o.sample_tokens, (unsigned long long)o.seed * 1000003ULL + step);
+            if (have_tok) printf("step %5d | sample: %s\n", step, tokenizer_decode(&tok, ids).c_str());
+            else { printf("step %5d | sample ids:", step); for (int id : ids) printf(" %d", id); printf("\n"); }
+        }
+        if (step > start && (step == o.steps || (o.checkpoint_every && step % o.checkpoint_every == 0)))
+            save_checkpoint(&m, o, step, train);
         if (step == o.steps) break;
         cudaEvent_t t0, t1;
         cudaCheck(cudaEventCreate(&t0)); cudaCheck(cudaEventCreate(&t1));
@@ -649,7 +850,7 @@ int main(int argc, char** argv) {
         float ms;
         cudaCheck(cudaEventElapsedTime(&ms, t0, t1));
         cudaCheck(cudaEventDestroy(t0)); cudaCheck(cudaEventDestroy(t1));
-        if (step > 0) total_ms += ms;   // the first step includes cuBLAS warm-up
+        if (step > start) { total_ms += ms; timed++; }   // the first step includes cuBLAS warm-up
         double tps = o.total_batch / (ms / 1e3);
         double mfu = peak > 0 ? 100.0 * flops_per_token * tps / peak : 0.0;
         printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1,
@@ -659,9 +860,11 @@ int main(int argc, char** argv) {
         fflush(log);
         if (!std::isfinite(loss)) { fprintf(stderr, "train_parallax: loss is not finite at step %d\n", step + 1); return 1; }
     }
-    if (o.steps > 1)
-        printf("done: %d steps, %.1f s of training (steps 2..%d), %.0f tok/s average\n", o.steps, total_ms / 1e3, o.steps,
-               (o.steps - 1) * o.total_batch / (total_ms / 1e3));
+    size_t free_b, total_b;
+    cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+    if (timed > 0)
+        printf("done: %d steps timed, %.1f s, %.0f tok/s average; GPU memory in use %.1f GiB\n", timed, total_ms / 1e3,
+               timed * o.total_batch / (total_ms / 1e3), (total_b - free_b) / 1073741824.0);
     fclose(log);
     model_free(&m);
     return 0;

@@ -278,6 +278,25 @@ def test_exporter_small():
               f"{len(t)} tensors, grads rel err {e:.1e} (float32), loss {t['loss'][0]:.5f}")
 
 
+def test_checkpoint_loader(gen):
+    """dev/load_checkpoint.py reads the trainer's checkpoint layout (written here with the same tensor-file
+    writer the C++ side mirrors) back into the reference model's parameters."""
+    from load_checkpoint import load_checkpoint
+    cfg = Config(variant="parallax", depth=1, width=64)
+    params = init_params(cfg, 3, zero_init_too=True)
+    tensors = [(f"{k}.{n}", params[n] * (i + 1)) for i, k in enumerate(("param", "muon_buf", "adam_m", "adam_v"))
+               for n, _ in param_table(cfg)]
+    meta = {"kind": "checkpoint", "variant": "parallax", "depth": 1, "width": 64, "head_dim": 64, "vocab": 50257,
+            "step": 7}
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "checkpoint.ptf")
+        tensorfile.write(path, meta, tensors)
+        c2, p2, state, m2 = load_checkpoint(path)
+        ok = c2 == cfg and all(torch.equal(p2[n], params[n]) for n in params) and \
+            torch.equal(state["adam_v"]["fc_w"], params["fc_w"] * 4) and m2["step"] == "7"
+        check("checkpoint loader: config, weights and optimizer state", ok, f"{len(p2)} tensors, step {m2['step']}")
+
+
 def main():
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))  # fresh inputs each run
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -294,6 +313,7 @@ def main():
     test_tensorfile(gen)
     test_exporter_errors()
     test_exporter_small()
+    test_checkpoint_loader(gen)
     sys.exit(1 if failures else 0)
 
 

@@ -103,3 +103,62 @@ static bool tensor_file_read(TensorFile* tf, const char* path, std::string* err)
     }
     return true;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Writer of the same layout (checkpoints use it too). Tensors are float32 or int32 host arrays; the file is
+// written to path + ".tmp" and renamed, so a crash never leaves a half-written file under the real name.
+
+struct TensorToWrite {
+    std::string name;
+    int dtype;                   // 0 float32, 1 int32
+    std::vector<int64_t> shape;
+    const void* data;
+};
+
+static bool tensor_file_write(const char* path, const std::vector<std::pair<std::string, std::string>>& meta,
+                              const std::vector<TensorToWrite>& tensors, std::string* err) {
+    std::vector<char> head;
+    auto put = [&](const void* p, size_t n) { head.insert(head.end(), (const char*)p, (const char*)p + n); };
+    auto put_u32 = [&](uint32_t v) { put(&v, 4); };
+    auto put_str = [&](const std::string& s) { put_u32((uint32_t)s.size()); put(s.data(), s.size()); };
+    put("PTF1", 4);
+    put_u32(1);
+    put_u32((uint32_t)meta.size());
+    put_u32((uint32_t)tensors.size());
+    for (auto& kv : meta) { put_str(kv.first); put_str(kv.second); }
+    size_t table = 0;
+    for (auto& t : tensors) table += 4 + t.name.size() + 8 + 8 * t.shape.size() + 16;
+    uint64_t offset = (head.size() + table + 63) / 64 * 64;
+    std::vector<uint64_t> offsets, sizes;
+    for (auto& t : tensors) {
+        uint64_t n = 4;
+        for (int64_t d : t.shape) n *= (uint64_t)d;
+        put_str(t.name);
+        put_u32((uint32_t)t.dtype);
+        put_u32((uint32_t)t.shape.size());
+        for (int64_t d : t.shape) put(&d, 8);
+        put(&offset, 8);
+        put(&n, 8);
+        offsets.push_back(offset);
+        sizes.push_back(n);
+        offset = (offset + n + 63) / 64 * 64;
+    }
+    std::string tmp = std::string(path) + ".tmp";
+    FILE* f = fopen(tmp.c_str(), "wb");
+    if (!f) { *err = tmp + ": cannot write (" + strerror(errno) + ")"; return false; }
+    bool ok = fwrite(head.data(), 1, head.size(), f) == head.size();
+    static const char zeros[64] = {0};
+    uint64_t pos = head.size();
+    for (size_t i = 0; ok && i < tensors.size(); i++) {
+        ok = fwrite(zeros, 1, offsets[i] - pos, f) == offsets[i] - pos &&
+             fwrite(tensors[i].data, 1, sizes[i], f) == sizes[i];
+        pos = offsets[i] + sizes[i];
+    }
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp.c_str(), path) != 0) {
+        *err = std::string(path) + ": write failed (disk full?)";
+        remove(tmp.c_str());
+        return false;
+    }
+    return true;
+}
