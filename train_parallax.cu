@@ -677,9 +677,9 @@ static Options parse_args(int argc, char** argv) {
     if (o.width == 0) o.width = 64 * o.depth;
     // the default step is 2^18 tokens when --batch and --seq-len divide it; otherwise one micro-batch
     if (!total_set && o.total_batch % ((long)o.batch * o.seq_len)) o.total_batch = (long)o.batch * o.seq_len;
+    if (o.head_dim != 64 && o.head_dim != 128) flag_error("--head-dim", "must be 64 or 128");
     if (o.width % o.head_dim) flag_error("--width", std::to_string(o.width) + " is not a multiple of --head-dim " + std::to_string(o.head_dim));
     if (o.width % 128) flag_error("--width", std::to_string(o.width) + " must be a multiple of 128");
-    if (o.head_dim != 64 && o.head_dim != 128) flag_error("--head-dim", "must be 64 or 128");
     if (o.seq_len > o.max_seq_len) flag_error("--seq-len", std::to_string(o.seq_len) + " is above the maximum " + std::to_string(o.max_seq_len) + " (raise --max-seq-len)");
     long bt = (long)o.batch * o.seq_len;
     if (o.total_batch % bt) flag_error("--total-batch", std::to_string(o.total_batch) + " is not a multiple of --batch x --seq-len = " + std::to_string(bt));

@@ -31,6 +31,7 @@ if [ -n "${DATA_PYTHON:-}" ]; then
 else
     echo "FAIL data: no python3 with numpy and regex found (Debian: apt-get install python3-numpy python3-regex)" | tee -a "$log"
 fi
+run cli "${DATA_PYTHON:-${PYTHON:-python3}}" dev/test_cli.py ./train_parallax
 run test_parallax ./test_parallax
 
 passed=$(grep -c '^PASS ' "$log")
