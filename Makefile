@@ -14,7 +14,7 @@ REF_DIR = dev/ref
 
 TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
-.PHONY: all test train ref data clean
+.PHONY: all test train ref data compare clean
 all: train_parallax test_parallax
 
 CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
@@ -43,10 +43,15 @@ data/shards/manifest.json: data/build_corpus.py data/extract.py data/tokenizer.p
 	$(DATA_PYTHON) data/build_corpus.py
 
 test: all $(if $(HAVE_GPU),$(REF_DIR)/attention_cases.ptf $(MODEL_REFS))
-	PYTHON="$(PYTHON)" DATA_PYTHON="$(DATA_PYTHON)" bash dev/run_tests.sh
+	PYTHON="$(PYTHON)" DATA_PYTHON="$(DATA_PYTHON)" PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/run_tests.sh
 
 train: train_parallax data/shards/manifest.json
 	./train_parallax $(TRAIN_FLAGS)
+
+# the four combinations, one seed, same data and token budget, then the plot and the table (dev/compare.sh)
+PLOT_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import matplotlib' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+compare: train_parallax data/shards/manifest.json
+	PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/compare.sh
 
 clean:
 	rm -f test_parallax train_parallax

@@ -862,6 +862,8 @@ int main(int argc, char** argv) {
     }
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+    fprintf(log, "%d,%ld,gpu_memory_gib,%.3f,,,,\n", o.steps, (long)o.steps * o.total_batch,
+            (total_b - free_b) / 1073741824.0);   // every buffer is allocated up front: this is the peak
     if (timed > 0)
         printf("done: %d steps timed, %.1f s, %.0f tok/s average; GPU memory in use %.1f GiB\n", timed, total_ms / 1e3,
                timed * o.total_batch / (total_ms / 1e3), (total_b - free_b) / 1073741824.0);

@@ -32,6 +32,11 @@ else
     echo "FAIL data: no python3 with numpy and regex found (Debian: apt-get install python3-numpy python3-regex)" | tee -a "$log"
 fi
 run cli "${DATA_PYTHON:-${PYTHON:-python3}}" dev/test_cli.py ./train_parallax
+if [ -n "${PLOT_PYTHON:-}" ]; then
+    run plot "$PLOT_PYTHON" dev/test_plot.py
+else
+    echo "FAIL plot: no python3 with matplotlib found (Debian: apt-get install python3-matplotlib)" | tee -a "$log"
+fi
 run test_parallax ./test_parallax
 
 passed=$(grep -c '^PASS ' "$log")
