@@ -144,6 +144,41 @@ static float* param(Model* m, int i) { return m->params + m->spec[i].offset; }
 static bf16* param_bf16(Model* m, int i) { return m->params_bf16 + m->spec[i].offset; }
 static float* grad(Model* m, int i) { return m->grads + m->spec[i].offset; }
 
+// One layer's slices of the activations (N = B*T tokens of the current micro-batch).
+struct LayerActs {
+    float *x, *x_mid;          // residual entering the attention and the MLP
+    float *rstd, *rstd2;       // their rmsnorms
+    bf16 *h, *h2;              // rmsnorm outputs (inputs of the qkvr and fc GEMMs)
+    bf16 *qkvr, *qkr, *o, *vbar, *u, *act;
+    float *lse, *tbar;
+    QKRGains gains;            // this layer's q, k, r gains (r NULL for softmax)
+    QKRGainGrads dgains;       // and their gradients
+};
+
+static LayerActs layer_acts(Model* m, int l, size_t N, size_t rows) {
+    const Config& c = m->cfg;
+    Activations* a = &m->act;
+    size_t C = c.C, nC = (size_t)c.n_proj() * C;
+    LayerActs la;
+    la.x = a->res + (2 * l) * N * C;
+    la.x_mid = la.x + N * C;
+    la.rstd = a->rstd + (2 * l) * N;
+    la.rstd2 = la.rstd + N;
+    la.h = a->h + (2 * l) * N * C;
+    la.h2 = la.h + N * C;
+    la.qkvr = a->qkvr + l * N * nC;
+    la.qkr = a->qkr + l * N * nC;
+    la.o = a->o + l * N * C;
+    la.vbar = a->vbar + l * N * C;
+    la.u = a->u + l * N * 4 * C;
+    la.act = a->act + l * N * 4 * C;
+    la.lse = a->lse + l * rows;
+    la.tbar = a->tbar + l * rows;
+    la.gains = {{param(m, P_QGAIN) + l * c.D, param(m, P_KGAIN) + l * c.D, c.probe ? param(m, P_RGAIN) + l * c.D : NULL}};
+    la.dgains = {{grad(m, P_QGAIN) + l * c.D, grad(m, P_KGAIN) + l * c.D, c.probe ? grad(m, P_RGAIN) + l * c.D : NULL}};
+    return la;
+}
+
 // fp32 master -> bf16 copy, after init, load and every update
 __global__ void to_bf16_kernel(bf16* dst, const float* src, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -269,32 +304,22 @@ static float model_forward(Model* m, const int* inputs, const int* targets, int 
     cudaCheck(cudaMemcpy(a->tokens + N, targets, N * sizeof(int), cudaMemcpyHostToDevice));
     embedding_forward(a->res, param(m, P_WTE), a->tokens, (int)N, c.C, st);
     for (int l = 0; l < c.L; l++) {
-        float* x = a->res + (2 * l) * N * C;
-        float* x_mid = x + N * C;
-        bf16* h = a->h + (2 * l) * N * C;
-        bf16* h2 = h + N * C;
-        bf16* qkvr = a->qkvr + l * N * nC;
-        bf16* qkr = a->qkr + l * N * nC;
-        bf16* o = a->o + l * N * C;
+        LayerActs la = layer_acts(m, l, N, rows);
         // attention: x_mid = x + W_o Parallax(q, r, k, v)
-        rmsnorm_forward(h, a->rstd + (2 * l) * N, x, (int)N, c.C, st);
-        linear_forward(qkvr, h, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, false, 0.0f, st);
-        QKRGains gains = {{param(m, P_QGAIN) + l * c.D, param(m, P_KGAIN) + l * c.D,
-                           c.probe ? param(m, P_RGAIN) + l * c.D : NULL}};
-        qkr_norm_rope_forward(qkr, qkvr, gains, m->rope, (int)N, T, c.H, c.D, c.n_proj(), st);
-        attention_forward(o, a->vbar + l * N * C, a->lse + l * rows, a->tbar + l * rows, qkr,
-                          c.probe ? qkr + 3 * C : NULL, qkr + C, qkvr + 2 * C, B, T, c.H, c.D, (int)nC, st);
-        cudaCheck(cudaMemcpyAsync(x_mid, x, N * C * sizeof(float), cudaMemcpyDeviceToDevice, st));
-        linear_forward(x_mid, o, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, true, 1.0f, st);
+        rmsnorm_forward(la.h, la.rstd, la.x, (int)N, c.C, st);
+        linear_forward(la.qkvr, la.h, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, false, 0.0f, st);
+        qkr_norm_rope_forward(la.qkr, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D, c.n_proj(), st);
+        attention_forward(la.o, la.vbar, la.lse, la.tbar, la.qkr, c.probe ? la.qkr + 3 * C : NULL, la.qkr + C,
+                          la.qkvr + 2 * C, B, T, c.H, c.D, (int)nC, st);
+        cudaCheck(cudaMemcpyAsync(la.x_mid, la.x, N * C * sizeof(float), cudaMemcpyDeviceToDevice, st));
+        linear_forward(la.x_mid, la.o, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, true, 1.0f, st);
         // MLP: x_next = x_mid + W_2 relu(W_1 rmsnorm(x_mid))^2
-        rmsnorm_forward(h2, a->rstd + (2 * l + 1) * N, x_mid, (int)N, c.C, st);
-        bf16* u = a->u + l * N * 4 * C;
-        bf16* act = a->act + l * N * 4 * C;
-        linear_forward(u, h2, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, false, 0.0f, st);
-        relu2_forward(act, u, N * 4 * C, st);
-        float* x_next = x_mid + N * C;
-        cudaCheck(cudaMemcpyAsync(x_next, x_mid, N * C * sizeof(float), cudaMemcpyDeviceToDevice, st));
-        linear_forward(x_next, act, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C, true, 1.0f, st);
+        rmsnorm_forward(la.h2, la.rstd2, la.x_mid, (int)N, c.C, st);
+        linear_forward(la.u, la.h2, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, false, 0.0f, st);
+        relu2_forward(la.act, la.u, N * 4 * C, st);
+        float* x_next = la.x_mid + N * C;
+        cudaCheck(cudaMemcpyAsync(x_next, la.x_mid, N * C * sizeof(float), cudaMemcpyDeviceToDevice, st));
+        linear_forward(x_next, la.act, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C, true, 1.0f, st);
     }
     float* xf = a->res + 2 * c.L * N * C;
     bf16* hf = a->h + 2 * c.L * N * C;
@@ -324,42 +349,32 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
     rmsnorm_backward(a->dres, a->dh, a->res + 2 * c.L * N * C, a->rstd + 2 * c.L * N, (int)N, c.C, st);
 
     for (int l = c.L - 1; l >= 0; l--) {
-        float* x = a->res + (2 * l) * N * C;
-        float* x_mid = x + N * C;
-        bf16* h = a->h + (2 * l) * N * C;
-        bf16* h2 = h + N * C;
-        bf16* qkvr = a->qkvr + l * N * nC;
-        bf16* qkr = a->qkr + l * N * nC;
-        bf16* u = a->u + l * N * 4 * C;
+        LayerActs la = layer_acts(m, l, N, rows);
         // MLP: x_next = x_mid + act W_2^T, act = relu(u)^2, u = h2 W_1^T
         to_bf16_kernel<<<(unsigned)((N * C + 255) / 256), 256, 0, st>>>(a->dres_bf16, a->dres, N * C);
         cudaCheckLaunch();
-        linear_backward_weight(grad(m, P_FCPROJ) + l * C * 4 * C, a->dres_bf16, a->act + l * N * 4 * C, (int)N,
-                               4 * c.C, c.C, st);
+        linear_backward_weight(grad(m, P_FCPROJ) + l * C * 4 * C, a->dres_bf16, la.act, (int)N, 4 * c.C, c.C, st);
         linear_backward_input(a->dbig, a->dres_bf16, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C,
                               false, st);
-        relu2_backward(a->dbig, u, N * 4 * C, st);
-        linear_backward_weight(grad(m, P_FC) + l * 4 * C * C, a->dbig, h2, (int)N, c.C, 4 * c.C, st);
+        relu2_backward(a->dbig, la.u, N * 4 * C, st);
+        linear_backward_weight(grad(m, P_FC) + l * 4 * C * C, a->dbig, la.h2, (int)N, c.C, 4 * c.C, st);
         linear_backward_input(a->dh, a->dbig, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, true, st);
-        rmsnorm_backward(a->dres, a->dh, x_mid, a->rstd + (2 * l + 1) * N, (int)N, c.C, st);
+        rmsnorm_backward(a->dres, a->dh, la.x_mid, la.rstd2, (int)N, c.C, st);
         // attention: x_mid = x + o W_o^T
         to_bf16_kernel<<<(unsigned)((N * C + 255) / 256), 256, 0, st>>>(a->dres_bf16, a->dres, N * C);
         cudaCheckLaunch();
-        linear_backward_weight(grad(m, P_ATTPROJ) + l * C * C, a->dres_bf16, a->o + l * N * C, (int)N, c.C, c.C, st);
+        linear_backward_weight(grad(m, P_ATTPROJ) + l * C * C, a->dres_bf16, la.o, (int)N, c.C, c.C, st);
         bf16* dO = (bf16*)a->dh;  // reuse: (N, C) bf16 fits in the fp32 scratch
         linear_backward_input(dO, a->dres_bf16, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, false, st);
         bf16* dq = a->dbig;
-        attention_backward(dq, c.probe ? dq + 3 * C : NULL, dq + C, dq + 2 * C, a->Tg, a->Bv, dO, qkr,
-                           c.probe ? qkr + 3 * C : NULL, qkr + C, qkvr + 2 * C, a->o + l * N * C, a->vbar + l * N * C,
-                           a->lse + l * rows, a->tbar + l * rows, B, T, c.H, c.D, (int)nC, st);
-        QKRGains gains = {{param(m, P_QGAIN) + l * c.D, param(m, P_KGAIN) + l * c.D,
-                           c.probe ? param(m, P_RGAIN) + l * c.D : NULL}};
-        QKRGainGrads dgains = {{grad(m, P_QGAIN) + l * c.D, grad(m, P_KGAIN) + l * c.D,
-                                c.probe ? grad(m, P_RGAIN) + l * c.D : NULL}};
-        qkr_norm_rope_backward(a->dbig, dgains, a->scratch, qkvr, gains, m->rope, (int)N, T, c.H, c.D, c.n_proj(), st);
-        linear_backward_weight(grad(m, P_QKVR) + l * nC * C, a->dbig, h, (int)N, c.C, (int)nC, st);
+        attention_backward(dq, c.probe ? dq + 3 * C : NULL, dq + C, dq + 2 * C, a->Tg, a->Bv, dO, la.qkr,
+                           c.probe ? la.qkr + 3 * C : NULL, la.qkr + C, la.qkvr + 2 * C, la.o, la.vbar, la.lse, la.tbar,
+                           B, T, c.H, c.D, (int)nC, st);
+        qkr_norm_rope_backward(a->dbig, la.dgains, a->scratch, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D,
+                               c.n_proj(), st);
+        linear_backward_weight(grad(m, P_QKVR) + l * nC * C, a->dbig, la.h, (int)N, c.C, (int)nC, st);
         linear_backward_input(a->dh, a->dbig, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, true, st);
-        rmsnorm_backward(a->dres, a->dh, x, a->rstd + (2 * l) * N, (int)N, c.C, st);
+        rmsnorm_backward(a->dres, a->dh, la.x, la.rstd, (int)N, c.C, st);
     }
     std::vector<int> groups;
     int n_unique = tokens_by_value(&groups, inputs, (int)N);
