@@ -530,7 +530,7 @@ static std::vector<int> model_sample(Model* m, int n, unsigned long long seed) {
     std::vector<int> toks = {50256};
     std::vector<bf16> row(c.Vp);
     std::vector<double> prob(c.V);
-    int limit = std::min(m->T, m->B * m->T);
+    int limit = m->T;   // the activations hold one sequence of up to T tokens
     for (int i = 0; i < n && (int)toks.size() < limit; i++) {
         int T = (int)toks.size();
         std::vector<int> dummy(T, 0);
