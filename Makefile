@@ -14,8 +14,8 @@ REF_DIR = dev/ref
 
 TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
-.PHONY: all test train ref data compare clean
-all: train_parallax test_parallax
+.PHONY: all test train ref data compare bench clean
+all: train_parallax test_parallax dev/bench_parallax
 
 CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
 
@@ -24,6 +24,13 @@ train_parallax: $(CUDA_SOURCES)
 
 test_parallax: test_parallax.cu dev/cuda/attention_rowwise.cuh $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+dev/bench_parallax: dev/bench_parallax.cu $(CUDA_SOURCES)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+# the benchmark table of issue 5: attention kernels alone, then the d12 model (needs a GPU)
+bench: dev/bench_parallax
+	./dev/bench_parallax
 
 # attention-only reference cases: small, written before the GPU tests when a GPU is present
 $(REF_DIR)/attention_cases.ptf: dev/export_reference.py dev/parallax_attention.py dev/tensorfile.py
@@ -54,4 +61,4 @@ compare: train_parallax data/shards/manifest.json
 	PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/compare.sh
 
 clean:
-	rm -f test_parallax train_parallax
+	rm -f test_parallax train_parallax dev/bench_parallax

@@ -551,6 +551,14 @@ static std::vector<int> model_sample(Model* m, int n, unsigned long long seed) {
     return std::vector<int>(toks.begin() + 1, toks.end());
 }
 
+// dense bf16 peak of the GPU, for MFU (datasheet numbers; 0 when unknown)
+static double gpu_peak_flops(const cudaDeviceProp& p) {
+    std::string n = p.name;
+    if (n.find("H100") != std::string::npos || n.find("H200") != std::string::npos || n.find("H800") != std::string::npos) return 989e12;
+    if (n.find("A100") != std::string::npos || n.find("A800") != std::string::npos) return 312e12;
+    return 0.0;
+}
+
 #ifndef TESTING
 // ---------------------------------------------------------------------------------------------------------
 // command line
@@ -715,13 +723,6 @@ static float evaluate(Model* m, DataLoader* dl, int batches) {
     return (float)(sum / batches);
 }
 
-// dense bf16 peak of the GPU, for MFU (datasheet numbers; 0 when unknown)
-static double gpu_peak_flops(const cudaDeviceProp& p) {
-    std::string n = p.name;
-    if (n.find("H100") != std::string::npos || n.find("H200") != std::string::npos || n.find("H800") != std::string::npos) return 989e12;
-    if (n.find("A100") != std::string::npos || n.find("A800") != std::string::npos) return 312e12;
-    return 0.0;
-}
 
 // the metadata a checkpoint carries besides the model: what must match to resume, and where to resume
 static std::vector<std::pair<std::string, std::string>> run_meta(const Options& o, int step, const DataLoader& train) {

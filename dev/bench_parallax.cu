@@ -1,0 +1,144 @@
+// bench_parallax: the benchmark table of issue #5 (one GPU). Not a test: it checks nothing, it times.
+//   make bench        (builds dev/bench_parallax and runs it)
+// 1. Attention kernels alone, both variants, forward and forward + backward, at 16x1024x12x64,
+//    4x4096x12x64 and 8x2048x8x128: median of 20 timed runs after 3 warm-ups, CUDA events, L2 flushed
+//    before each run; model FLOPs of spec section 1 (forward 4u / 2u, forward + backward 12u / 7u).
+// 2. The d12 model, T = 1024, micro-batch 32, random tokens: forward + backward of one micro-batch and the
+//    optimizer update (Muon or AdamW), both variants; tokens/s and MFU for a 2^19-token step
+//    (16 micro-batches), the update's share of that step, and the GPU memory in use.
+#include <algorithm>
+#include <vector>
+
+#define TESTING
+#include "../train_parallax.cu"   // defines: Model, model_forward, model_backward, model_update, attention_*
+
+static float* l2_flush_buf = NULL;
+static size_t l2_flush_bytes = 0;
+
+static void flush_l2() {
+    cudaCheck(cudaMemsetAsync(l2_flush_buf, 0, l2_flush_bytes));
+}
+
+// median milliseconds of `reps` runs of fn, each after an L2 flush
+template <typename F>
+static float time_median(F fn, int warmup, int reps) {
+    for (int i = 0; i < warmup; i++) fn();
+    cudaEvent_t a, b;
+    cudaCheck(cudaEventCreate(&a));
+    cudaCheck(cudaEventCreate(&b));
+    std::vector<float> ms;
+    for (int i = 0; i < reps; i++) {
+        flush_l2();
+        cudaCheck(cudaEventRecord(a));
+        fn();
+        cudaCheck(cudaEventRecord(b));
+        cudaCheck(cudaEventSynchronize(b));
+        float t;
+        cudaCheck(cudaEventElapsedTime(&t, a, b));
+        ms.push_back(t);
+    }
+    cudaCheck(cudaEventDestroy(a));
+    cudaCheck(cudaEventDestroy(b));
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}
+
+__global__ void fill_random_kernel(bf16* x, size_t n, unsigned seed, float scale) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    unsigned h = (unsigned)(i * 2654435761u) ^ seed;   // a cheap hash; the values only need to be non-trivial
+    h ^= h >> 13; h *= 0x5bd1e995; h ^= h >> 15;
+    x[i] = __float2bfloat16(scale * ((h & 0xFFFF) / 32768.0f - 1.0f));
+}
+
+static void fill_random(bf16* x, size_t n, unsigned seed, float scale) {
+    fill_random_kernel<<<(unsigned)((n + 255) / 256), 256>>>(x, n, seed, scale);
+    cudaCheckLaunch();
+}
+
+static void bench_attention(int B, int T, int H, int D, bool probe) {
+    int C = H * D, n = probe ? 4 : 3, stride = n * C;
+    size_t N = (size_t)B * T, rows = (size_t)B * H * T;
+    bf16 *qkvr, *dqkvr, *o, *vbar, *dO;
+    float *L, *tbar, *Tg, *Bv;
+    cudaCheck(cudaMalloc(&qkvr, N * stride * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&dqkvr, N * stride * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&o, N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&vbar, N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&dO, N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&L, rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&tbar, rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&Tg, rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&Bv, rows * sizeof(float)));
+    fill_random(qkvr, N * stride, 1, 1.7f);   // uniform(-1.7, 1.7): unit variance
+    fill_random(dO, N * C, 2, 1.7f);
+    const bf16 *q = qkvr, *k = qkvr + C, *v = qkvr + 2 * C, *r = probe ? qkvr + 3 * C : NULL;
+    auto fwd = [&]() { attention_forward(o, vbar, L, tbar, q, r, k, v, B, T, H, D, stride, 0); };
+    auto fwdbwd = [&]() {
+        fwd();
+        attention_backward(dqkvr, probe ? dqkvr + 3 * C : NULL, dqkvr + C, dqkvr + 2 * C, Tg, Bv, dO, q, r, k, v, o,
+                           vbar, L, tbar, B, T, H, D, stride, 0);
+    };
+    float ms_f = time_median(fwd, 3, 20), ms_fb = time_median(fwdbwd, 3, 20);
+    double u = (double)B * H * T * T * D;
+    double fl_f = (probe ? 4 : 2) * u, fl_fb = (probe ? 12 : 7) * u;
+    printf("| %-8s | %dx%dx%dx%d | %7.3f | %6.1f | %7.3f | %6.1f |\n", probe ? "parallax" : "softmax", B, T, H, D, ms_f,
+           fl_f / ms_f / 1e9, ms_fb, fl_fb / ms_fb / 1e9);
+    void* ptrs[] = {qkvr, dqkvr, o, vbar, dO, L, tbar, Tg, Bv};
+    for (void* p : ptrs) cudaCheck(cudaFree(p));
+}
+
+static void bench_model(bool probe, bool muon, double peak) {
+    const int B = 32, T = 1024, accum = 16;
+    Config cfg = make_config(probe, 12, 768, 64, T);
+    Model m;
+    model_alloc(&m, cfg, B, T);
+    model_init(&m, 1337);
+    std::vector<int> in((size_t)B * T), tg((size_t)B * T);
+    unsigned s = 12345;
+    for (size_t i = 0; i < in.size(); i++) {
+        s = s * 1664525u + 1013904223u;
+        in[i] = (int)((s >> 8) % 50257);
+        tg[i] = (int)((s >> 3) % 50257);
+    }
+    Hyper hp = default_hyper(muon);
+    auto micro = [&]() {
+        model_forward(&m, in.data(), tg.data(), B, T, 1.0f / (B * T * accum));
+        model_backward(&m, in.data(), B, T);
+    };
+    auto update = [&]() { model_update(&m, hp, 1.0f); };
+    float ms_micro = time_median(micro, 2, 7), ms_update = time_median(update, 2, 7);
+    double step_ms = accum * ms_micro + ms_update;
+    double tokens = (double)B * T * accum, tps = tokens / (step_ms / 1e3);
+    double mat = 0;
+    for (int i = 0; i < NUM_PARAMS; i++) if (i != P_WTE && m.spec[i].ndim == 3) mat += m.spec[i].numel;
+    mat += m.spec[P_HEAD].numel;
+    double fpt = 6 * mat + (probe ? 12 : 7) * (double)cfg.L * cfg.H * T * cfg.D;
+    size_t free_b, total_b;
+    cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+    printf("| %-8s | %-5s | %7.1f | %7.1f | %9.0f | %5.1f%% | %5.1f%% | %5.1f GiB |\n", probe ? "parallax" : "softmax",
+           muon ? "muon" : "adamw", ms_micro, ms_update, tps, peak > 0 ? 100 * fpt * tps / peak : 0.0,
+           100 * ms_update / step_ms, (total_b - free_b) / 1073741824.0);
+    model_free(&m);
+}
+
+int main() {
+    if (cuda_device_count() == 0) { printf("bench_parallax: skipped: no GPU\n"); return 0; }
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    l2_flush_bytes = (size_t)prop.l2CacheSize * 2;
+    cudaCheck(cudaMalloc(&l2_flush_buf, l2_flush_bytes));
+    matmul_init();
+    printf("bench_parallax on %s\n\n", prop.name);
+    printf("| attention | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n|---|---|---|---|---|---|\n");
+    const int shapes[][4] = {{16, 1024, 12, 64}, {4, 4096, 12, 64}, {8, 2048, 8, 128}};
+    for (const auto& sh : shapes)
+        for (int probe = 1; probe >= 0; probe--) bench_attention(sh[0], sh[1], sh[2], sh[3], probe);
+    printf("\nd12, T = 1024, micro-batch 32, step = 16 micro-batches = 2^19 tokens (random tokens)\n\n");
+    printf("| attention | optimizer | fwd+bwd ms / micro-batch | update ms | tokens/s | MFU | update share | GPU memory |\n"
+           "|---|---|---|---|---|---|---|---|\n");
+    for (int probe = 1; probe >= 0; probe--)
+        for (int muon = 1; muon >= 0; muon--) bench_model(probe, muon, gpu_peak_flops(prop));
+    cudaCheck(cudaFree(l2_flush_buf));
+    return 0;
+}
