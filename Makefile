@@ -15,7 +15,7 @@ REF_DIR = dev/ref
 TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
 .PHONY: all test train ref data compare bench clean
-all: train_parallax test_parallax dev/bench_parallax
+all: train_parallax test_parallax dev/test_host dev/bench_parallax
 
 CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
 
@@ -23,6 +23,10 @@ train_parallax: $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
 test_parallax: test_parallax.cu dev/cuda/attention_rowwise.cuh $(CUDA_SOURCES)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+# CPU tests of the trainer's host code (tensor files, data loader, grouping; table and schedule dumps)
+dev/test_host: dev/test_host.cu $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
 dev/bench_parallax: dev/bench_parallax.cu $(CUDA_SOURCES)
@@ -61,4 +65,4 @@ compare: train_parallax data/shards/manifest.json
 	PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/compare.sh
 
 clean:
-	rm -f test_parallax train_parallax dev/bench_parallax
+	rm -f test_parallax train_parallax dev/test_host dev/bench_parallax

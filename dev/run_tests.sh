@@ -21,8 +21,10 @@ run() {
     fi
 }
 
+run host ./dev/test_host
 if [ -n "${PYTHON:-}" ]; then
     run reference "$PYTHON" dev/test_reference.py
+    run host-vs-reference "$PYTHON" dev/test_host.py ./dev/test_host
 else
     echo "FAIL reference: no python3 with torch found (Debian: apt-get install python3-torch)" | tee -a "$log"
 fi

@@ -1,0 +1,44 @@
+"""The C++ trainer and the PyTorch reference must agree on the parameter table (names, shapes, order) and on
+the learning-rate schedules: compares `dev/test_host --dump` with dev/model_ref.py and dev/optim_ref.py.
+  python3 dev/test_host.py [./dev/test_host]
+"""
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from model_ref import Config, param_table  # noqa: E402
+from optim_ref import lr_schedule  # noqa: E402
+
+failures = 0
+
+
+def check(name, ok, detail):
+    global failures
+    failures += not ok
+    print(f"{'PASS' if ok else 'FAIL'} host: {name}: {detail}", flush=True)
+
+
+def main(argv):
+    exe = argv[0] if argv else os.path.join(HERE, "test_host")
+    p = subprocess.run([exe, "--dump"], capture_output=True, text=True)
+    if p.returncode != 0:
+        check("test_host --dump runs", False, p.stderr.strip()[-300:])
+        sys.exit(1)
+    d = json.loads(p.stdout)
+    for variant in ("parallax", "softmax"):
+        ours = [(n, tuple(s)) for n, s in d["tables"][variant]]
+        ref = [(n, tuple(s)) for n, s in param_table(Config(variant=variant))]
+        check(f"parameter table of d12 {variant} equals the reference's", ours == ref, f"{len(ours)} tensors")
+    for kind in ("wsd", "cosine"):
+        ours = d["schedules"][kind]
+        ref = [lr_schedule(s, 100, 10, 0.3, kind) for s in range(100)]
+        worst = max(abs(a - b) for a, b in zip(ours, ref))
+        check(f"{kind} schedule equals the reference's (100 steps, 10 warmup)", worst < 1e-6, f"max diff {worst:.1e}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
