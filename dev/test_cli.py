@@ -8,15 +8,11 @@ import subprocess
 import sys
 import tempfile
 
+from checks import Checks
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-failures = 0
-
-
-def check(name, ok, detail):
-    global failures
-    failures += not ok
-    print(f"{'PASS' if ok else 'FAIL'} cli: {name}: {detail}", flush=True)
-
+CHECKS = Checks("cli")
+check = CHECKS.check
 
 def write_shard(path, tokens, magic=20240520, version=1, count=None, cut=0):
     header = [0] * 256
@@ -71,7 +67,7 @@ def main(argv):
         missing = [f for f in flags if f not in p.stdout]
         check("--help lists the flags of spec section 7", p.returncode == 0 and not missing,
               f"missing: {missing or 'none'}")
-    sys.exit(1 if failures else 0)
+    CHECKS.exit()
 
 
 if __name__ == "__main__":

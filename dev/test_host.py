@@ -11,14 +11,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from model_ref import Config, param_table  # noqa: E402
 from optim_ref import lr_schedule  # noqa: E402
+from checks import Checks  # noqa: E402
 
-failures = 0
-
-
-def check(name, ok, detail):
-    global failures
-    failures += not ok
-    print(f"{'PASS' if ok else 'FAIL'} host: {name}: {detail}", flush=True)
+CHECKS = Checks("host")
+check = CHECKS.check
 
 
 def main(argv):
@@ -37,7 +33,7 @@ def main(argv):
         ref = [lr_schedule(s, 100, 10, 0.3, kind) for s in range(100)]
         worst = max(abs(a - b) for a, b in zip(ours, ref))
         check(f"{kind} schedule equals the reference's (100 steps, 10 warmup)", worst < 1e-6, f"max diff {worst:.1e}")
-    sys.exit(1 if failures else 0)
+    CHECKS.exit()
 
 
 if __name__ == "__main__":

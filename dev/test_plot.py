@@ -10,14 +10,10 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from plot_losses import markdown_table, read_log, summary  # noqa: E402
+from checks import Checks  # noqa: E402
 
-failures = 0
-
-
-def check(name, ok, detail):
-    global failures
-    failures += not ok
-    print(f"{'PASS' if ok else 'FAIL'} plot: {name}: {detail}", flush=True)
+CHECKS = Checks("plot")
+check = CHECKS.check
 
 
 def write_log(path, losses, val, prose, ms, memory):
@@ -60,7 +56,7 @@ def main():
         want = markdown_table(labels, [read_log(os.path.join(folder, f)) for f in logs])
         got = open(os.path.join(folder, "table.md")).read() if os.path.exists(os.path.join(folder, "table.md")) else ""
         check(f"dev/results/{run}/table.md matches its logs", got == want, f"{len(logs)} logs")
-    sys.exit(1 if failures else 0)
+    CHECKS.exit()
 
 
 if __name__ == "__main__":

@@ -18,15 +18,10 @@ from model_ref import Config, init_params, loss_and_grads, param_table  # noqa: 
 from optim_ref import Optimizer, lr_schedule, muon_matrices, newton_schulz, ns_scalar  # noqa: E402
 from parallax_attention import (attention_analytic, attention_forward_saved, attention_plain,  # noqa: E402
                                 attention_streaming, effective_weights)
+from checks import Checks  # noqa: E402
 
-failures = 0
-
-
-def check(name, ok, detail):
-    global failures
-    ok = bool(ok)
-    failures += not ok
-    print(f"{'PASS' if ok else 'FAIL'} reference: {name}: {detail}", flush=True)
+CHECKS = Checks("reference")
+check = CHECKS.check
 
 
 def rel(a, b):
@@ -314,7 +309,7 @@ def main():
     test_exporter_errors()
     test_exporter_small()
     test_checkpoint_loader(gen)
-    sys.exit(1 if failures else 0)
+    CHECKS.exit()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,19 @@
+"""The line format every test program prints: PASS or FAIL, the suite, the check's name, what was measured.
+dev/run_tests.sh counts these lines; a program exits 1 if any check failed."""
+import sys
+
+
+class Checks:
+    def __init__(self, suite):
+        self.suite, self.failures = suite, 0
+
+    def check(self, name, ok, detail):
+        ok = bool(ok)
+        self.failures += not ok
+        print(f"{'PASS' if ok else 'FAIL'} {self.suite}: {name}: {detail}", flush=True)
+
+    def skip(self, name, reason):
+        print(f"SKIP {self.suite}: {name}: skipped: {reason}", flush=True)
+
+    def exit(self):
+        sys.exit(1 if self.failures else 0)
