@@ -63,6 +63,16 @@ __device__ __forceinline__ void frag_a_from_c(uint32_t* a, const float* c0, cons
     a[3] = pack_bf16(c1[2], c1[3]);
 }
 
+// The rounding residual of frag_a_from_c: bf16(c - bf16(c)). A product with frag_a_from_c's fragment plus one
+// with this one carries c to about 16 significant bits instead of 8 (used for U in O2, see the forward).
+__device__ __forceinline__ float bf16_residual(float x) { return x - __bfloat162float(__float2bfloat16_rn(x)); }
+__device__ __forceinline__ void frag_a_residual_from_c(uint32_t* a, const float* c0, const float* c1) {
+    a[0] = pack_bf16(bf16_residual(c0[0]), bf16_residual(c0[1]));
+    a[1] = pack_bf16(bf16_residual(c0[2]), bf16_residual(c0[3]));
+    a[2] = pack_bf16(bf16_residual(c1[0]), bf16_residual(c1[1]));
+    a[3] = pack_bf16(bf16_residual(c1[2]), bf16_residual(c1[3]));
+}
+
 // sum / max over the 4 threads (t = 0..3) that share a row of a C fragment
 __device__ __forceinline__ float quad_sum(float v) {
     v += __shfl_xor_sync(0xffffffff, v, 1);
@@ -183,15 +193,23 @@ __global__ void __launch_bounds__(128) attention_forward_kernel(bf16* o, bf16* v
                     d2[i >> 1] += Tt[nt][i];
                 }
             }
+        // O2 takes U as hi + lo bf16 parts: o = vbar (1 + tbar) - O2/d1 cancels, and with U in bf16 alone
+        // against the fp32 d2 the cancellation left errors of 1e-3 in o (dev/cuda/NOTES.md)
         for (int kk = 0; kk < BK / 16; kk++) {
-            uint32_t aw[4], au[4];
+            uint32_t aw[4], au[4], aul[4];
             frag_a_from_c(aw, S[2 * kk], S[2 * kk + 1]);
-            if (PROBE) frag_a_from_c(au, Tt[2 * kk], Tt[2 * kk + 1]);
+            if (PROBE) {
+                frag_a_from_c(au, Tt[2 * kk], Tt[2 * kk + 1]);
+                frag_a_residual_from_c(aul, Tt[2 * kk], Tt[2 * kk + 1]);
+            }
             for (int nd = 0; nd < ND; nd++) {
                 uint32_t bv[2];
                 frag_b(bv, Vt, BK + 8, nd * 8, kk * 16, g, t);
                 mma_bf16(O1[nd], aw, bv);
-                if (PROBE) mma_bf16(O2[nd], au, bv);
+                if (PROBE) {
+                    mma_bf16(O2[nd], au, bv);
+                    mma_bf16(O2[nd], aul, bv);
+                }
             }
         }
     }
