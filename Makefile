@@ -22,14 +22,14 @@ CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
 train_parallax: $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
-test_parallax: test_parallax.cu dev/cuda/attention_rowwise.cuh $(CUDA_SOURCES)
+test_parallax: test_parallax.cu dev/cuda/attention_rowwise.cuh dev/cuda/attention_mma_v2.cuh $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
 # CPU tests of the trainer's host code (tensor files, data loader, grouping; table and schedule dumps)
 dev/test_host: dev/test_host.cu $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
-dev/bench_parallax: dev/bench_parallax.cu $(CUDA_SOURCES)
+dev/bench_parallax: dev/bench_parallax.cu dev/cuda/attention_mma_v2.cuh $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
 # the benchmark table of issue 5: attention kernels alone, then the d12 model (needs a GPU)

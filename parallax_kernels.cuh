@@ -1,8 +1,9 @@
 // Parallax attention forward and backward on tensor cores (spec section 1); the softmax variant is the same
 // code with the probe (r) compiled out (PROBE = false). FlashAttention-2 style: no T x T matrix is ever
-// written to memory.
+// written to memory. This is version 3 of the kernel study (dev/cuda/NOTES.md; versions 1 and 2 are in
+// dev/cuda/ and are tested and timed alongside).
 //
-// Layout, shared by every kernel here (and by the version-1 kernels in dev/cuda/attention_rowwise.cuh):
+// Layout, shared by every kernel here (and by the study versions in dev/cuda/):
 //   q, k, v, r      bf16, element (b, t, h, d) at [(b*T + t)*stride + h*D + d]; stride is the token stride,
 //                   n*C when they sit packed in the qkvr GEMM output (n = 4, or 3 for softmax)
 //   o, vbar, dO     bf16 (B, T, H, D) contiguous, i.e. (B, T, C)
@@ -13,9 +14,14 @@
 //
 // mma.sync m16n8k16 fragments, lane = 4 g + t (g = lane / 4, t = lane % 4):
 //   A (16 x 16, row major)  a0 (g, 2t..2t+1)  a1 (g+8, 2t..)  a2 (g, 2t+8..)  a3 (g+8, 2t+8..)
-//   B (16 x 8, k x n)       b0 (k = 2t..2t+1, n = g)  b1 (k = 2t+8.., n = g): read from storage M[n][k]
+//   B (16 x 8, k x n)       b0 (k = 2t..2t+1, n = g)  b1 (k = 2t+8.., n = g)
 //   C (16 x 8, fp32)        c0 c1 (g, 2t..2t+1)  c2 c3 (g+8, 2t..2t+1)
 // A C tile pair converts to an A fragment in registers: that is how P feeds P V without shared memory.
+// Shared-memory tiles are token rows, row-major with D + 8 bf16 per row (the 16-byte pad puts the 8 rows
+// that one ldmatrix reads on different banks); they arrive by cp.async, the next tile while the tensor
+// cores work on this one. B fragments come from them with ldmatrix: plain where the product contracts
+// over d (Q K^T: storage K[key][d] = B^T), transposed (.trans) where it contracts over tokens (W V:
+// storage V[key][d] = B), so no tile is ever stored twice.
 #pragma once
 
 #include <cstdint>
@@ -40,21 +46,6 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 }
 
 __device__ __forceinline__ uint32_t ld32(const bf16* p) { return *(const uint32_t*)p; }
-
-// A fragment of the 16 x 16 block at (row0, k0) of a row-major bf16 matrix with leading dimension ld
-__device__ __forceinline__ void frag_a(uint32_t* a, const bf16* m, int ld, int row0, int k0, int g, int t) {
-    a[0] = ld32(m + (row0 + g) * ld + k0 + 2 * t);
-    a[1] = ld32(m + (row0 + g + 8) * ld + k0 + 2 * t);
-    a[2] = ld32(m + (row0 + g) * ld + k0 + 2 * t + 8);
-    a[3] = ld32(m + (row0 + g + 8) * ld + k0 + 2 * t + 8);
-}
-
-// B fragment (k0..k0+15) x (n0..n0+7) of B = M^T, M stored row-major as M[n][k] with leading dimension ld
-__device__ __forceinline__ void frag_b(uint32_t* b, const bf16* m, int ld, int n0, int k0, int g, int t) {
-    b[0] = ld32(m + (n0 + g) * ld + k0 + 2 * t);
-    b[1] = ld32(m + (n0 + g) * ld + k0 + 2 * t + 8);
-}
-
 // A fragment over k = 16 columns (two C tiles, n-tiles 2kk and 2kk+1) of fp32 accumulators, rounded to bf16
 __device__ __forceinline__ void frag_a_from_c(uint32_t* a, const float* c0, const float* c1) {
     a[0] = pack_bf16(c0[0], c0[1]);
@@ -83,29 +74,80 @@ __device__ __forceinline__ float quad_max(float v) {
     return fmaxf(v, __shfl_xor_sync(0xffffffff, v, 2));
 }
 
-// Copies `rows` token rows (D wide, from row0 of sequence b, head h) of a strided bf16 tensor into shared
-// memory: row-major dst[row][d] (leading dim D + 8) and/or transposed dstT[d][row] (leading dim ROWS + 8).
-// Rows past T are zero. 16-byte loads; all threads of the block take part.
+
+// ---------------------------------------------------------------------------------------------------------
+// shared memory: cp.async copies and ldmatrix fragment loads
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// 16 bytes global -> shared without passing through registers; bytes = 0 fills the 16 bytes with zeros
+// (src must still be a valid address)
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, int bytes) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// wait until at most N of this thread's committed groups are still in flight
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Starts copying ROWS token rows (D wide, from row0 of sequence b, head h) of a strided bf16 tensor into
+// shared memory dst[row][d] (leading dim D + 8); rows past T become zeros. All threads of the block take part.
 template <int D, int ROWS>
-__device__ __forceinline__ void load_tile(bf16* dst, bf16* dstT, const bf16* src, int stride, int b, int h, int row0,
-                                          int T) {
+__device__ __forceinline__ void load_tile_async(bf16* dst, const bf16* src, int stride, int b, int h, int row0,
+                                                int T) {
     constexpr int CHUNKS = D / 8;
     for (int idx = threadIdx.x; idx < ROWS * CHUNKS; idx += blockDim.x) {
         int row = idx / CHUNKS, c8 = (idx % CHUNKS) * 8;
-        uint4 val = make_uint4(0, 0, 0, 0);
-        if (row0 + row < T) val = *(const uint4*)(src + (size_t)(b * T + row0 + row) * stride + h * D + c8);
-        if (dst) *(uint4*)(dst + row * (D + 8) + c8) = val;
-        if (dstT) {
-            const bf16* e = (const bf16*)&val;
-            for (int k = 0; k < 8; k++) dstT[(c8 + k) * (ROWS + 8) + row] = e[k];
-        }
+        bool ok = row0 + row < T;
+        const bf16* from = ok ? src + (size_t)(b * T + row0 + row) * stride + h * D + c8 : src;
+        cp_async16(dst + row * (D + 8) + c8, from, ok ? 16 : 0);
     }
 }
 
-// Copies ROWS per-row fp32 values (b, h, row0..) into shared memory, zero past T.
+// Starts copying ROWS per-row fp32 values (b, h, row0..) into shared memory; zeros past T. One per thread.
 template <int ROWS>
-__device__ __forceinline__ void load_rows(float* dst, const float* src, int bh, int row0, int T) {
-    for (int i = threadIdx.x; i < ROWS; i += blockDim.x) dst[i] = row0 + i < T ? src[(size_t)bh * T + row0 + i] : 0.0f;
+__device__ __forceinline__ void load_rows_async(float* dst, const float* src, int bh, int row0, int T) {
+    for (int i = threadIdx.x; i < ROWS; i += blockDim.x) {
+        bool ok = row0 + i < T;
+        cp_async4(dst + i, ok ? src + (size_t)bh * T + row0 + i : src, ok ? 4 : 0);
+    }
+}
+
+// B fragments of the n-tiles n0 and n0 + 8 at k = k0..k0+15, from storage M[n][k] (row-major, leading dim
+// ld): one ldmatrix.x4; lane l gives the address of row l % 8 of 8 x 8 matrix l / 8, the matrices being
+// (n0, k0) (n0, k0+8) (n0+8, k0) (n0+8, k0+8).
+__device__ __forceinline__ void ldsm_b_pair(uint32_t* b0, uint32_t* b1, const bf16* m, int ld, int n0, int k0) {
+    int lane = threadIdx.x % 32;
+    const bf16* p = m + (n0 + (lane & 7) + (lane >> 4) * 8) * ld + k0 + ((lane >> 3) & 1) * 8;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(b0[0]), "=r"(b0[1]), "=r"(b1[0]), "=r"(b1[1])
+                 : "r"(smem_u32(p)));
+}
+
+// The same fragments from storage X[k][n] (row-major in k: token rows when the product contracts over
+// tokens): ldmatrix.trans, matrices (k0, n0) (k0+8, n0) (k0, n0+8) (k0+8, n0+8).
+__device__ __forceinline__ void ldsm_bt_pair(uint32_t* b0, uint32_t* b1, const bf16* x, int ld, int k0, int n0) {
+    int lane = threadIdx.x % 32;
+    const bf16* p = x + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0 + (lane >> 4) * 8;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(b0[0]), "=r"(b0[1]), "=r"(b1[0]), "=r"(b1[1])
+                 : "r"(smem_u32(p)));
+}
+
+// Fragments of this warp's 16 token rows (row0..row0+15) of a strided bf16 tensor, straight from global
+// memory into registers (A operands kept for the whole kernel); rows past T read as zero.
+template <int D>
+__device__ __forceinline__ void load_rows_frag(uint32_t (*a)[4], const bf16* src, int stride, int b, int h,
+                                               int row0, int T) {
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int kk = 0; kk < D / 16; kk++)
+        for (int i = 0; i < 4; i++) {
+            int row = row0 + g + (i & 1) * 8, col = kk * 16 + 2 * t + (i >> 1) * 8;
+            a[kk][i] = row < T ? ld32(src + (size_t)(b * T + row) * stride + h * D + col) : 0u;
+        }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -114,104 +156,125 @@ __device__ __forceinline__ void load_rows(float* dst, const float* src, int bh, 
 //   m_new = max(m, rowmax S); a = 2^(m - m_new); W = 2^(S - m_new); Tt = R K^T; U = W o Tt
 //   d1 = a d1 + rowsum W; d2 = a d2 + rowsum U; O1 = a O1 + W V; O2 = a O2 + U V
 //   end: vbar = O1/d1; tbar = d2/d1; o = vbar (1 + tbar) - O2/d1; L = m ln 2 + ln d1
-// K goes to shared memory row-major (B operand of Q K^T), V transposed (B operand of W V).
+// K and V tiles are double-buffered in shared memory (K[key][d], V[key][d]).
 
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(128) attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar,
                                                                 const bf16* q, const bf16* r, const bf16* k,
                                                                 const bf16* v, int B, int T, int H, int stride) {
-    constexpr int BQ = 64, BK = D == 64 ? 64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8;
-    __shared__ __align__(16) bf16 Ks[BK * (D + 8)];
-    __shared__ __align__(16) bf16 Vt[D * (BK + 8)];
+    constexpr int BQ = 64, BK = D == 64 ? 64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8;
+    __shared__ __align__(16) bf16 Ks[2][BK * LD];
+    __shared__ __align__(16) bf16 Vs[2][BK * LD];
     int qt = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
     int bh = blockIdx.y, b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int q0 = qt * BQ + warp * 16;
     const float sc = rsqrtf((float)D) * LOG2E;
 
-    // Q (and R) fragments of this warp's 16 rows stay in registers; rows past T read as zero
+    int kv_end = min(T, (qt + 1) * BQ);  // causal: keys past the tile's last query are never needed
+    int ntiles = ceil_div(kv_end, BK);
+    load_tile_async<D, BK>(Ks[0], k, stride, b, h, 0, T);
+    load_tile_async<D, BK>(Vs[0], v, stride, b, h, 0, T);
+    cp_async_commit();
+
+    // Q (and R) fragments of this warp's 16 rows stay in registers
     uint32_t qa[KD][4], ra[KD][4];
-    for (int kk = 0; kk < KD; kk++)
-        for (int i = 0; i < 4; i++) {
-            int row = q0 + g + (i & 1) * 8, col = kk * 16 + 2 * t + (i >> 1) * 8;
-            size_t off = (size_t)(b * T + row) * stride + h * D + col;
-            qa[kk][i] = row < T ? ld32(q + off) : 0u;
-            ra[kk][i] = (PROBE && row < T) ? ld32(r + off) : 0u;
-        }
+    load_rows_frag<D>(qa, q, stride, b, h, q0, T);
+    if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, q0, T);
     float m[2] = {-INFINITY, -INFINITY}, d1[2] = {0.0f, 0.0f}, d2[2] = {0.0f, 0.0f};
     float O1[ND][4], O2[ND][4];
     for (int nd = 0; nd < ND; nd++)
         for (int i = 0; i < 4; i++) O1[nd][i] = O2[nd][i] = 0.0f;
 
-    int kv_end = min(T, (qt + 1) * BQ);  // causal: keys past the tile's last query are never needed
-    for (int k0 = 0; k0 < kv_end; k0 += BK) {
-        __syncthreads();
-        load_tile<D, BK>(Ks, NULL, k, stride, b, h, k0, T);
-        load_tile<D, BK>(NULL, Vt, v, stride, b, h, k0, T);
-        __syncthreads();
-        if (k0 > q0 + 15) continue;  // every key of this tile is after every row of this warp
-        float S[NT][4], Tt[NT][4];
-        for (int nt = 0; nt < NT; nt++) {
-            for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = 0.0f;
-            for (int kk = 0; kk < KD; kk++) {
-                uint32_t bk[2];
-                frag_b(bk, Ks, D + 8, nt * 8, kk * 16, g, t);
-                mma_bf16(S[nt], qa[kk], bk);
-                if (PROBE) mma_bf16(Tt[nt], ra[kk], bk);
-            }
+    for (int it = 0; it < ntiles; it++) {
+        int k0 = it * BK, buf = it & 1;
+        if (it + 1 < ntiles) {  // the next tile goes to the other buffer while this one is used
+            load_tile_async<D, BK>(Ks[buf ^ 1], k, stride, b, h, k0 + BK, T);
+            load_tile_async<D, BK>(Vs[buf ^ 1], v, stride, b, h, k0 + BK, T);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
         }
-        // scale, mask, row max
-        float mx[2] = {-INFINITY, -INFINITY};
-        for (int nt = 0; nt < NT; nt++)
-            for (int i = 0; i < 4; i++) {
-                int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8;
-                float s = (key <= row && key < T) ? S[nt][i] * sc : -INFINITY;
-                S[nt][i] = s;
-                mx[i >> 1] = fmaxf(mx[i >> 1], s);
+        __syncthreads();
+        if (k0 <= q0 + 15) {  // else every key of this tile is after every row of this warp
+            const bf16* Kb = Ks[buf];
+            const bf16* Vb = Vs[buf];
+            float S[NT][4], Tt[NT][4];
+            for (int nt = 0; nt < NT; nt++)
+                for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = 0.0f;
+            for (int nt = 0; nt < NT; nt += 2)
+                for (int kk = 0; kk < KD; kk++) {
+                    uint32_t b0[2], b1[2];
+                    ldsm_b_pair(b0, b1, Kb, LD, nt * 8, kk * 16);
+                    mma_bf16(S[nt], qa[kk], b0);
+                    mma_bf16(S[nt + 1], qa[kk], b1);
+                    if (PROBE) {
+                        mma_bf16(Tt[nt], ra[kk], b0);
+                        mma_bf16(Tt[nt + 1], ra[kk], b1);
+                    }
+                }
+            // scale, mask (only tiles that reach past a row of this warp or past T need it), row max
+            bool mask = k0 + BK - 1 > q0 || k0 + BK > T;
+            float mx[2] = {-INFINITY, -INFINITY};
+            for (int nt = 0; nt < NT; nt++)
+                for (int i = 0; i < 4; i++) {
+                    float s = S[nt][i] * sc;
+                    if (mask) {
+                        int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8;
+                        if (key > row || key >= T) s = -INFINITY;
+                    }
+                    S[nt][i] = s;
+                    mx[i >> 1] = fmaxf(mx[i >> 1], s);
+                }
+            float a[2], mu[2];
+            for (int j = 0; j < 2; j++) {
+                float m_new = fmaxf(m[j], quad_max(mx[j]));
+                mu[j] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet (padding rows)
+                a[j] = exp2f(m[j] - mu[j]);
+                m[j] = m_new;
+                d1[j] *= a[j];
+                d2[j] *= a[j];
             }
-        float a[2], mu[2];
-        for (int j = 0; j < 2; j++) {
-            float m_new = fmaxf(m[j], quad_max(mx[j]));
-            mu[j] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet (padding rows)
-            a[j] = exp2f(m[j] - mu[j]);
-            m[j] = m_new;
-            d1[j] *= a[j];
-            d2[j] *= a[j];
-        }
-        for (int nd = 0; nd < ND; nd++)
-            for (int i = 0; i < 4; i++) {
-                O1[nd][i] *= a[i >> 1];
-                if (PROBE) O2[nd][i] *= a[i >> 1];
-            }
-        for (int nt = 0; nt < NT; nt++)
-            for (int i = 0; i < 4; i++) {
-                float w = exp2f(S[nt][i] - mu[i >> 1]);
-                S[nt][i] = w;  // S now holds W
-                d1[i >> 1] += w;
+            for (int nd = 0; nd < ND; nd++)
+                for (int i = 0; i < 4; i++) {
+                    O1[nd][i] *= a[i >> 1];
+                    if (PROBE) O2[nd][i] *= a[i >> 1];
+                }
+            for (int nt = 0; nt < NT; nt++)
+                for (int i = 0; i < 4; i++) {
+                    float w = exp2f(S[nt][i] - mu[i >> 1]);
+                    S[nt][i] = w;  // S now holds W
+                    d1[i >> 1] += w;
+                    if (PROBE) {
+                        Tt[nt][i] *= w;  // Tt now holds U
+                        d2[i >> 1] += Tt[nt][i];
+                    }
+                }
+            // O2 takes U as hi + lo bf16 parts: o = vbar (1 + tbar) - O2/d1 cancels, and with U in bf16 alone
+            // against the fp32 d2 the cancellation left errors of 1e-3 in o (dev/cuda/NOTES.md)
+            for (int kk = 0; kk < BK / 16; kk++) {
+                uint32_t aw[4], au[4], aul[4];
+                frag_a_from_c(aw, S[2 * kk], S[2 * kk + 1]);
                 if (PROBE) {
-                    Tt[nt][i] *= w;  // Tt now holds U
-                    d2[i >> 1] += Tt[nt][i];
+                    frag_a_from_c(au, Tt[2 * kk], Tt[2 * kk + 1]);
+                    frag_a_residual_from_c(aul, Tt[2 * kk], Tt[2 * kk + 1]);
+                }
+                for (int nd = 0; nd < ND; nd += 2) {
+                    uint32_t b0[2], b1[2];
+                    ldsm_bt_pair(b0, b1, Vb, LD, kk * 16, nd * 8);
+                    mma_bf16(O1[nd], aw, b0);
+                    mma_bf16(O1[nd + 1], aw, b1);
+                    if (PROBE) {
+                        mma_bf16(O2[nd], au, b0);
+                        mma_bf16(O2[nd], aul, b0);
+                        mma_bf16(O2[nd + 1], au, b1);
+                        mma_bf16(O2[nd + 1], aul, b1);
+                    }
                 }
             }
-        // O2 takes U as hi + lo bf16 parts: o = vbar (1 + tbar) - O2/d1 cancels, and with U in bf16 alone
-        // against the fp32 d2 the cancellation left errors of 1e-3 in o (dev/cuda/NOTES.md)
-        for (int kk = 0; kk < BK / 16; kk++) {
-            uint32_t aw[4], au[4], aul[4];
-            frag_a_from_c(aw, S[2 * kk], S[2 * kk + 1]);
-            if (PROBE) {
-                frag_a_from_c(au, Tt[2 * kk], Tt[2 * kk + 1]);
-                frag_a_residual_from_c(aul, Tt[2 * kk], Tt[2 * kk + 1]);
-            }
-            for (int nd = 0; nd < ND; nd++) {
-                uint32_t bv[2];
-                frag_b(bv, Vt, BK + 8, nd * 8, kk * 16, g, t);
-                mma_bf16(O1[nd], aw, bv);
-                if (PROBE) {
-                    mma_bf16(O2[nd], au, bv);
-                    mma_bf16(O2[nd], aul, bv);
-                }
-            }
         }
+        __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
     for (int j = 0; j < 2; j++) {
         d1[j] = quad_sum(d1[j]);
@@ -283,32 +346,31 @@ __device__ __forceinline__ PairTerms pair_terms(float s2, float tt, float A, flo
 }
 
 // step 2: dq_i = c sum_j dS_ij k_j and dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), B*H), 128 threads; each
-// warp owns 16 query rows (Q, R, dO fragments in registers) and streams over key tiles of 32: K row-major
-// and V row-major (B operands of Q K^T, R K^T, dO V^T), K transposed (B operand of dS K, dT K).
+// warp owns 16 query rows (Q, R, dO fragments in registers) and streams over key tiles of 32; K and V tiles
+// (K[key][d], V[key][d]) are double-buffered: plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K, dT K.
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(128) attention_backward_dq_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
                                                                     const bf16* r, const bf16* k, const bf16* v,
                                                                     const float* L, const float* tbar, const float* Tg,
                                                                     const float* Bv, int B, int T, int H, int stride) {
-    constexpr int BQ = 64, BK = 32, KD = D / 16, NT = BK / 8, ND = D / 8;
-    __shared__ __align__(16) bf16 Ks[BK * (D + 8)];
-    __shared__ __align__(16) bf16 Vs[BK * (D + 8)];
-    __shared__ __align__(16) bf16 Kt[D * (BK + 8)];
+    constexpr int BQ = 64, BK = 32, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8;
+    __shared__ __align__(16) bf16 Ks[2][BK * LD];
+    __shared__ __align__(16) bf16 Vs[2][BK * LD];
     int qt = gridDim.x - 1 - blockIdx.x;
     int bh = blockIdx.y, b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int q0 = qt * BQ + warp * 16;
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
+    int kv_end = min(T, (qt + 1) * BQ), ntiles = ceil_div(kv_end, BK);
+    load_tile_async<D, BK>(Ks[0], k, stride, b, h, 0, T);
+    load_tile_async<D, BK>(Vs[0], v, stride, b, h, 0, T);
+    cp_async_commit();
+
     uint32_t qa[KD][4], ra[KD][4], ga[KD][4];
-    for (int kk = 0; kk < KD; kk++)
-        for (int i = 0; i < 4; i++) {
-            int row = q0 + g + (i & 1) * 8, col = kk * 16 + 2 * t + (i >> 1) * 8;
-            size_t off = (size_t)(b * T + row) * stride + h * D + col;
-            qa[kk][i] = row < T ? ld32(q + off) : 0u;
-            ra[kk][i] = (PROBE && row < T) ? ld32(r + off) : 0u;
-            ga[kk][i] = row < T ? ld32(dO + (size_t)(b * T + row) * H * D + h * D + col) : 0u;
-        }
+    load_rows_frag<D>(qa, q, stride, b, h, q0, T);
+    if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, q0, T);
+    load_rows_frag<D>(ga, dO, H * D, b, h, q0, T);
     float L2[2], tb[2], tg[2], bi[2];
     for (int j = 0; j < 2; j++) {
         int row = q0 + g + j * 8;
@@ -323,44 +385,62 @@ __global__ void __launch_bounds__(128) attention_backward_dq_kernel(bf16* dq, bf
     for (int nd = 0; nd < ND; nd++)
         for (int i = 0; i < 4; i++) dQ[nd][i] = dR[nd][i] = 0.0f;
 
-    int kv_end = min(T, (qt + 1) * BQ);
-    for (int k0 = 0; k0 < kv_end; k0 += BK) {
+    for (int it = 0; it < ntiles; it++) {
+        int k0 = it * BK, buf = it & 1;
+        if (it + 1 < ntiles) {
+            load_tile_async<D, BK>(Ks[buf ^ 1], k, stride, b, h, k0 + BK, T);
+            load_tile_async<D, BK>(Vs[buf ^ 1], v, stride, b, h, k0 + BK, T);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
         __syncthreads();
-        load_tile<D, BK>(Ks, Kt, k, stride, b, h, k0, T);
-        load_tile<D, BK>(Vs, NULL, v, stride, b, h, k0, T);
-        __syncthreads();
-        if (k0 > q0 + 15) continue;
-        float S[NT][4], Tt[NT][4], A[NT][4];
-        for (int nt = 0; nt < NT; nt++) {
-            for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
-            for (int kk = 0; kk < KD; kk++) {
-                uint32_t bk[2], bv[2];
-                frag_b(bk, Ks, D + 8, nt * 8, kk * 16, g, t);
-                frag_b(bv, Vs, D + 8, nt * 8, kk * 16, g, t);
-                mma_bf16(S[nt], qa[kk], bk);
-                if (PROBE) mma_bf16(Tt[nt], ra[kk], bk);
-                mma_bf16(A[nt], ga[kk], bv);
+        if (k0 <= q0 + 15) {
+            const bf16* Kb = Ks[buf];
+            const bf16* Vb = Vs[buf];
+            float S[NT][4], Tt[NT][4], A[NT][4];
+            for (int nt = 0; nt < NT; nt++)
+                for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
+            for (int nt = 0; nt < NT; nt += 2)
+                for (int kk = 0; kk < KD; kk++) {
+                    uint32_t bk0[2], bk1[2], bv0[2], bv1[2];
+                    ldsm_b_pair(bk0, bk1, Kb, LD, nt * 8, kk * 16);
+                    ldsm_b_pair(bv0, bv1, Vb, LD, nt * 8, kk * 16);
+                    mma_bf16(S[nt], qa[kk], bk0);
+                    mma_bf16(S[nt + 1], qa[kk], bk1);
+                    if (PROBE) {
+                        mma_bf16(Tt[nt], ra[kk], bk0);
+                        mma_bf16(Tt[nt + 1], ra[kk], bk1);
+                    }
+                    mma_bf16(A[nt], ga[kk], bv0);
+                    mma_bf16(A[nt + 1], ga[kk], bv1);
+                }
+            for (int nt = 0; nt < NT; nt++)
+                for (int i = 0; i < 4; i++) {
+                    int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8, j = i >> 1;
+                    PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], L2[j], tb[j], tg[j], bi[j]);
+                    bool vis = key <= row && key < T;
+                    S[nt][i] = vis ? pt.dS : 0.0f;   // S now holds dS
+                    Tt[nt][i] = vis ? pt.dT : 0.0f;  // Tt now holds dT
+                }
+            for (int kk = 0; kk < BK / 16; kk++) {
+                uint32_t as[4], at[4];
+                frag_a_from_c(as, S[2 * kk], S[2 * kk + 1]);
+                if (PROBE) frag_a_from_c(at, Tt[2 * kk], Tt[2 * kk + 1]);
+                for (int nd = 0; nd < ND; nd += 2) {
+                    uint32_t b0[2], b1[2];
+                    ldsm_bt_pair(b0, b1, Kb, LD, kk * 16, nd * 8);
+                    mma_bf16(dQ[nd], as, b0);
+                    mma_bf16(dQ[nd + 1], as, b1);
+                    if (PROBE) {
+                        mma_bf16(dR[nd], at, b0);
+                        mma_bf16(dR[nd + 1], at, b1);
+                    }
+                }
             }
         }
-        for (int nt = 0; nt < NT; nt++)
-            for (int i = 0; i < 4; i++) {
-                int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8, j = i >> 1;
-                PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], L2[j], tb[j], tg[j], bi[j]);
-                bool vis = key <= row && key < T;
-                S[nt][i] = vis ? pt.dS : 0.0f;   // S now holds dS
-                Tt[nt][i] = vis ? pt.dT : 0.0f;  // Tt now holds dT
-            }
-        for (int kk = 0; kk < BK / 16; kk++) {
-            uint32_t as[4], at[4];
-            frag_a_from_c(as, S[2 * kk], S[2 * kk + 1]);
-            if (PROBE) frag_a_from_c(at, Tt[2 * kk], Tt[2 * kk + 1]);
-            for (int nd = 0; nd < ND; nd++) {
-                uint32_t bk[2];
-                frag_b(bk, Kt, BK + 8, nd * 8, kk * 16, g, t);
-                mma_bf16(dQ[nd], as, bk);
-                if (PROBE) mma_bf16(dR[nd], at, bk);
-            }
-        }
+        __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
     for (int j = 0; j < 2; j++) {
         int row = q0 + g + j * 8;
@@ -374,100 +454,135 @@ __global__ void __launch_bounds__(128) attention_backward_dq_kernel(bf16* dq, bf
     }
 }
 
+// One buffer of the dk/dv pass: the Q, R and dO tiles of BQ queries (row-major, D + 8 per row), then the
+// per-query statistics L, tbar, Tg, B (fp32, BQ each).
+template <int D, int BQ>
+struct DkvTile {
+    static constexpr int TILE = BQ * (D + 8);
+    static constexpr int BYTES = 3 * TILE * (int)sizeof(bf16) + 4 * BQ * (int)sizeof(float);
+    bf16 *Q, *R, *G;
+    float* st;
+    __device__ DkvTile(unsigned char* base) {
+        Q = (bf16*)base;
+        R = Q + TILE;
+        G = R + TILE;
+        st = (float*)(G + TILE);
+    }
+};
+
+// Starts loading the query tile at q0 into one buffer of the dk/dv pass.
+template <int D, int BQ, bool PROBE>
+__device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ> tile, const bf16* q, const bf16* r, const bf16* dO,
+                                               const float* L, const float* tbar, const float* Tg, const float* Bv,
+                                               int b, int h, int bh, int q0, int T, int H, int stride) {
+    load_tile_async<D, BQ>(tile.Q, q, stride, b, h, q0, T);
+    if (PROBE) load_tile_async<D, BQ>(tile.R, r, stride, b, h, q0, T);
+    load_tile_async<D, BQ>(tile.G, dO, H * D, b, h, q0, T);
+    load_rows_async<BQ>(tile.st, L, bh, q0, T);
+    load_rows_async<BQ>(tile.st + 2 * BQ, Tg, bh, q0, T);
+    if (PROBE) {
+        load_rows_async<BQ>(tile.st + BQ, tbar, bh, q0, T);
+        load_rows_async<BQ>(tile.st + 3 * BQ, Bv, bh, q0, T);
+    }
+    cp_async_commit();
+}
+
 // step 3: dk_j = c sum_i dS_ij q_i + sum_i dT_ij r_i and dv_j = sum_i w_ij g_i. grid (ceil(T / 64), B*H),
 // 128 threads; each warp owns 16 keys (K, V fragments in registers) and streams over query tiles of 32
 // from the first that can see them, computing the transposed products S^T = K Q^T, T^T = K R^T,
-// A^T = V dO^T. Q, R, dO go to shared memory row-major (B operands of those) and transposed (B operands of
-// dS^T Q, dT^T R, w^T dO); the per-query statistics L, tbar, Tg, B too.
+// A^T = V dO^T (plain ldmatrix from Q, R, dO tiles) and dK += dS^T Q + dT^T R, dV += w^T dO (.trans).
+// The query tiles are double-buffered (DkvTile, dynamic shared memory).
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(128) attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
                                                                      const bf16* r, const bf16* k, const bf16* v,
                                                                      const float* L, const float* tbar, const float* Tg,
                                                                      const float* Bv, int B, int T, int H, int stride) {
-    constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8;
+    constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8, LD = D + 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    bf16* Qs = (bf16*)smem_raw;                 // BQ x (D + 8), and likewise Rs, Gs
-    bf16* Rs = Qs + BQ * (D + 8);
-    bf16* Gs = Rs + BQ * (D + 8);
-    bf16* Qt = Gs + BQ * (D + 8);               // D x (BQ + 8), and likewise Rt, Gt
-    bf16* Rt = Qt + D * (BQ + 8);
-    bf16* Gt = Rt + D * (BQ + 8);
-    float* st = (float*)(Gt + D * (BQ + 8));    // L log2 e, tbar, Tg, B for the BQ queries
+    constexpr int BUF = DkvTile<D, BQ>::BYTES;
     int kt = blockIdx.x;
     int bh = blockIdx.y, b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int kr0 = kt * BKV + warp * 16;  // this warp's first key
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
+    int qstart = (kt * BKV / BQ) * BQ, ntiles = ceil_div(T - qstart, BQ);
+    dkv_load_async<D, BQ, PROBE>(DkvTile<D, BQ>(smem_raw), q, r, dO, L, tbar, Tg, Bv, b, h, bh, qstart, T, H, stride);
+
     uint32_t ka[KD][4], va[KD][4];
-    for (int kk = 0; kk < KD; kk++)
-        for (int i = 0; i < 4; i++) {
-            int row = kr0 + g + (i & 1) * 8, col = kk * 16 + 2 * t + (i >> 1) * 8;
-            size_t off = (size_t)(b * T + row) * stride + h * D + col;
-            ka[kk][i] = row < T ? ld32(k + off) : 0u;
-            va[kk][i] = row < T ? ld32(v + off) : 0u;
-        }
+    load_rows_frag<D>(ka, k, stride, b, h, kr0, T);
+    load_rows_frag<D>(va, v, stride, b, h, kr0, T);
     float dK[ND][4], dV[ND][4];
     for (int nd = 0; nd < ND; nd++)
         for (int i = 0; i < 4; i++) dK[nd][i] = dV[nd][i] = 0.0f;
 
-    for (int q0 = (kt * BKV / BQ) * BQ; q0 < T; q0 += BQ) {
+    for (int it = 0; it < ntiles; it++) {
+        int q0 = qstart + it * BQ, buf = it & 1;
+        if (it + 1 < ntiles) {
+            dkv_load_async<D, BQ, PROBE>(DkvTile<D, BQ>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar, Tg, Bv, b, h,
+                                         bh, q0 + BQ, T, H, stride);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
         __syncthreads();
-        load_tile<D, BQ>(Qs, Qt, q, stride, b, h, q0, T);
-        if (PROBE) load_tile<D, BQ>(Rs, Rt, r, stride, b, h, q0, T);
-        load_tile<D, BQ>(Gs, Gt, dO, H * D, b, h, q0, T);
-        load_rows<BQ>(st, L, bh, q0, T);
-        load_rows<BQ>(st + BQ, tbar, bh, q0, T);
-        load_rows<BQ>(st + 2 * BQ, Tg, bh, q0, T);
-        load_rows<BQ>(st + 3 * BQ, Bv, bh, q0, T);
-        __syncthreads();
-        if (q0 + BQ - 1 < kr0) continue;  // every query of this tile is before every key of this warp
-        float S[NT][4], Tt[NT][4], A[NT][4];
-        for (int nt = 0; nt < NT; nt++) {
-            for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
-            for (int kk = 0; kk < KD; kk++) {
-                uint32_t bq[2], bg[2];
-                frag_b(bq, Qs, D + 8, nt * 8, kk * 16, g, t);
-                frag_b(bg, Gs, D + 8, nt * 8, kk * 16, g, t);
-                mma_bf16(S[nt], ka[kk], bq);
-                mma_bf16(A[nt], va[kk], bg);
-                if (PROBE) {
-                    uint32_t br[2];
-                    frag_b(br, Rs, D + 8, nt * 8, kk * 16, g, t);
-                    mma_bf16(Tt[nt], ka[kk], br);
+        if (q0 + BQ - 1 >= kr0) {  // else every query of this tile is before every key of this warp
+            const DkvTile<D, BQ> tl(smem_raw + buf * BUF);
+            const float* st = tl.st;
+            float S[NT][4], Tt[NT][4], A[NT][4];
+            for (int nt = 0; nt < NT; nt++)
+                for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
+            for (int nt = 0; nt < NT; nt += 2)
+                for (int kk = 0; kk < KD; kk++) {
+                    uint32_t bq0[2], bq1[2], bg0[2], bg1[2];
+                    ldsm_b_pair(bq0, bq1, tl.Q, LD, nt * 8, kk * 16);
+                    ldsm_b_pair(bg0, bg1, tl.G, LD, nt * 8, kk * 16);
+                    mma_bf16(S[nt], ka[kk], bq0);
+                    mma_bf16(S[nt + 1], ka[kk], bq1);
+                    mma_bf16(A[nt], va[kk], bg0);
+                    mma_bf16(A[nt + 1], va[kk], bg1);
+                    if (PROBE) {
+                        uint32_t br0[2], br1[2];
+                        ldsm_b_pair(br0, br1, tl.R, LD, nt * 8, kk * 16);
+                        mma_bf16(Tt[nt], ka[kk], br0);
+                        mma_bf16(Tt[nt + 1], ka[kk], br1);
+                    }
+                }
+            float W[NT][4];
+            for (int nt = 0; nt < NT; nt++)
+                for (int i = 0; i < 4; i++) {
+                    int qi = nt * 8 + 2 * t + (i & 1), key = kr0 + g + (i >> 1) * 8, query = q0 + qi;
+                    bool vis = key <= query && query < T && key < T;
+                    PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], st[qi] * LOG2E,
+                                                     PROBE ? st[BQ + qi] : 0.0f, st[2 * BQ + qi],
+                                                     PROBE ? st[3 * BQ + qi] : 0.0f);
+                    S[nt][i] = vis ? c * pt.dS : 0.0f;  // S now holds c dS^T
+                    Tt[nt][i] = vis ? pt.dT : 0.0f;     // Tt now holds dT^T
+                    W[nt][i] = vis ? pt.w : 0.0f;
+                }
+            for (int kk = 0; kk < BQ / 16; kk++) {
+                uint32_t as[4], at[4], aw[4];
+                frag_a_from_c(as, S[2 * kk], S[2 * kk + 1]);
+                frag_a_from_c(aw, W[2 * kk], W[2 * kk + 1]);
+                if (PROBE) frag_a_from_c(at, Tt[2 * kk], Tt[2 * kk + 1]);
+                for (int nd = 0; nd < ND; nd += 2) {
+                    uint32_t bq0[2], bq1[2], bg0[2], bg1[2];
+                    ldsm_bt_pair(bq0, bq1, tl.Q, LD, kk * 16, nd * 8);
+                    ldsm_bt_pair(bg0, bg1, tl.G, LD, kk * 16, nd * 8);
+                    mma_bf16(dK[nd], as, bq0);
+                    mma_bf16(dK[nd + 1], as, bq1);
+                    mma_bf16(dV[nd], aw, bg0);
+                    mma_bf16(dV[nd + 1], aw, bg1);
+                    if (PROBE) {
+                        uint32_t br0[2], br1[2];
+                        ldsm_bt_pair(br0, br1, tl.R, LD, kk * 16, nd * 8);
+                        mma_bf16(dK[nd], at, br0);
+                        mma_bf16(dK[nd + 1], at, br1);
+                    }
                 }
             }
         }
-        float W[NT][4];
-        for (int nt = 0; nt < NT; nt++)
-            for (int i = 0; i < 4; i++) {
-                int qi = nt * 8 + 2 * t + (i & 1), key = kr0 + g + (i >> 1) * 8, query = q0 + qi;
-                bool vis = key <= query && query < T && key < T;
-                PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], st[qi] * LOG2E,
-                                                 PROBE ? st[BQ + qi] : 0.0f, st[2 * BQ + qi],
-                                                 PROBE ? st[3 * BQ + qi] : 0.0f);
-                S[nt][i] = vis ? c * pt.dS : 0.0f;  // S now holds c dS^T
-                Tt[nt][i] = vis ? pt.dT : 0.0f;     // Tt now holds dT^T
-                W[nt][i] = vis ? pt.w : 0.0f;
-            }
-        for (int kk = 0; kk < BQ / 16; kk++) {
-            uint32_t as[4], at[4], aw[4];
-            frag_a_from_c(as, S[2 * kk], S[2 * kk + 1]);
-            frag_a_from_c(aw, W[2 * kk], W[2 * kk + 1]);
-            if (PROBE) frag_a_from_c(at, Tt[2 * kk], Tt[2 * kk + 1]);
-            for (int nd = 0; nd < ND; nd++) {
-                uint32_t bq[2], bg[2];
-                frag_b(bq, Qt, BQ + 8, nd * 8, kk * 16, g, t);
-                frag_b(bg, Gt, BQ + 8, nd * 8, kk * 16, g, t);
-                mma_bf16(dK[nd], as, bq);
-                mma_bf16(dV[nd], aw, bg);
-                if (PROBE) {
-                    uint32_t br[2];
-                    frag_b(br, Rt, BQ + 8, nd * 8, kk * 16, g, t);
-                    mma_bf16(dK[nd], at, br);
-                }
-            }
-        }
+        __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
     for (int j = 0; j < 2; j++) {
         int row = kr0 + g + j * 8;
@@ -517,7 +632,7 @@ static void attention_backward_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, fl
     attention_backward_dq_kernel<D, PROBE><<<grid, 128, 0, stream>>>(dq, dr, dO, q, r, k, v, L, tbar, Tg, Bv, B, T,
                                                                      H, stride);
     cudaCheckLaunch();
-    size_t smem = (3 * 32 * (D + 8) + 3 * D * (32 + 8)) * sizeof(bf16) + 4 * 32 * sizeof(float);
+    size_t smem = 2 * DkvTile<D, 32>::BYTES;  // two buffers of query tiles
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
     if (!attr_set) {
         cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_kernel<D, PROBE>,

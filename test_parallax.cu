@@ -15,6 +15,7 @@
 #include "train_parallax.cu"       // defines: Model, model_forward, model_backward, model_update, ...
 #include "trainer/tensor_file.h"   // defines: TensorFile, tensor_file_read
 #include "dev/cuda/attention_rowwise.cuh"  // defines: attention_forward_rowwise, attention_backward_rowwise
+#include "dev/cuda/attention_mma_v2.cuh"    // defines: attention_forward_mma_v2, attention_backward_mma_v2
 
 // ---------------------------------------------------------------------------------------------------------
 // tolerances, one table. bf16 outputs carry a rounding error of about 2^-9/sqrt(3) = 1.1e-3 relative (rms)
@@ -67,9 +68,22 @@ struct AttentionCase {
     std::vector<double> o, L, tbar, vbar, dq, dr, dk, dv;                 // expected
 };
 
+// The attention implementations under test: the trainer's (parallax_kernels.cuh, version 3 of the kernel
+// study) and the study's earlier versions in dev/cuda/; each check's name starts with the prefix.
+struct AttentionVersion {
+    const char* prefix;
+    decltype(&attention_forward) fwd;
+    decltype(&attention_backward) bwd;
+};
+static const AttentionVersion ATTENTION_VERSIONS[] = {
+    {"", attention_forward, attention_backward},
+    {"v2 ", attention_forward_mma_v2, attention_backward_mma_v2},
+    {"v1 ", attention_forward_rowwise, attention_backward_rowwise},
+};
+
 // Runs forward and backward on the GPU with the inputs packed like the trainer's qkvr buffer, and checks
-// every output against the case's expected values. rowwise: the version-1 kernels instead of the trainer's.
-static void run_attention_case(const AttentionCase& c, bool rowwise) {
+// every output against the case's expected values.
+static void run_attention_case(const AttentionCase& c, const AttentionVersion& ver) {
     const int B = c.B, H = c.H, T = c.T, D = c.D, C = H * D, n = c.probe ? 4 : 3, stride = n * C;
     const size_t nrow = (size_t)B * H * T, nel = nrow * D;
     // (b, h, t, d) of the reference -> offset in a (B, T, *) buffer with token stride `st` at column `col`
@@ -104,10 +118,8 @@ static void run_attention_case(const AttentionCase& c, bool rowwise) {
     cudaCheck(cudaMemset(d_dqkvr, 0xFF, qkvr.size() * sizeof(bf16)));
 
     const bf16 *q = d_qkvr, *k = d_qkvr + C, *v = d_qkvr + 2 * C, *r = c.probe ? d_qkvr + 3 * C : NULL;
-    auto fwd = rowwise ? attention_forward_rowwise : attention_forward;
-    auto bwd = rowwise ? attention_backward_rowwise : attention_backward;
-    fwd(d_o, d_vbar, d_L, d_tbar, q, r, k, v, B, T, H, D, stride, 0);
-    bwd(d_dqkvr, c.probe ? d_dqkvr + 3 * C : NULL, d_dqkvr + C, d_dqkvr + 2 * C, d_Tg, d_Bv, d_dO, q, r, k, v, d_o,
+    ver.fwd(d_o, d_vbar, d_L, d_tbar, q, r, k, v, B, T, H, D, stride, 0);
+    ver.bwd(d_dqkvr, c.probe ? d_dqkvr + 3 * C : NULL, d_dqkvr + C, d_dqkvr + 2 * C, d_Tg, d_Bv, d_dO, q, r, k, v, d_o,
         d_vbar, d_L, d_tbar, B, T, H, D, stride, 0);
     cudaCheck(cudaDeviceSynchronize());
 
@@ -126,7 +138,7 @@ static void run_attention_case(const AttentionCase& c, bool rowwise) {
         return out;
     };
     auto check = [&](const char* what, const std::vector<double>& got, const std::vector<double>& ref) {
-        report((rowwise ? "v1 " : "") + c.name + " " + what, rel_error(got, ref), tolerance(what));
+        report(ver.prefix + c.name + " " + what, rel_error(got, ref), tolerance(what));
     };
     check("o", gather(h_o, C, 0), c.o);
     check("vbar", gather(h_vbar, C, 0), c.vbar);
@@ -183,8 +195,7 @@ static void test_exported_attention(const std::string& path) {
             c.tbar = as_doubles(tf.get(pre + "tbar"));
             c.dr = as_doubles(tf.get(pre + "dr"));
         }
-        run_attention_case(c, false);
-        run_attention_case(c, true);
+        for (const AttentionVersion& ver : ATTENTION_VERSIONS) run_attention_case(c, ver);
     }
 }
 
@@ -268,8 +279,7 @@ static void test_random_attention(unsigned seed) {
             c.q = draw(1.0); c.k = draw(1.0); c.v = draw(1.0); c.dO = draw(1.0);
             c.r = probe ? draw(1.0 / sqrt((double)c.D)) : std::vector<double>(nel, 0.0);
             attention_reference_cpu(&c);
-            run_attention_case(c, false);
-            run_attention_case(c, true);
+            for (const AttentionVersion& ver : ATTENTION_VERSIONS) run_attention_case(c, ver);
         }
     }
 }

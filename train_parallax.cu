@@ -572,7 +572,7 @@ struct Options {
     std::string prose_val_data = "data/shards/valprose_*.bin";   // optional: skipped when nothing matches
     std::string tokenizer = "data/shards/gpt2_tokenizer.bin";
     std::string out = "out";
-    int depth = 12, width = 0, head_dim = 64, seq_len = 1024, max_seq_len = 1024, batch = 16;
+    int depth = 12, width = 0, head_dim = 64, seq_len = 1024, max_seq_len = 1024, batch = 32;
     long total_batch = 262144;   // 16 micro-steps of 16 x 1024
     int steps = 200, warmup = 20, val_every = 50, val_batches = 20, seed = 1337;
     int checkpoint_every = 100, sample_every = 100, sample_tokens = 64;

@@ -1,7 +1,8 @@
 // bench_parallax: the benchmark table of issue #5 (one GPU). Not a test: it checks nothing, it times.
 //   make bench        (builds dev/bench_parallax and runs it)
 // 1. Attention kernels alone, both variants, forward and forward + backward, at 16x1024x12x64,
-//    4x4096x12x64 and 8x2048x8x128: median of 20 timed runs after 3 warm-ups, CUDA events, L2 flushed
+//    4x4096x12x64 and 8x2048x8x128, the trainer's kernels (version 3) and the study's version 2: median
+//    of 20 timed runs after 3 warm-ups, CUDA events, L2 flushed
 //    before each run; model FLOPs of spec section 1 (forward 4u / 2u, forward + backward 12u / 7u).
 // 2. The d12 model, T = 1024, micro-batch 32, random tokens: forward + backward of one micro-batch and the
 //    optimizer update (Muon or AdamW), both variants; tokens/s and MFU for a 2^19-token step
@@ -11,6 +12,7 @@
 
 #define TESTING
 #include "../train_parallax.cu"   // defines: Model, model_forward, model_backward, model_update, attention_*
+#include "cuda/attention_mma_v2.cuh"   // the kernel study's version 2, timed beside the trainer's version 3
 
 static float* l2_flush_buf = NULL;
 static size_t l2_flush_bytes = 0;
@@ -56,7 +58,11 @@ static void fill_random(bf16* x, size_t n, unsigned seed, float scale) {
     cudaCheckLaunch();
 }
 
-static void bench_attention(int B, int T, int H, int D, bool probe) {
+typedef decltype(&attention_forward) AttentionForward;
+typedef decltype(&attention_backward) AttentionBackward;
+
+static void bench_attention(int B, int T, int H, int D, bool probe, const char* version, AttentionForward forward,
+                            AttentionBackward backward) {
     int C = H * D, n = probe ? 4 : 3, stride = n * C;
     size_t N = (size_t)B * T, rows = (size_t)B * H * T;
     bf16 *qkvr, *dqkvr, *o, *vbar, *dO;
@@ -73,17 +79,17 @@ static void bench_attention(int B, int T, int H, int D, bool probe) {
     fill_random(qkvr, N * stride, 1, 1.7f);   // uniform(-1.7, 1.7): unit variance
     fill_random(dO, N * C, 2, 1.7f);
     const bf16 *q = qkvr, *k = qkvr + C, *v = qkvr + 2 * C, *r = probe ? qkvr + 3 * C : NULL;
-    auto fwd = [&]() { attention_forward(o, vbar, L, tbar, q, r, k, v, B, T, H, D, stride, 0); };
+    auto fwd = [&]() { forward(o, vbar, L, tbar, q, r, k, v, B, T, H, D, stride, 0); };
     auto fwdbwd = [&]() {
         fwd();
-        attention_backward(dqkvr, probe ? dqkvr + 3 * C : NULL, dqkvr + C, dqkvr + 2 * C, Tg, Bv, dO, q, r, k, v, o,
+        backward(dqkvr, probe ? dqkvr + 3 * C : NULL, dqkvr + C, dqkvr + 2 * C, Tg, Bv, dO, q, r, k, v, o,
                            vbar, L, tbar, B, T, H, D, stride, 0);
     };
     float ms_f = time_median(fwd, 3, 20), ms_fb = time_median(fwdbwd, 3, 20);
     double u = (double)B * H * T * T * D;
     double fl_f = (probe ? 4 : 2) * u, fl_fb = (probe ? 12 : 7) * u;
-    printf("| %-8s | %dx%dx%dx%d | %7.3f | %6.1f | %7.3f | %6.1f |\n", probe ? "parallax" : "softmax", B, T, H, D, ms_f,
-           fl_f / ms_f / 1e9, ms_fb, fl_fb / ms_fb / 1e9);
+    printf("| %-8s | %s | %dx%dx%dx%d | %7.3f | %6.1f | %7.3f | %6.1f |\n", probe ? "parallax" : "softmax", version,
+           B, T, H, D, ms_f, fl_f / ms_f / 1e9, ms_fb, fl_fb / ms_fb / 1e9);
     void* ptrs[] = {qkvr, dqkvr, o, vbar, dO, L, tbar, Tg, Bv};
     for (void* p : ptrs) cudaCheck(cudaFree(p));
 }
@@ -130,10 +136,14 @@ int main() {
     cudaCheck(cudaMalloc(&l2_flush_buf, l2_flush_bytes));
     matmul_init();
     printf("bench_parallax on %s\n\n", prop.name);
-    printf("| attention | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n|---|---|---|---|---|---|\n");
+    printf("| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
+           "|---|---|---|---|---|---|---|\n");
     const int shapes[][4] = {{16, 1024, 12, 64}, {4, 4096, 12, 64}, {8, 2048, 8, 128}};
     for (const auto& sh : shapes)
-        for (int probe = 1; probe >= 0; probe--) bench_attention(sh[0], sh[1], sh[2], sh[3], probe);
+        for (int probe = 1; probe >= 0; probe--) {
+            bench_attention(sh[0], sh[1], sh[2], sh[3], probe, "v3", attention_forward, attention_backward);
+            bench_attention(sh[0], sh[1], sh[2], sh[3], probe, "v2", attention_forward_mma_v2, attention_backward_mma_v2);
+        }
     printf("\nd12, T = 1024, micro-batch 32, step = 16 micro-batches = 2^19 tokens (random tokens)\n\n");
     printf("| attention | optimizer | fwd+bwd ms / micro-batch | update ms | tokens/s | MFU | update share | GPU memory |\n"
            "|---|---|---|---|---|---|---|---|\n");

@@ -41,7 +41,7 @@ static void* malloc_check_(size_t n, const char* file, int line) {
 }
 #define mallocCheck(n) malloc_check_((n), __FILE__, __LINE__)
 
-static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+__host__ __device__ static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 // The number of CUDA devices, 0 when there is no usable GPU (no driver, no device): callers skip GPU work.
 static int cuda_device_count() {
