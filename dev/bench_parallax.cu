@@ -7,6 +7,9 @@
 // 2. The d12 model, T = 1024, micro-batch 32, random tokens: forward + backward of one micro-batch and the
 //    optimizer update (Muon or AdamW), both variants; tokens/s and MFU for a 2^19-token step
 //    (16 micro-batches), the update's share of that step, and the GPU memory in use.
+// 3. Where a micro-batch's time goes: each GEMM of the model (the trainer's own calls, at N = 32 x 1024
+//    tokens, with the trainer's output types) timed alone, and their sum per micro-batch beside the
+//    attention kernels' and the measured total; the rest is the small kernels (norms, RoPE, ReLU^2, loss).
 #include <algorithm>
 #include <vector>
 
@@ -94,7 +97,78 @@ static void bench_attention(int B, int T, int H, int D, bool probe, const char* 
     for (void* p : ptrs) cudaCheck(cudaFree(p));
 }
 
-static void bench_model(bool probe, bool muon, double peak) {
+// one linear layer's three products (forward, backward to the input, backward to the weight) at N tokens,
+// as the trainer calls them; returns the summed ms and prints a row per product
+static double bench_linear(const char* name, int N, int in, int out, bool y_fp32, bool dx_fp32) {
+    bf16 *x, *W, *dy;
+    void *y, *dx;
+    float* dW;
+    cudaCheck(cudaMalloc(&x, (size_t)N * in * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&W, (size_t)out * in * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&dy, (size_t)N * out * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&y, (size_t)N * out * sizeof(float)));
+    cudaCheck(cudaMalloc(&dx, (size_t)N * in * sizeof(float)));
+    cudaCheck(cudaMalloc(&dW, (size_t)out * in * sizeof(float)));
+    fill_random(x, (size_t)N * in, 3, 1.0f);
+    fill_random(W, (size_t)out * in, 4, 0.03f);
+    fill_random(dy, (size_t)N * out, 5, 1.0f);
+    cudaCheck(cudaMemset(dW, 0, (size_t)out * in * sizeof(float)));
+    float ms[3] = {
+        time_median([&]() { linear_forward(y, x, W, N, in, out, y_fp32, y_fp32 ? 1.0f : 0.0f, 0); }, 3, 20),
+        time_median([&]() { linear_backward_input(dx, dy, W, N, in, out, dx_fp32, 0); }, 3, 20),
+        time_median([&]() { linear_backward_weight(dW, dy, x, N, in, out, 0); }, 3, 20)};
+    const char* what[3] = {"y = x W^T", "dx = dy W", "dW += dy^T x"};
+    double flops = 2.0 * N * in * out;
+    for (int i = 0; i < 3; i++)
+        printf("| %-8s | %-12s | %d x %d x %d | %6.3f | %6.1f |\n", name, what[i], N, out, in, ms[i],
+               flops / ms[i] / 1e9);
+    void* ptrs[] = {x, W, dy, y, dx, dW};
+    for (void* p : ptrs) cudaCheck(cudaFree(p));
+    return ms[0] + ms[1] + ms[2];
+}
+
+// section 3 for one variant: GEMMs per micro-batch (12 layers + head) and attention, against the total
+static void bench_breakdown(bool probe, float micro_ms) {
+    const int N = 32 * 1024, C = 768, L = 12, n = probe ? 4 : 3;
+    printf("\n%s: GEMMs of one micro-batch (N = %d tokens), each timed alone\n\n", probe ? "parallax" : "softmax", N);
+    printf("| layer | product | N x out x in | ms | TFLOP/s |\n|---|---|---|---|---|\n");
+    double block = bench_linear(probe ? "qkvr" : "qkv", N, C, n * C, false, true);
+    block += bench_linear("attproj", N, C, C, true, false);
+    block += bench_linear("fc", N, C, 4 * C, false, true);
+    block += bench_linear("fcproj", N, 4 * C, C, true, false);
+    double head = bench_linear("head", N, C, 50304, false, true);
+    double gemm = L * block + head;
+    // attention forward + backward of one layer at B = 32
+    bf16 *qkvr, *dqkvr, *o, *vbar, *dO;
+    float *Lse, *tbar, *Tg, *Bv;
+    size_t rows = (size_t)N * 12;
+    cudaCheck(cudaMalloc(&qkvr, (size_t)N * n * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&dqkvr, (size_t)N * n * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&o, (size_t)N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&vbar, (size_t)N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&dO, (size_t)N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&Lse, rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&tbar, rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&Tg, rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&Bv, rows * sizeof(float)));
+    fill_random(qkvr, (size_t)N * n * C, 1, 1.7f);
+    fill_random(dO, (size_t)N * C, 2, 1.7f);
+    const bf16 *q = qkvr, *k = qkvr + C, *v = qkvr + 2 * C, *r = probe ? qkvr + 3 * C : NULL;
+    float attn = time_median([&]() {
+        attention_forward(o, vbar, Lse, tbar, q, r, k, v, 32, 1024, 12, 64, n * C, 0);
+        attention_backward(dqkvr, probe ? dqkvr + 3 * C : NULL, dqkvr + C, dqkvr + 2 * C, Tg, Bv, dO, q, r, k, v, o,
+                           vbar, Lse, tbar, 32, 1024, 12, 64, n * C, 0);
+    }, 3, 20);
+    void* ptrs[] = {qkvr, dqkvr, o, vbar, dO, Lse, tbar, Tg, Bv};
+    for (void* p : ptrs) cudaCheck(cudaFree(p));
+    double rest = micro_ms - gemm - L * attn;
+    printf("\nper micro-batch: total %.1f ms = GEMMs %.1f ms (%.0f%%) + attention %.1f ms (%.0f%%) + the rest %.1f ms "
+           "(%.0f%%)\n", micro_ms, gemm, 100 * gemm / micro_ms, L * attn, 100 * L * attn / micro_ms, rest,
+           100 * rest / micro_ms);
+}
+
+// returns the fwd+bwd ms of one micro-batch
+static float bench_model(bool probe, bool muon, double peak) {
     const int B = 32, T = 1024, accum = 16;
     Config cfg = make_config(probe, 12, 768, 64, T);
     Model m;
@@ -126,6 +200,7 @@ static void bench_model(bool probe, bool muon, double peak) {
            muon ? "muon" : "adamw", ms_micro, ms_update, tps, peak > 0 ? 100 * fpt * tps / peak : 0.0,
            100 * ms_update / step_ms, (total_b - free_b) / 1073741824.0);
     model_free(&m);
+    return ms_micro;
 }
 
 int main() {
@@ -147,8 +222,10 @@ int main() {
     printf("\nd12, T = 1024, micro-batch 32, step = 16 micro-batches = 2^19 tokens (random tokens)\n\n");
     printf("| attention | optimizer | fwd+bwd ms / micro-batch | update ms | tokens/s | MFU | update share | GPU memory |\n"
            "|---|---|---|---|---|---|---|---|\n");
+    float micro_ms[2];
     for (int probe = 1; probe >= 0; probe--)
-        for (int muon = 1; muon >= 0; muon--) bench_model(probe, muon, gpu_peak_flops(prop));
+        for (int muon = 1; muon >= 0; muon--) micro_ms[probe] = bench_model(probe, muon, gpu_peak_flops(prop));
+    for (int probe = 1; probe >= 0; probe--) bench_breakdown(probe, micro_ms[probe]);
     cudaCheck(cudaFree(l2_flush_buf));
     return 0;
 }

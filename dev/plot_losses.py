@@ -83,11 +83,9 @@ def plot(labels, logs, png):
         ax[1, 1].plot([wall.get(x[0], 0.0) for x in va], [x[2] for x in va], "o-", color=line.get_color(), label=label)
         pv = log["valprose"]
         if pv:  # the clean-prose validation set, dashed
-            ax[1, 0].plot([x[1] / 1e6 for x in pv], [x[2] for x in pv], "s--", color=line.get_color(), ms=4,
-                          label=label + " (clean prose)")
-            ax[1, 1].plot([wall.get(x[0], 0.0) for x in pv], [x[2] for x in pv], "s--", color=line.get_color(), ms=4,
-                          label=label + " (clean prose)")
-    titles = [["training loss", "training loss"], ["validation loss", "validation loss"]]
+            ax[1, 0].plot([x[1] / 1e6 for x in pv], [x[2] for x in pv], "s--", color=line.get_color(), ms=4)
+            ax[1, 1].plot([wall.get(x[0], 0.0) for x in pv], [x[2] for x in pv], "s--", color=line.get_color(), ms=4)
+    titles = [["training loss", "training loss"], ["validation loss (dashed: clean prose)"] * 2]
     xlabels = ["tokens (M)", "training time (s)"]
     for i in range(2):
         for j in range(2):
@@ -95,7 +93,7 @@ def plot(labels, logs, png):
             ax[i, j].set_xlabel(xlabels[j])
             ax[i, j].set_ylabel("loss")
             ax[i, j].grid(alpha=0.3)
-            ax[i, j].legend(fontsize=8)
+    ax[0, 0].legend(fontsize=8)  # one legend: every panel uses the same colours
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
