@@ -121,6 +121,8 @@ struct Activations {
     float* scratch;   // QKR_BACKWARD_BLOCKS * 3 * D floats, and SUMSQ_PARTS
     int* tokens;      // (N) inputs, (N) targets
     int* groups;      // embedding backward grouping, 3N + 1
+    void* base;       // the one allocation all of the above are carved from (activations_alloc)
+    size_t bytes;
 };
 
 struct Model {
@@ -179,15 +181,65 @@ static LayerActs layer_acts(Model* m, int l, size_t N, size_t rows) {
     return la;
 }
 
-// fp32 master -> bf16 copy, after init, load and every update
+// fp32 -> bf16, four elements per thread (one 16-byte load, one 8-byte store; the last thread takes the
+// tail of an n that is not a multiple of 4). src 16-byte and dst 8-byte aligned.
 __global__ void to_bf16_kernel(bf16* dst, const float* src, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dst[i] = __float2bfloat16(src[i]);
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    if (i + 4 <= n) {
+        float4 v = *(const float4*)(src + i);
+        __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+        *(uint2*)(dst + i) = make_uint2(*(uint32_t*)&lo, *(uint32_t*)&hi);
+    } else {
+        for (; i < n; i++) dst[i] = __float2bfloat16(src[i]);
+    }
 }
 
-static void model_sync_bf16(Model* m) {
-    to_bf16_kernel<<<(unsigned)((m->n_params + 255) / 256), 256>>>(m->params_bf16, m->params, m->n_params);
+static void to_bf16(bf16* dst, const float* src, size_t n, cudaStream_t stream) {
+    to_bf16_kernel<<<(unsigned)((n + 1023) / 1024), 256, 0, stream>>>(dst, src, n);
     cudaCheckLaunch();
+}
+
+// fp32 master -> bf16 copy, after init, load and every update
+static void model_sync_bf16(Model* m) { to_bf16(m->params_bf16, m->params, m->n_params, 0); }
+
+// Every activation buffer for micro-batches of up to B x T tokens, as one table: a single cudaMalloc carved
+// in table order, each slice starting on a 256-byte boundary (vector loads and cuBLAS want alignment).
+static void activations_alloc(Activations* a, const Config& cfg, int B, int T) {
+    size_t N = (size_t)B * T, C = cfg.C, L = cfg.L, nC = cfg.n_proj() * C, rows = (size_t)B * cfg.H * T;
+    size_t scratch = std::max((size_t)QKR_BACKWARD_BLOCKS * 3 * cfg.D, (size_t)SUMSQ_PARTS);
+    struct { void** ptr; size_t bytes; } table[] = {
+        {(void**)&a->res, (2 * L + 1) * N * C * sizeof(float)},
+        {(void**)&a->rstd, (2 * L + 1) * N * sizeof(float)},
+        {(void**)&a->h, (2 * L + 1) * N * C * sizeof(bf16)},
+        {(void**)&a->qkvr, L * N * nC * sizeof(bf16)},
+        {(void**)&a->qkr, L * N * nC * sizeof(bf16)},
+        {(void**)&a->o, L * N * C * sizeof(bf16)},
+        {(void**)&a->vbar, L * N * C * sizeof(bf16)},
+        {(void**)&a->lse, L * rows * sizeof(float)},
+        {(void**)&a->tbar, L * rows * sizeof(float)},
+        {(void**)&a->u, L * N * 4 * C * sizeof(bf16)},
+        {(void**)&a->act, L * N * 4 * C * sizeof(bf16)},
+        {(void**)&a->logits, N * cfg.Vp * sizeof(bf16)},
+        {(void**)&a->losses, N * sizeof(float)},
+        {(void**)&a->dres, N * C * sizeof(float)},
+        {(void**)&a->dh, N * C * sizeof(float)},
+        {(void**)&a->dres_bf16, N * C * sizeof(bf16)},
+        {(void**)&a->dbig, N * std::max((size_t)4 * C, nC) * sizeof(bf16)},
+        {(void**)&a->Tg, rows * sizeof(float)},
+        {(void**)&a->Bv, rows * sizeof(float)},
+        {(void**)&a->scratch, scratch * sizeof(float)},
+        {(void**)&a->tokens, 2 * N * sizeof(int)},
+        {(void**)&a->groups, (3 * N + 1) * sizeof(int)},
+    };
+    auto slice = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
+    a->bytes = 0;
+    for (const auto& e : table) a->bytes += slice(e.bytes);
+    cudaCheck(cudaMalloc(&a->base, a->bytes));
+    char* p = (char*)a->base;
+    for (const auto& e : table) {
+        *e.ptr = p;
+        p += slice(e.bytes);
+    }
 }
 
 static void model_alloc(Model* m, const Config& cfg, int B, int T) {
@@ -232,38 +284,12 @@ static void model_alloc(Model* m, const Config& cfg, int B, int T) {
     cudaCheck(cudaMalloc(&m->rope, rope.size() * sizeof(float)));
     cudaCheck(cudaMemcpy(m->rope, rope.data(), rope.size() * sizeof(float), cudaMemcpyHostToDevice));
 
-    Activations* a = &m->act;
-    size_t N = (size_t)B * T, C = cfg.C, L = cfg.L, nC = cfg.n_proj() * C, rows = (size_t)B * cfg.H * T;
-    cudaCheck(cudaMalloc(&a->res, (2 * L + 1) * N * C * sizeof(float)));
-    cudaCheck(cudaMalloc(&a->rstd, (2 * L + 1) * N * sizeof(float)));
-    cudaCheck(cudaMalloc(&a->h, (2 * L + 1) * N * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&a->qkvr, L * N * nC * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&a->qkr, L * N * nC * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&a->o, L * N * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&a->vbar, L * N * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&a->lse, L * rows * sizeof(float)));
-    cudaCheck(cudaMalloc(&a->tbar, L * rows * sizeof(float)));
-    cudaCheck(cudaMalloc(&a->u, L * N * 4 * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&a->act, L * N * 4 * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&a->logits, N * cfg.Vp * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&a->losses, N * sizeof(float)));
-    cudaCheck(cudaMalloc(&a->dres, N * C * sizeof(float)));
-    cudaCheck(cudaMalloc(&a->dh, N * C * sizeof(float)));
-    cudaCheck(cudaMalloc(&a->dres_bf16, N * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&a->dbig, N * std::max((size_t)4 * C, nC) * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&a->Tg, rows * sizeof(float)));
-    cudaCheck(cudaMalloc(&a->Bv, rows * sizeof(float)));
-    cudaCheck(cudaMalloc(&a->scratch, std::max((size_t)QKR_BACKWARD_BLOCKS * 3 * cfg.D, (size_t)SUMSQ_PARTS) *
-                                          sizeof(float)));
-    cudaCheck(cudaMalloc(&a->tokens, 2 * N * sizeof(int)));
-    cudaCheck(cudaMalloc(&a->groups, (3 * N + 1) * sizeof(int)));
+    activations_alloc(&m->act, cfg, B, T);
 }
 
 static void model_free(Model* m) {
     Activations* a = &m->act;
-    void* ptrs[] = {m->params, m->params_bf16, m->grads, m->adam_m, m->adam_v, m->muon_buf, m->rope, a->res,
-                    a->rstd, a->h, a->qkvr, a->qkr, a->o, a->vbar, a->lse, a->tbar, a->u, a->act, a->logits,
-                    a->losses, a->dres, a->dh, a->dres_bf16, a->dbig, a->Tg, a->Bv, a->scratch, a->tokens, a->groups};
+    void* ptrs[] = {m->params, m->params_bf16, m->grads, m->adam_m, m->adam_v, m->muon_buf, m->rope, a->base};
     for (void* p : ptrs) cudaCheck(cudaFree(p));
     muon_scratch_free(&m->muon);
 }
@@ -351,8 +377,7 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
     for (int l = c.L - 1; l >= 0; l--) {
         LayerActs la = layer_acts(m, l, N, rows);
         // MLP: x_next = x_mid + act W_2^T, act = relu(u)^2, u = h2 W_1^T
-        to_bf16_kernel<<<(unsigned)((N * C + 255) / 256), 256, 0, st>>>(a->dres_bf16, a->dres, N * C);
-        cudaCheckLaunch();
+        to_bf16(a->dres_bf16, a->dres, N * C, st);
         linear_backward_weight(grad(m, P_FCPROJ) + l * C * 4 * C, a->dres_bf16, la.act, (int)N, 4 * c.C, c.C, st);
         linear_backward_input(a->dbig, a->dres_bf16, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C,
                               false, st);
@@ -361,8 +386,7 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
         linear_backward_input(a->dh, a->dbig, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, true, st);
         rmsnorm_backward(a->dres, a->dh, la.x_mid, la.rstd2, (int)N, c.C, st);
         // attention: x_mid = x + o W_o^T
-        to_bf16_kernel<<<(unsigned)((N * C + 255) / 256), 256, 0, st>>>(a->dres_bf16, a->dres, N * C);
-        cudaCheckLaunch();
+        to_bf16(a->dres_bf16, a->dres, N * C, st);
         linear_backward_weight(grad(m, P_ATTPROJ) + l * C * C, a->dres_bf16, la.o, (int)N, c.C, c.C, st);
         bf16* dO = (bf16*)a->dh;  // reuse: (N, C) bf16 fits in the fp32 scratch
         linear_backward_input(dO, a->dres_bf16, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, false, st);
@@ -816,6 +840,8 @@ int main(int argc, char** argv) {
     printf("  batch %d x %d, %d micro-steps = %ld tokens per step, %d steps; train %ld tokens in %zu shards, "
            "val %ld tokens\n", o.batch, o.seq_len, accum, o.total_batch, o.steps, dataloader_total_tokens(&train),
            train.paths.size(), dataloader_total_tokens(&val));
+    printf("  activations %.2f GiB for micro-batches of %d x %d (one allocation)\n", m.act.bytes / 1073741824.0,
+           o.batch, o.seq_len);
 
     std::string log_path = o.out + "/log.csv";
     FILE* log = fopen(log_path.c_str(), o.resume ? "a" : "w");

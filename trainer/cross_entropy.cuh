@@ -17,11 +17,14 @@ __global__ void cross_entropy_kernel(bf16* logits, float* losses, const int* tar
     int warps = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x % 32;
     // online max and sum of exp over columns < V
     float m = -FLT_MAX, s = 0.0f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {  // one exp per element: rescale only on a new max
         float x = __bfloat162float(lr[i]);
-        float mn = fmaxf(m, x);
-        s = s * expf(m - mn) + expf(x - mn);
-        m = mn;
+        if (x > m) {
+            s = s * expf(m - x) + 1.0f;
+            m = x;
+        } else {
+            s += expf(x - m);
+        }
     }
     for (int o = 16; o > 0; o >>= 1) {
         float m2 = __shfl_xor_sync(0xffffffff, m, o), s2 = __shfl_xor_sync(0xffffffff, s, o);

@@ -24,13 +24,11 @@ __global__ void rmsnorm_forward_kernel(bf16* h, float* rstd, const float* x, int
         ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
     float s = rsqrtf(warp_sum(ss) / C + RMSNORM_EPS);
-    bf16* hr = h + (size_t)row * C;
+    uint2* hr = (uint2*)(h + (size_t)row * C);   // 4 bf16 per 8-byte store
     for (int i = lane; i < C / 4; i += 32) {
         float4 v = xr[i];
-        hr[4 * i + 0] = __float2bfloat16(v.x * s);
-        hr[4 * i + 1] = __float2bfloat16(v.y * s);
-        hr[4 * i + 2] = __float2bfloat16(v.z * s);
-        hr[4 * i + 3] = __float2bfloat16(v.w * s);
+        __nv_bfloat162 lo = __floats2bfloat162_rn(v.x * s, v.y * s), hi = __floats2bfloat162_rn(v.z * s, v.w * s);
+        hr[i] = make_uint2(*(uint32_t*)&lo, *(uint32_t*)&hi);
     }
     if (lane == 0) rstd[row] = s;
 }
