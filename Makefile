@@ -15,22 +15,29 @@ REF_DIR = dev/ref
 TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
 .PHONY: all test train ref data compare bench clean
-all: train_parallax test_parallax dev/test_host dev/bench_parallax
+all: train_parallax test_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study
 
 CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
 
 train_parallax: $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
-test_parallax: test_parallax.cu dev/cuda/attention_rowwise.cuh dev/cuda/attention_mma_v2.cuh $(CUDA_SOURCES)
+STUDY_SOURCES = dev/cuda/attention_rowwise.cuh dev/cuda/attention_mma_v2.cuh dev/cuda/attention_check.h
+
+test_parallax: test_parallax.cu $(STUDY_SOURCES) $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
 # CPU tests of the trainer's host code (tensor files, data loader, grouping; table and schedule dumps)
 dev/test_host: dev/test_host.cu $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
-dev/bench_parallax: dev/bench_parallax.cu dev/cuda/attention_mma_v2.cuh $(CUDA_SOURCES)
+dev/bench_parallax: dev/bench_parallax.cu dev/cuda/attention_timing.h $(STUDY_SOURCES) $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+# the attention kernel study: ./dev/cuda/attention_study [VERSION] [B T H D] [--softmax] checks and times one
+# version of the attention kernels (dev/cuda/NOTES.md)
+dev/cuda/attention_study: dev/cuda/attention_study.cu dev/cuda/attention_timing.h $(STUDY_SOURCES) $(CUDA_SOURCES)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $<
 
 # the benchmark table of issue 5: attention kernels alone, then the d12 model (needs a GPU)
 bench: dev/bench_parallax
@@ -71,4 +78,4 @@ compare: train_parallax data/shards/manifest.json
 	PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/compare.sh
 
 clean:
-	rm -f test_parallax train_parallax dev/test_host dev/bench_parallax
+	rm -f test_parallax train_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study

@@ -10,92 +10,9 @@
 // 3. Where a micro-batch's time goes: each GEMM of the model (the trainer's own calls, at N = 32 x 1024
 //    tokens, with the trainer's output types) timed alone, and their sum per micro-batch beside the
 //    attention kernels' and the measured total; the rest is the small kernels (norms, RoPE, ReLU^2, loss).
-#include <algorithm>
-#include <vector>
-
 #define TESTING
 #include "../train_parallax.cu"   // defines: Model, model_forward, model_backward, model_update, attention_*
-#include "cuda/attention_mma_v2.cuh"   // the kernel study's version 2, timed beside the trainer's version 3
-
-static float* l2_flush_buf = NULL;
-static size_t l2_flush_bytes = 0;
-
-static void flush_l2() {
-    cudaCheck(cudaMemsetAsync(l2_flush_buf, 0, l2_flush_bytes));
-}
-
-// median milliseconds of `reps` runs of fn, each after an L2 flush
-template <typename F>
-static float time_median(F fn, int warmup, int reps) {
-    for (int i = 0; i < warmup; i++) fn();
-    cudaEvent_t a, b;
-    cudaCheck(cudaEventCreate(&a));
-    cudaCheck(cudaEventCreate(&b));
-    std::vector<float> ms;
-    for (int i = 0; i < reps; i++) {
-        flush_l2();
-        cudaCheck(cudaEventRecord(a));
-        fn();
-        cudaCheck(cudaEventRecord(b));
-        cudaCheck(cudaEventSynchronize(b));
-        float t;
-        cudaCheck(cudaEventElapsedTime(&t, a, b));
-        ms.push_back(t);
-    }
-    cudaCheck(cudaEventDestroy(a));
-    cudaCheck(cudaEventDestroy(b));
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
-}
-
-__global__ void fill_random_kernel(bf16* x, size_t n, unsigned seed, float scale) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    unsigned h = (unsigned)(i * 2654435761u) ^ seed;   // a cheap hash; the values only need to be non-trivial
-    h ^= h >> 13; h *= 0x5bd1e995; h ^= h >> 15;
-    x[i] = __float2bfloat16(scale * ((h & 0xFFFF) / 32768.0f - 1.0f));
-}
-
-static void fill_random(bf16* x, size_t n, unsigned seed, float scale) {
-    fill_random_kernel<<<(unsigned)((n + 255) / 256), 256>>>(x, n, seed, scale);
-    cudaCheckLaunch();
-}
-
-typedef decltype(&attention_forward) AttentionForward;
-typedef decltype(&attention_backward) AttentionBackward;
-
-static void bench_attention(int B, int T, int H, int D, bool probe, const char* version, AttentionForward forward,
-                            AttentionBackward backward) {
-    int C = H * D, n = probe ? 4 : 3, stride = n * C;
-    size_t N = (size_t)B * T, rows = (size_t)B * H * T;
-    bf16 *qkvr, *dqkvr, *o, *vbar, *dO;
-    float *L, *tbar, *Tg, *Bv;
-    cudaCheck(cudaMalloc(&qkvr, N * stride * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&dqkvr, N * stride * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&o, N * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&vbar, N * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&dO, N * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&L, rows * sizeof(float)));
-    cudaCheck(cudaMalloc(&tbar, rows * sizeof(float)));
-    cudaCheck(cudaMalloc(&Tg, rows * sizeof(float)));
-    cudaCheck(cudaMalloc(&Bv, rows * sizeof(float)));
-    fill_random(qkvr, N * stride, 1, 1.7f);   // uniform(-1.7, 1.7): unit variance
-    fill_random(dO, N * C, 2, 1.7f);
-    const bf16 *q = qkvr, *k = qkvr + C, *v = qkvr + 2 * C, *r = probe ? qkvr + 3 * C : NULL;
-    auto fwd = [&]() { forward(o, vbar, L, tbar, q, r, k, v, B, T, H, D, stride, 0); };
-    auto fwdbwd = [&]() {
-        fwd();
-        backward(dqkvr, probe ? dqkvr + 3 * C : NULL, dqkvr + C, dqkvr + 2 * C, Tg, Bv, dO, q, r, k, v, o,
-                           vbar, L, tbar, B, T, H, D, stride, 0);
-    };
-    float ms_f = time_median(fwd, 3, 20), ms_fb = time_median(fwdbwd, 3, 20);
-    double u = (double)B * H * T * T * D;
-    double fl_f = (probe ? 4 : 2) * u, fl_fb = (probe ? 12 : 7) * u;
-    printf("| %-8s | %s | %dx%dx%dx%d | %7.3f | %6.1f | %7.3f | %6.1f |\n", probe ? "parallax" : "softmax", version,
-           B, T, H, D, ms_f, fl_f / ms_f / 1e9, ms_fb, fl_fb / ms_fb / 1e9);
-    void* ptrs[] = {qkvr, dqkvr, o, vbar, dO, L, tbar, Tg, Bv};
-    for (void* p : ptrs) cudaCheck(cudaFree(p));
-}
+#include "cuda/attention_timing.h"    // defines: time_median, fill_random, bench_attention; ATTENTION_VERSIONS
 
 // one linear layer's three products (forward, backward to the input, backward to the weight) at N tokens,
 // as the trainer calls them; returns the summed ms and prints a row per product
@@ -207,8 +124,7 @@ int main() {
     if (cuda_device_count() == 0) { printf("bench_parallax: skipped: no GPU\n"); return 0; }
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
-    l2_flush_bytes = (size_t)prop.l2CacheSize * 2;
-    cudaCheck(cudaMalloc(&l2_flush_buf, l2_flush_bytes));
+    timing_init();
     matmul_init();
     printf("bench_parallax on %s\n\n", prop.name);
     printf("| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
@@ -216,8 +132,8 @@ int main() {
     const int shapes[][4] = {{16, 1024, 12, 64}, {4, 4096, 12, 64}, {8, 2048, 8, 128}};
     for (const auto& sh : shapes)
         for (int probe = 1; probe >= 0; probe--) {
-            bench_attention(sh[0], sh[1], sh[2], sh[3], probe, "v3", attention_forward, attention_backward);
-            bench_attention(sh[0], sh[1], sh[2], sh[3], probe, "v2", attention_forward_mma_v2, attention_backward_mma_v2);
+            bench_attention(sh[0], sh[1], sh[2], sh[3], probe, ATTENTION_VERSIONS[0]);   // version 3
+            bench_attention(sh[0], sh[1], sh[2], sh[3], probe, ATTENTION_VERSIONS[1]);   // version 2
         }
     printf("\nd12, T = 1024, micro-batch 32, step = 16 micro-batches = 2^19 tokens (random tokens)\n\n");
     printf("| attention | optimizer | fwd+bwd ms / micro-batch | update ms | tokens/s | MFU | update share | GPU memory |\n"

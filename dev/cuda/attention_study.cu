@@ -1,0 +1,70 @@
+// The attention kernel study, llm.c's dev/cuda style: one program checks and times any version of the
+// Parallax (or softmax) attention forward and backward.
+//   make dev/cuda/attention_study
+//   ./dev/cuda/attention_study [VERSION] [B T H D] [--softmax]       (default: 3, 16 1024 12 64, Parallax)
+// 1. Check: a fresh random case at (B = 2, H = 3, T = 333, the given D), so T is a multiple of no tile,
+//    against the float64 CPU reference of spec section 1 (dev/cuda/attention_check.h); outputs poisoned
+//    with NaN first; the relative error of every output, and its bound. Exit status 1 on a failed check.
+// 2. Time: forward and forward + backward at (B, T, H, D), median of 20 runs after 3 warm-ups, L2 flushed,
+//    in model TFLOP/s of spec section 1.
+// The versions (what each changes, and what it measured: dev/cuda/NOTES.md):
+//   1  dev/cuda/attention_rowwise.cuh  one thread per query row, fp32, no tensor cores (slow: try small T)
+//   2  dev/cuda/attention_mma_v2.cuh   mma.sync tensor cores, FlashAttention-2 tiling, synchronous tiles
+//   3  parallax_kernels.cuh            the trainer's: cp.async double buffering, ldmatrix, no transposed copies
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include "attention_timing.h"   // defines: bench_attention, timing_init; includes attention_check.h
+
+static int parse_int(const char* s, const char* what) {
+    char* end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v <= 0) {
+        fprintf(stderr, "attention_study: %s must be a positive integer, got '%s'\n", what, s);
+        exit(2);
+    }
+    return (int)v;
+}
+
+int main(int argc, char** argv) {
+    int version = 3, shape[4] = {16, 1024, 12, 64}, n_shape = 0;
+    bool probe = true;
+    const char* names[4] = {"B", "T", "H", "D"};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--softmax") == 0) probe = false;
+        else if (i == 1) version = parse_int(argv[i], "VERSION");
+        else if (n_shape < 4) { shape[n_shape] = parse_int(argv[i], names[n_shape]); n_shape++; }
+        else { fprintf(stderr, "attention_study: unexpected argument '%s'\n", argv[i]); return 2; }
+    }
+    const int B = shape[0], T = shape[1], H = shape[2], D = shape[3];
+    const AttentionVersion* ver = NULL;
+    for (const AttentionVersion& v : ATTENTION_VERSIONS) if (v.number == version) ver = &v;
+    if (!ver) { fprintf(stderr, "attention_study: VERSION must be 1, 2 or 3, got %d\n", version); return 2; }
+    if (D != 64 && D != 128) { fprintf(stderr, "attention_study: D must be 64 or 128, got %d\n", D); return 2; }
+    if (n_shape != 0 && n_shape != 4) { fprintf(stderr, "attention_study: give all of B T H D or none\n"); return 2; }
+    if (cuda_device_count() == 0) { printf("attention_study: skipped: no GPU\n"); return 0; }
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    printf("attention_study: version %d, %s, on %s\n\n", version, probe ? "parallax" : "softmax", prop.name);
+
+    unsigned seed = (unsigned)time(NULL);
+    std::mt19937 rng(seed);
+    AttentionCase c = attention_case_random(2, 3, 333, D, probe, rng);
+    AttentionOutputs out = attention_case_run(c, *ver);
+    int failed = 0;
+    printf("check %s (seed %u) against the float64 CPU reference\n", c.name.c_str(), seed);
+    for (const AttentionCheck& k : attention_checks(c, out)) {
+        double err = rel_error(*k.got, *k.ref);
+        bool ok = err <= k.max_rel;   // false for NaN
+        failed += !ok;
+        printf("  %-5s rel err %.2e (max %.0e) %s\n", k.what, err, k.max_rel, ok ? "ok" : "MISMATCH");
+    }
+    printf("\n| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
+           "|---|---|---|---|---|---|---|\n");
+    timing_init();
+    bench_attention(B, T, H, D, probe, *ver);
+    if (failed) printf("\nattention_study: %d outputs outside their bound\n", failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,96 @@
+// Timing for make bench (dev/bench_parallax.cu) and the kernel study (dev/cuda/attention_study.cu): CUDA
+// events, median of many runs after warm-ups, L2 flushed before each run; random bf16 fills; and the
+// attention table row both print.
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#include "attention_check.h"   // defines: AttentionVersion, ATTENTION_VERSIONS
+
+static float* l2_flush_buf = NULL;
+static size_t l2_flush_bytes = 0;
+
+// a buffer of twice the L2 size, written before every timed run so that no run finds its inputs in L2
+static void timing_init() {
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    l2_flush_bytes = (size_t)prop.l2CacheSize * 2;
+    cudaCheck(cudaMalloc(&l2_flush_buf, l2_flush_bytes));
+}
+
+static void flush_l2() {
+    cudaCheck(cudaMemsetAsync(l2_flush_buf, 0, l2_flush_bytes));
+}
+
+// median milliseconds of `reps` runs of fn, each after an L2 flush
+template <typename F>
+static float time_median(F fn, int warmup, int reps) {
+    for (int i = 0; i < warmup; i++) fn();
+    cudaEvent_t a, b;
+    cudaCheck(cudaEventCreate(&a));
+    cudaCheck(cudaEventCreate(&b));
+    std::vector<float> ms;
+    for (int i = 0; i < reps; i++) {
+        flush_l2();
+        cudaCheck(cudaEventRecord(a));
+        fn();
+        cudaCheck(cudaEventRecord(b));
+        cudaCheck(cudaEventSynchronize(b));
+        float t;
+        cudaCheck(cudaEventElapsedTime(&t, a, b));
+        ms.push_back(t);
+    }
+    cudaCheck(cudaEventDestroy(a));
+    cudaCheck(cudaEventDestroy(b));
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+}
+
+__global__ void fill_random_kernel(bf16* x, size_t n, unsigned seed, float scale) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    unsigned h = (unsigned)(i * 2654435761u) ^ seed;   // a cheap hash; the values only need to be non-trivial
+    h ^= h >> 13; h *= 0x5bd1e995; h ^= h >> 15;
+    x[i] = __float2bfloat16(scale * ((h & 0xFFFF) / 32768.0f - 1.0f));
+}
+
+static void fill_random(bf16* x, size_t n, unsigned seed, float scale) {
+    fill_random_kernel<<<(unsigned)((n + 255) / 256), 256>>>(x, n, seed, scale);
+    cudaCheckLaunch();
+}
+
+// Times one version's forward and forward + backward at (B, T, H, D) on random inputs and prints a table
+// row: | variant | vN | BxTxHxD | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s | (model FLOPs of
+// spec section 1: forward 4u / 2u, forward + backward 12u / 7u, u = B H T^2 D).
+static void bench_attention(int B, int T, int H, int D, bool probe, const AttentionVersion& ver) {
+    int C = H * D, n = probe ? 4 : 3, stride = n * C;
+    size_t N = (size_t)B * T, rows = (size_t)B * H * T;
+    bf16 *qkvr, *dqkvr, *o, *vbar, *dO;
+    float *L, *tbar, *Tg, *Bv;
+    cudaCheck(cudaMalloc(&qkvr, N * stride * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&dqkvr, N * stride * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&o, N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&vbar, N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&dO, N * C * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&L, rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&tbar, rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&Tg, rows * sizeof(float)));
+    cudaCheck(cudaMalloc(&Bv, rows * sizeof(float)));
+    fill_random(qkvr, N * stride, 1, 1.7f);   // uniform(-1.7, 1.7): unit variance
+    fill_random(dO, N * C, 2, 1.7f);
+    const bf16 *q = qkvr, *k = qkvr + C, *v = qkvr + 2 * C, *r = probe ? qkvr + 3 * C : NULL;
+    auto fwd = [&]() { ver.fwd(o, vbar, L, tbar, q, r, k, v, B, T, H, D, stride, 0); };
+    auto fwdbwd = [&]() {
+        fwd();
+        ver.bwd(dqkvr, probe ? dqkvr + 3 * C : NULL, dqkvr + C, dqkvr + 2 * C, Tg, Bv, dO, q, r, k, v, o, vbar,
+                L, tbar, B, T, H, D, stride, 0);
+    };
+    float ms_f = time_median(fwd, 3, 20), ms_fb = time_median(fwdbwd, 3, 20);
+    double u = (double)B * H * T * T * D;
+    double fl_f = (probe ? 4 : 2) * u, fl_fb = (probe ? 12 : 7) * u;
+    printf("| %-8s | v%d | %dx%dx%dx%d | %7.3f | %6.1f | %7.3f | %6.1f |\n", probe ? "parallax" : "softmax",
+           ver.number, B, T, H, D, ms_f, fl_f / ms_f / 1e9, ms_fb, fl_fb / ms_fb / 1e9);
+    void* ptrs[] = {qkvr, dqkvr, o, vbar, dO, L, tbar, Tg, Bv};
+    for (void* p : ptrs) cudaCheck(cudaFree(p));
+}
