@@ -20,11 +20,10 @@
 // ---------------------------------------------------------------------------------------------------------
 // tolerances: the attention's are in dev/cuda/attention_check.h (shared with the kernel study); the whole
 // model's (d12, bf16 forward and backward against the float32 reference) are looser, since rounding
-// compounds over 12 layers; the numbers behind them are in the README.
+// compounds over 12 layers; the numbers behind them are in the README. "grad" bounds the gradient of every
+// tensor of the model's parameter table (the test walks that table, so no second list of names can drift).
 static const Tolerance MODEL_TOLERANCES[] = {
-    {"logits", 3e-2}, {"loss", 2e-3}, {"steps", 2e-2},
-    {"wte", 5e-2}, {"qkvr_w", 5e-2}, {"q_gain", 5e-2}, {"k_gain", 5e-2}, {"r_gain", 5e-2},
-    {"attproj_w", 5e-2}, {"fc_w", 5e-2}, {"fcproj_w", 5e-2}, {"lm_head_w", 5e-2},
+    {"logits", 3e-2}, {"loss", 2e-3}, {"steps", 2e-2}, {"grad", 5e-2},
 };
 
 static double tolerance(const char* name) {
@@ -223,7 +222,8 @@ static void test_model(const std::string& path) {
         const ParamSpec& s = m.spec[i];
         if (!s.present) continue;
         std::vector<double> gi(g.begin() + s.offset, g.begin() + s.offset + s.numel);
-        report(tag + " grad " + s.name, rel_error(gi, as_doubles(tf.get(std::string("grad.") + s.name))), tolerance(s.name));
+        report(tag + " grad " + s.name, rel_error(gi, as_doubles(tf.get(std::string("grad.") + s.name))),
+               tolerance("grad"));
     }
 
     // optimizer steps, and determinism

@@ -7,10 +7,14 @@
 //    with NaN first; the relative error of every output, and its bound. Exit status 1 on a failed check.
 // 2. Time: forward and forward + backward at (B, T, H, D), median of 20 runs after 3 warm-ups, L2 flushed,
 //    in model TFLOP/s of spec section 1.
-// The versions (what each changes, and what it measured: dev/cuda/NOTES.md):
-//   1  dev/cuda/attention_rowwise.cuh  one thread per query row, fp32, no tensor cores (slow: try small T)
+// The versions, with what each measured on one H200 (Parallax, forward / forward + backward; more in
+// dev/cuda/NOTES.md):
+//   1  dev/cuda/attention_rowwise.cuh  one thread per query row, fp32, no tensor cores
+//        ./dev/cuda/attention_study 1 2 1024 12 64    2.409 / 34.39 ms at 2x1024x12x64 (0.6 TFLOP/s)
 //   2  dev/cuda/attention_mma_v2.cuh   mma.sync tensor cores, FlashAttention-2 tiling, synchronous tiles
+//        ./dev/cuda/attention_study 2                 0.611 / 2.159 ms at 16x1024x12x64 (72 TFLOP/s)
 //   3  parallax_kernels.cuh            the trainer's: cp.async double buffering, ldmatrix, no transposed copies
+//        ./dev/cuda/attention_study 3                 0.313 / 1.159 ms at 16x1024x12x64 (133 TFLOP/s)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
