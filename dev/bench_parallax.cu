@@ -10,6 +10,7 @@
 // 3. Where a micro-batch's time goes: each GEMM of the model (the trainer's own calls, at N = 32 x 1024
 //    tokens, with the trainer's output types) timed alone, and their sum per micro-batch beside the
 //    attention kernels' and the measured total; the rest is the small kernels (norms, RoPE, ReLU^2, loss).
+// 4. Those small kernels one by one, with the GB/s they reach over the bytes they must move.
 #define TESTING
 #include "../train_parallax.cu"   // defines: Model, model_forward, model_backward, model_update, attention_*
 #include "cuda/attention_timing.h"    // defines: time_median, fill_random, bench_attention; ATTENTION_VERSIONS
@@ -45,7 +46,8 @@ static double bench_linear(const char* name, int N, int in, int out, bool y_fp32
 }
 
 // section 3 for one variant: GEMMs per micro-batch (12 layers + head) and attention, against the total
-static void bench_breakdown(bool probe, float micro_ms) {
+// returns "the rest": the micro-batch's time less the GEMMs and the attention
+static double bench_breakdown(bool probe, float micro_ms) {
     const int N = 32 * 1024, C = 768, L = 12, n = probe ? 4 : 3;
     printf("\n%s: GEMMs of one micro-batch (N = %d tokens), each timed alone\n\n", probe ? "parallax" : "softmax", N);
     printf("| layer | product | N x out x in | ms | TFLOP/s |\n|---|---|---|---|---|\n");
@@ -82,6 +84,81 @@ static void bench_breakdown(bool probe, float micro_ms) {
     printf("\nper micro-batch: total %.1f ms = GEMMs %.1f ms (%.0f%%) + attention %.1f ms (%.0f%%) + the rest %.1f ms "
            "(%.0f%%)\n", micro_ms, gemm, 100 * gemm / micro_ms, L * attn, 100 * L * attn / micro_ms, rest,
            100 * rest / micro_ms);
+    return rest;
+}
+
+// one small kernel timed alone: prints its row (ms, GB/s over the bytes it must move, calls per micro-batch)
+// and returns ms x calls
+static double small_row(const char* name, float ms, double bytes, int calls) {
+    printf("| %-28s | %7.3f | %6.0f | %2d | %6.2f |\n", name, ms, bytes / ms / 1e6, calls, ms * calls);
+    return (double)ms * calls;
+}
+
+// section 4 for one variant: every kernel that is not a GEMM or attention, at N = 32 x 1024 tokens of d12,
+// on buffers of the trainer's sizes (contents: zeros or random; the time does not depend on them), with
+// the number of calls per micro-batch; their sum is set against section 3's "rest".
+static void bench_small_kernels(bool probe, double rest_ms) {
+    const int B = 32, T = 1024, N = B * T, C = 768, H = 12, D = 64, L = 12, V = 50257, Vp = 50304;
+    const int n = probe ? 4 : 3, n_norm = probe ? 3 : 2;
+    size_t NC = (size_t)N * C;
+    float *x, *dx, *dh, *rstd, *rope, *gains, *dgains, *scratch, *losses;
+    bf16 *h, *qkvr, *qkr, *u, *act, *logits;
+    int* targets;
+    cudaCheck(cudaMalloc(&x, NC * sizeof(float)));
+    cudaCheck(cudaMalloc(&dx, NC * sizeof(float)));
+    cudaCheck(cudaMalloc(&dh, NC * sizeof(float)));
+    cudaCheck(cudaMalloc(&rstd, N * sizeof(float)));
+    cudaCheck(cudaMalloc(&rope, (size_t)T * D * sizeof(float)));
+    cudaCheck(cudaMalloc(&gains, 3 * D * sizeof(float)));
+    cudaCheck(cudaMalloc(&dgains, 3 * D * sizeof(float)));
+    cudaCheck(cudaMalloc(&scratch, (size_t)QKR_BACKWARD_BLOCKS * 3 * D * sizeof(float)));
+    cudaCheck(cudaMalloc(&losses, N * sizeof(float)));
+    cudaCheck(cudaMalloc(&h, NC * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&qkvr, NC * n * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&qkr, NC * n * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&u, NC * 4 * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&act, NC * 4 * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&logits, (size_t)N * Vp * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&targets, N * sizeof(int)));
+    void* zeroed[] = {x, dx, dh, rope, gains, dgains};
+    size_t zero_bytes[] = {NC * 4, NC * 4, NC * 4, (size_t)T * D * 4, 3 * D * 4, 3 * D * 4};
+    for (int i = 0; i < 6; i++) cudaCheck(cudaMemset(zeroed[i], 0, zero_bytes[i]));
+    cudaCheck(cudaMemset(targets, 0, N * sizeof(int)));
+    fill_random(qkvr, NC * n, 6, 1.7f);
+    fill_random(u, NC * 4, 7, 1.7f);
+    fill_random(act, NC * 4, 8, 1.7f);
+    fill_random(logits, (size_t)N * Vp, 9, 4.0f);
+    QKRGains g = {{gains, gains + D, probe ? gains + 2 * D : NULL}};
+    QKRGainGrads dg = {{dgains, dgains + D, probe ? dgains + 2 * D : NULL}};
+
+    printf("\n%s: the other kernels of one micro-batch (N = %d tokens), each timed alone\n\n",
+           probe ? "parallax" : "softmax", N);
+    printf("| kernel | ms | GB/s | calls | ms per micro-batch |\n|---|---|---|---|---|\n");
+    double sum = 0.0, qkr_bytes = (double)N * n_norm * C * 2;
+    sum += small_row("rmsnorm forward", time_median([&]() { rmsnorm_forward(h, rstd, x, N, C, 0); }, 3, 20),
+                     NC * 6.0, 2 * L + 1);
+    sum += small_row("rmsnorm backward", time_median([&]() { rmsnorm_backward(dx, dh, x, rstd, N, C, 0); }, 3, 20),
+                     NC * 16.0, 2 * L + 1);
+    sum += small_row("qkr norm + rope forward",
+                     time_median([&]() { qkr_norm_rope_forward(qkr, qkvr, g, rope, N, T, H, D, n, 0); }, 3, 20),
+                     qkr_bytes * 2, L);
+    sum += small_row("qkr norm + rope backward", time_median([&]() {
+        qkr_norm_rope_backward(qkr, dg, scratch, qkvr, g, rope, N, T, H, D, n, 0); }, 3, 20), qkr_bytes * 3, L);
+    sum += small_row("relu2 forward", time_median([&]() { relu2_forward(act, u, NC * 4, 0); }, 3, 20), NC * 16.0, L);
+    sum += small_row("relu2 backward", time_median([&]() { relu2_backward(act, u, NC * 4, 0); }, 3, 20), NC * 24.0,
+                     L);
+    sum += small_row("residual grad fp32 -> bf16", time_median([&]() { to_bf16(h, dx, NC, 0); }, 3, 20), NC * 6.0,
+                     2 * L);
+    sum += small_row("residual copy (cudaMemcpy)", time_median([&]() {
+        cudaCheck(cudaMemcpyAsync(dx, x, NC * sizeof(float), cudaMemcpyDeviceToDevice, 0)); }, 3, 20), NC * 8.0,
+                     2 * L);
+    sum += small_row("cross-entropy (fused)", time_median([&]() {
+        cross_entropy_forward_backward(logits, losses, targets, N, V, Vp, 1.0f / N, 0); }, 3, 20),
+                     (double)N * Vp * 4, 1);
+    printf("\nsum %.1f ms per micro-batch, against %.1f ms of section 3's rest (the embedding, the loss copy "
+           "and launch gaps are the difference)\n", sum, rest_ms);
+    void* ptrs[] = {x, dx, dh, rstd, rope, gains, dgains, scratch, losses, h, qkvr, qkr, u, act, logits, targets};
+    for (void* p : ptrs) cudaCheck(cudaFree(p));
 }
 
 // returns the fwd+bwd ms of one micro-batch
@@ -136,12 +213,15 @@ int main() {
             bench_attention(sh[0], sh[1], sh[2], sh[3], probe, ATTENTION_VERSIONS[1]);   // version 2
         }
     printf("\nd12, T = 1024, micro-batch 32, step = 16 micro-batches = 2^19 tokens (random tokens)\n\n");
-    printf("| attention | optimizer | fwd+bwd ms / micro-batch | update ms | tokens/s | MFU | update share | GPU memory |\n"
-           "|---|---|---|---|---|---|---|---|\n");
+    printf("| attention | optimizer | fwd+bwd ms / micro-batch | update ms | tokens/s | MFU | update share "
+           "| GPU memory |\n|---|---|---|---|---|---|---|---|\n");
     float micro_ms[2];
     for (int probe = 1; probe >= 0; probe--)
         for (int muon = 1; muon >= 0; muon--) micro_ms[probe] = bench_model(probe, muon, gpu_peak_flops(prop));
-    for (int probe = 1; probe >= 0; probe--) bench_breakdown(probe, micro_ms[probe]);
+    for (int probe = 1; probe >= 0; probe--) {
+        double rest = bench_breakdown(probe, micro_ms[probe]);
+        bench_small_kernels(probe, rest);
+    }
     cudaCheck(cudaFree(l2_flush_buf));
     return 0;
 }
