@@ -6,13 +6,15 @@
 #   make compare COMPARE_STEPS=600 COMPARE_SEEDS="1337 1338"   # longer, and a second seed for the spread
 #   make compare COMPARE_GPUS="0 1 2 3"           # runs spread over GPUs, one run per GPU at a time
 # Output: $COMPARE_OUT (default out/compare)/<attention>_<optimizer>_s<seed>/log.csv (and train.out, the
-# trainer's printout), losses.png, table.md.
+# trainer's printout), losses.png, table.md. COMPARE_TRAINER replaces ./train_parallax (dev/test_compare.py
+# runs this script on a CPU with a stand-in).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${COMPARE_STEPS:-200}
 seeds=${COMPARE_SEEDS:-1337}
 gpus=(${COMPARE_GPUS:-0})
 out=${COMPARE_OUT:-out/compare}
+trainer=${COMPARE_TRAINER:-./train_parallax}
 python=${PLOT_PYTHON:-python3}
 runs=()
 for seed in $seeds; do
@@ -30,7 +32,7 @@ train_one() {
     mkdir -p "$dir"
     echo "== GPU $gpu: $attention, $optimizer, seed $seed -> $dir"
     # shellcheck disable=SC2086
-    if ! CUDA_VISIBLE_DEVICES=$gpu ./train_parallax --attention "$attention" --optimizer "$optimizer" --seed "$seed" \
+    if ! CUDA_VISIBLE_DEVICES=$gpu "$trainer" --attention "$attention" --optimizer "$optimizer" --seed "$seed" \
         --steps "$steps" --sample-every 0 --checkpoint-every 0 --out "$dir" ${COMPARE_FLAGS:-} >"$dir/train.out" 2>&1; then
         echo "compare: the run in $dir failed; its last lines:" >&2
         tail -n 20 "$dir/train.out" >&2

@@ -36,6 +36,7 @@ fi
 run cli "${DATA_PYTHON:-${PYTHON:-python3}}" dev/test_cli.py ./train_parallax
 if [ -n "${PLOT_PYTHON:-}" ]; then
     run plot "$PLOT_PYTHON" dev/test_plot.py
+    run compare "$PLOT_PYTHON" dev/test_compare.py
 else
     echo "FAIL plot: no python3 with matplotlib found (Debian: apt-get install python3-matplotlib)" | tee -a "$log"
 fi
