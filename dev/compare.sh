@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${COMPARE_STEPS:-200}
 seeds=${COMPARE_SEEDS:-1337}
-gpus=(${COMPARE_GPUS:-0})
+gpus=(${COMPARE_GPUS:--})   # "-": one lane on whatever GPU CUDA_VISIBLE_DEVICES already gives
 out=${COMPARE_OUT:-out/compare}
 trainer=${COMPARE_TRAINER:-./train_parallax}
 python=${PLOT_PYTHON:-python3}
@@ -30,9 +30,14 @@ train_one() {
     local attention=$1 optimizer=$2 seed=$3 gpu=$4
     local dir=$out/${attention}_${optimizer}_s$seed
     mkdir -p "$dir"
-    echo "== GPU $gpu: $attention, $optimizer, seed $seed -> $dir"
+    if [ "$gpu" = "-" ]; then
+        echo "== $attention, $optimizer, seed $seed -> $dir"
+    else
+        echo "== GPU $gpu: $attention, $optimizer, seed $seed -> $dir"
+        export CUDA_VISIBLE_DEVICES=$gpu
+    fi
     # shellcheck disable=SC2086
-    if ! CUDA_VISIBLE_DEVICES=$gpu "$trainer" --attention "$attention" --optimizer "$optimizer" --seed "$seed" \
+    if ! "$trainer" --attention "$attention" --optimizer "$optimizer" --seed "$seed" \
         --steps "$steps" --sample-every 0 --checkpoint-every 0 --out "$dir" ${COMPARE_FLAGS:-} >"$dir/train.out" 2>&1; then
         echo "compare: the run in $dir failed; its last lines:" >&2
         tail -n 20 "$dir/train.out" >&2

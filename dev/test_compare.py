@@ -40,15 +40,17 @@ print(f"step {args['--steps']:>5} | val loss {base:.4f}")
 '''
 
 
-def run_compare(d, fail=""):
+def run_compare(d, fail="", gpus="0 1", seeds="1 2"):
     fake = os.path.join(d, "fake_trainer.py")
     with open(fake, "w") as f:
         f.write(FAKE_TRAINER.replace("#!/usr/bin/env python3", "#!" + sys.executable))
     os.chmod(fake, 0o755)
     times = os.path.join(d, "times.txt")
-    env = dict(os.environ, COMPARE_TRAINER=fake, COMPARE_GPUS="0 1", COMPARE_SEEDS="1 2", COMPARE_STEPS="5",
+    env = dict(os.environ, COMPARE_TRAINER=fake, COMPARE_SEEDS=seeds, COMPARE_STEPS="5",
                COMPARE_OUT=os.path.join(d, "out"), PLOT_PYTHON=sys.executable, FAKE_TIMES=times, FAKE_FAIL=fail,
-               MPLBACKEND="Agg")
+               MPLBACKEND="Agg", CUDA_VISIBLE_DEVICES="7")
+    if gpus:
+        env["COMPARE_GPUS"] = gpus
     p = subprocess.run(["bash", os.path.join(HERE, "compare.sh")], env=env, capture_output=True, text=True)
     return p, times
 
@@ -75,6 +77,12 @@ def main():
         rows = [line for line in table.splitlines() if line.startswith("| ") and ("s1 |" in line or "s2 |" in line)]
         check("the table has a row per run, the plot exists",
               len(rows) == 8 and os.path.getsize(os.path.join(out, "losses.png")) > 10000, f"{len(rows)} rows")
+    with tempfile.TemporaryDirectory() as d:
+        p, times = run_compare(d, gpus="", seeds="1")
+        spans = [line.split() for line in open(times)] if os.path.exists(times) else []
+        ok = p.returncode == 0 and len(spans) == 4 and all(g == "7" for g, _, _ in spans)
+        check("without COMPARE_GPUS: the four runs in turn on the GPU that CUDA_VISIBLE_DEVICES gives", ok,
+              f"exit {p.returncode}, GPUs seen {[g for g, _, _ in spans]}")
     with tempfile.TemporaryDirectory() as d:
         p, _ = run_compare(d, fail="softmax_adamw")
         ok = p.returncode != 0 and "softmax_adamw_s1" in p.stderr and "failing as asked" in p.stderr
