@@ -57,29 +57,10 @@ static double bench_breakdown(bool probe, float micro_ms) {
     block += bench_linear("fcproj", N, 4 * C, C, true, false);
     double head = bench_linear("head", N, C, 50304, false, true);
     double gemm = L * block + head;
-    // attention forward + backward of one layer at B = 32
-    bf16 *qkvr, *dqkvr, *o, *vbar, *dO;
-    float *Lse, *tbar, *Tg, *Bv;
-    size_t rows = (size_t)N * 12;
-    cudaCheck(cudaMalloc(&qkvr, (size_t)N * n * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&dqkvr, (size_t)N * n * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&o, (size_t)N * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&vbar, (size_t)N * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&dO, (size_t)N * C * sizeof(bf16)));
-    cudaCheck(cudaMalloc(&Lse, rows * sizeof(float)));
-    cudaCheck(cudaMalloc(&tbar, rows * sizeof(float)));
-    cudaCheck(cudaMalloc(&Tg, rows * sizeof(float)));
-    cudaCheck(cudaMalloc(&Bv, rows * sizeof(float)));
-    fill_random(qkvr, (size_t)N * n * C, 1, 1.7f);
-    fill_random(dO, (size_t)N * C, 2, 1.7f);
-    const bf16 *q = qkvr, *k = qkvr + C, *v = qkvr + 2 * C, *r = probe ? qkvr + 3 * C : NULL;
-    float attn = time_median([&]() {
-        attention_forward(o, vbar, Lse, tbar, q, r, k, v, 32, 1024, 12, 64, n * C, 0);
-        attention_backward(dqkvr, probe ? dqkvr + 3 * C : NULL, dqkvr + C, dqkvr + 2 * C, Tg, Bv, dO, q, r, k, v, o,
-                           vbar, Lse, tbar, 32, 1024, 12, 64, n * C, 0);
-    }, 3, 20);
-    void* ptrs[] = {qkvr, dqkvr, o, vbar, dO, Lse, tbar, Tg, Bv};
-    for (void* p : ptrs) cudaCheck(cudaFree(p));
+    // attention forward + backward of one layer at B = 32 (the trainer's kernels, version 3)
+    printf("\n| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
+           "|---|---|---|---|---|---|---|\n");
+    float attn = bench_attention(32, 1024, 12, 64, probe, ATTENTION_VERSIONS[0]);
     double rest = micro_ms - gemm - L * attn;
     printf("\nper micro-batch: total %.1f ms = GEMMs %.1f ms (%.0f%%) + attention %.1f ms (%.0f%%) + the rest %.1f ms "
            "(%.0f%%)\n", micro_ms, gemm, 100 * gemm / micro_ms, L * attn, 100 * L * attn / micro_ms, rest,

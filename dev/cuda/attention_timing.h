@@ -62,8 +62,8 @@ static void fill_random(bf16* x, size_t n, unsigned seed, float scale) {
 
 // Times one version's forward and forward + backward at (B, T, H, D) on random inputs and prints a table
 // row: | variant | vN | BxTxHxD | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s | (model FLOPs of
-// spec section 1: forward 4u / 2u, forward + backward 12u / 7u, u = B H T^2 D).
-static void bench_attention(int B, int T, int H, int D, bool probe, const AttentionVersion& ver) {
+// spec section 1: forward 4u / 2u, forward + backward 12u / 7u, u = B H T^2 D). Returns the fwd+bwd ms.
+static float bench_attention(int B, int T, int H, int D, bool probe, const AttentionVersion& ver) {
     int C = H * D, n = probe ? 4 : 3, stride = n * C;
     size_t N = (size_t)B * T, rows = (size_t)B * H * T;
     bf16 *qkvr, *dqkvr, *o, *vbar, *dO;
@@ -93,4 +93,5 @@ static void bench_attention(int B, int T, int H, int D, bool probe, const Attent
            ver.number, B, T, H, D, ms_f, fl_f / ms_f / 1e9, ms_fb, fl_fb / ms_fb / 1e9);
     void* ptrs[] = {qkvr, dqkvr, o, vbar, dO, L, tbar, Tg, Bv};
     for (void* p : ptrs) cudaCheck(cudaFree(p));
+    return ms_fb;
 }
