@@ -16,6 +16,7 @@
 #include "trainer/tensor_file.h"   // defines: TensorFile, tensor_file_read
 #include "dev/cuda/attention_check.h"   // defines: AttentionCase, ATTENTION_VERSIONS (versions 1-3),
                                          // attention_case_run, attention_checks, attention_case_random
+#include "dev/cuda/small_kernel_check.h"   // defines: small_kernel_checks (q/k/r norm + RoPE, cross-entropy)
 
 // ---------------------------------------------------------------------------------------------------------
 // tolerances: the attention's are in dev/cuda/attention_check.h (shared with the kernel study); the whole
@@ -269,6 +270,7 @@ int main(int argc, char** argv) {
     printf("test_parallax on %s, random seed %u\n", prop.name, seed);
     test_exported_attention(ref_dir + "/attention_cases.ptf");
     test_random_attention(seed);
+    for (const KernelCheck& k : small_kernel_checks(seed)) report(k.name, k.err, k.max_rel);
     matmul_init();
     // every exported model: d12 (D = 64) and a 2-layer D = 128 model, both variants (make test writes them)
     glob_t g;

@@ -4,32 +4,41 @@
 //   losses   fp32 (N): -log softmax(logits[:V])[target]
 //   targets  int (N)
 // scale = 1 / (tokens in the whole batch), so that micro-steps add up to the mean; scale = 0 (evaluation)
-// leaves the logits as they are. One block per row;
-// fp32 max / sum, two passes over the row (the second one rereads it from L2).
+// leaves the logits as they are. One block per row, 8 logits per 16-byte access (Vp must be a multiple of 8,
+// V <= Vp); fp32 max / sum, two passes over the row (the second one rereads it from L2).
 #pragma once
 
 #include <cfloat>
 #include "cuda_common.h"
 
-__global__ void cross_entropy_kernel(bf16* logits, float* losses, const int* targets, int V, int Vp, float scale) {
-    int row = blockIdx.x;
+#define CE_BLOCK 512
+
+__global__ void __launch_bounds__(CE_BLOCK) cross_entropy_kernel(bf16* logits, float* losses, const int* targets,
+                                                                int V, int Vp, float scale) {
+    int row = blockIdx.x, n8 = Vp / 8;
     bf16* lr = logits + (size_t)row * Vp;
+    uint4* lr8 = (uint4*)lr;   // 8 logits per 16-byte access
     int warps = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x % 32;
-    // online max and sum of exp over columns < V
+    // online max and sum of exp over columns < V; the sum is rescaled only when a chunk of 8 raises the max
     float m = -FLT_MAX, s = 0.0f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {  // one exp per element: rescale only on a new max
-        float x = __bfloat162float(lr[i]);
-        if (x > m) {
-            s = s * expf(m - x) + 1.0f;
-            m = x;
-        } else {
-            s += expf(x - m);
+    for (int c = threadIdx.x; c < n8; c += blockDim.x) {
+        uint4 v = lr8[c];
+        const bf16* e = (const bf16*)&v;
+        int n = V - 8 * c;   // columns k < n of this chunk are inside the vocabulary
+        float cm = -FLT_MAX;
+        for (int k = 0; k < 8; k++)
+            if (k < n) cm = fmaxf(cm, __bfloat162float(e[k]));
+        if (cm > m) {
+            s *= __expf(m - cm);
+            m = cm;
         }
+        for (int k = 0; k < 8; k++)
+            if (k < n) s += __expf(__bfloat162float(e[k]) - m);   // a NaN logit makes s NaN
     }
     for (int o = 16; o > 0; o >>= 1) {
         float m2 = __shfl_xor_sync(0xffffffff, m, o), s2 = __shfl_xor_sync(0xffffffff, s, o);
         float mn = fmaxf(m, m2);
-        s = s * expf(m - mn) + s2 * expf(m2 - mn);
+        s = s * __expf(m - mn) + s2 * __expf(m2 - mn);
         m = mn;
     }
     __shared__ float ms[32], ss[32];
@@ -38,24 +47,35 @@ __global__ void cross_entropy_kernel(bf16* logits, float* losses, const int* tar
     m = -FLT_MAX; s = 0.0f;
     for (int k = 0; k < warps; k++) {  // every thread combines the warps in the same order
         float mn = fmaxf(m, ms[k]);
-        s = s * expf(m - mn) + ss[k] * expf(ms[k] - mn);
+        s = s * __expf(m - mn) + ss[k] * __expf(ms[k] - mn);
         m = mn;
     }
     float lse = m + logf(s);
     int t = targets[row];
     float xt = __bfloat162float(lr[t]);
-    __syncthreads();
+    __syncthreads();   // every thread has read lr[t] before anyone overwrites it
     if (threadIdx.x == 0) losses[row] = lse - xt;
     if (scale == 0.0f) return;
-    for (int i = threadIdx.x; i < Vp; i += blockDim.x) {
-        float g = 0.0f;
-        if (i < V) g = scale * (expf(__bfloat162float(lr[i]) - lse) - (i == t ? 1.0f : 0.0f));
-        lr[i] = __float2bfloat16(g);
+    // second pass (it rereads the row, mostly from L2): the gradient over the logits, 8 at a time
+    for (int c = threadIdx.x; c < n8; c += blockDim.x) {
+        uint4 v = lr8[c];
+        bf16* e = (bf16*)&v;
+        for (int k = 0; k < 8; k++) {
+            int i = 8 * c + k;
+            float g = 0.0f;
+            if (i < V) g = scale * (__expf(__bfloat162float(e[k]) - lse) - (i == t ? 1.0f : 0.0f));
+            e[k] = __float2bfloat16(g);
+        }
+        lr8[c] = v;
     }
 }
 
 static void cross_entropy_forward_backward(bf16* logits, float* losses, const int* targets, int N, int V, int Vp,
                                            float scale, cudaStream_t stream) {
-    cross_entropy_kernel<<<N, 512, 0, stream>>>(logits, losses, targets, V, Vp, scale);
+    if (Vp % 8 || V > Vp) {
+        fprintf(stderr, "cross_entropy: padded vocabulary %d must be a multiple of 8 and >= %d\n", Vp, V);
+        exit(EXIT_FAILURE);
+    }
+    cross_entropy_kernel<<<N, CE_BLOCK, 0, stream>>>(logits, losses, targets, V, Vp, scale);
     cudaCheckLaunch();
 }

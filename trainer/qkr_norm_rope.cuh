@@ -6,14 +6,19 @@
 //   rope  fp32 (T, D/2, 2): cos, sin of position * 10000^(-2i/D), half-split pairs (i, i + D/2)
 // Forward:  y = x rstd, rstd = (mean_D(x^2) + 1e-6)^(-1/2);  n = y g;  out = [n1 cos - n2 sin, n1 sin + n2 cos]
 // Backward: dn = rotate(dout, -angle);  dg += dn y;  dy = dn g;  dx = rstd (dy - y mean(dy y))
-// One warp per (token, head, projection); lane l handles the pairs i = l, l + 32, ... < D/2. The gain
-// gradient is summed per block in a fixed order, then over blocks in a fixed order: deterministic.
+// A "row" is one head of one projection of one token (D elements). Each thread takes 8 rotation pairs of a
+// row: elements i..i+7 and i+D/2..i+D/2+7, one 16-byte load each; D/16 neighbouring lanes share a row and
+// sum over it with shuffles. D must be 64 or 128 (checked by the trainer's flags). Rows are ordered
+// (projection, token, head), so a warp reads whole contiguous heads.
+// The gain gradient is summed per thread, then per block in a fixed order, then over blocks in a fixed
+// order: deterministic.
 #pragma once
 
 #include "cuda_common.h"
 #include "rmsnorm.cuh"
 
-#define QKR_MAX_PAIRS 2   // D <= 128
+#define QKR_PAIRS 8               // rotation pairs per thread
+#define QKR_BACKWARD_BLOCKS 264   // blocks per projection in the backward; also the size of the partials scratch
 
 // which column block of the packed buffer each normalized projection sits in: q 0, k 1, r 3
 __device__ __forceinline__ int qkr_column(int j) { return j == 2 ? 3 : j; }
@@ -21,88 +26,128 @@ __device__ __forceinline__ int qkr_column(int j) { return j == 2 ? 3 : j; }
 struct QKRGains { const float* g[3]; };   // q, k, r gains of one layer
 struct QKRGainGrads { float* g[3]; };
 
+__device__ __forceinline__ void bf16x8_to_float(float* f, uint4 v) {
+    const bf16* e = (const bf16*)&v;
+    for (int k = 0; k < 8; k++) f[k] = __bfloat162float(e[k]);
+}
+
+__device__ __forceinline__ uint4 float_to_bf16x8(const float* f) {
+    uint4 v;
+    bf16* e = (bf16*)&v;
+    for (int k = 0; k < 8; k++) e[k] = __float2bfloat16(f[k]);
+    return v;
+}
+
+// sum over the `width` neighbouring lanes that share a row (width a power of two <= 32, groups aligned)
+__device__ __forceinline__ float group_sum(float v, int width) {
+    for (int o = width / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+    return v;
+}
+
+// Where thread `t` of projection j works: the row's first element in the packed buffer, its position, and
+// the first pair index i0 of its 8 pairs. Returns false past the last row.
+__device__ __forceinline__ bool qkr_locate(size_t* base, int* pos, int* i0, long long t, int j, int N, int T, int H,
+                                           int D, int n_proj) {
+    int tpr = D / (2 * QKR_PAIRS);
+    long long row = t / tpr;           // (token, head) of projection j
+    if (row >= (long long)N * H) return false;
+    int h = (int)(row % H), tok = (int)(row / H);
+    *base = (size_t)tok * n_proj * H * D + qkr_column(j) * H * D + h * D;
+    *pos = tok % T;
+    *i0 = (int)(t % tpr) * QKR_PAIRS;
+    return true;
+}
+
+// grid (ceil(N H D/16 / block), projections)
 __global__ void qkr_norm_rope_forward_kernel(bf16* out, const bf16* raw, QKRGains gains, const float* rope,
                                              int N, int T, int H, int D, int n_proj) {
-    int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    int lane = threadIdx.x % 32;
-    int n_norm = n_proj == 4 ? 3 : 2;
-    if (warp >= N * H * n_norm) return;
-    int j = warp % n_norm, h = (warp / n_norm) % H, tok = warp / (n_norm * H);
-    int C = H * D, half = D / 2, pos = tok % T;
-    size_t base = (size_t)tok * n_proj * C + qkr_column(j) * C + h * D;
-    float x1[QKR_MAX_PAIRS], x2[QKR_MAX_PAIRS];
+    int j = blockIdx.y, half = D / 2;
+    size_t base;
+    int pos, i0;
+    long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    bool valid = qkr_locate(&base, &pos, &i0, t, j, N, T, H, D, n_proj);
+    float x1[QKR_PAIRS] = {}, x2[QKR_PAIRS] = {};
+    if (valid) {
+        bf16x8_to_float(x1, *(const uint4*)(raw + base + i0));
+        bf16x8_to_float(x2, *(const uint4*)(raw + base + half + i0));
+    }
     float ss = 0.0f;
-    for (int p = 0; p < QKR_MAX_PAIRS; p++) {
-        int i = lane + 32 * p;
-        x1[p] = i < half ? __bfloat162float(raw[base + i]) : 0.0f;
-        x2[p] = i < half ? __bfloat162float(raw[base + half + i]) : 0.0f;
-        ss += x1[p] * x1[p] + x2[p] * x2[p];
-    }
-    float s = rsqrtf(warp_sum(ss) / D + RMSNORM_EPS);
+    for (int k = 0; k < QKR_PAIRS; k++) ss += x1[k] * x1[k] + x2[k] * x2[k];
+    float s = rsqrtf(group_sum(ss, D / (2 * QKR_PAIRS)) / D + RMSNORM_EPS);
+    if (!valid) return;
     const float* g = gains.g[j];
-    for (int p = 0; p < QKR_MAX_PAIRS; p++) {
-        int i = lane + 32 * p;
-        if (i >= half) break;
-        float c = rope[(pos * half + i) * 2], sn = rope[(pos * half + i) * 2 + 1];
-        float n1 = x1[p] * s * g[i], n2 = x2[p] * s * g[half + i];
-        out[base + i] = __float2bfloat16(n1 * c - n2 * sn);
-        out[base + half + i] = __float2bfloat16(n1 * sn + n2 * c);
+    const float2* cs = (const float2*)rope + (size_t)pos * half + i0;
+    float o1[QKR_PAIRS], o2[QKR_PAIRS];
+    for (int k = 0; k < QKR_PAIRS; k++) {
+        float2 a = cs[k];
+        float n1 = x1[k] * s * g[i0 + k], n2 = x2[k] * s * g[half + i0 + k];
+        o1[k] = n1 * a.x - n2 * a.y;
+        o2[k] = n1 * a.y + n2 * a.x;
     }
+    *(uint4*)(out + base + i0) = float_to_bf16x8(o1);
+    *(uint4*)(out + base + half + i0) = float_to_bf16x8(o2);
 }
 
 // dqkvr: on entry the gradient wrt `out` (from attention), on exit the gradient wrt `raw` (in place; the v
-// columns are left as they are). dgain_partial: (gridDim.x, 3, D) per-block sums, reduced below.
+// columns are left as they are). dgain_partial: (QKR_BACKWARD_BLOCKS, 3, D) per-block sums, reduced below.
+// grid (QKR_BACKWARD_BLOCKS, projections); threads loop over rows with a fixed stride, so each keeps the
+// gain gradient of its own 16 elements.
 __global__ void qkr_norm_rope_backward_kernel(bf16* dqkvr, float* dgain_partial, const bf16* raw, QKRGains gains,
                                               const float* rope, int N, int T, int H, int D, int n_proj) {
-    extern __shared__ float smem[];  // (warps, 3, D)
-    int n_norm = n_proj == 4 ? 3 : 2;
-    int warps = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int C = H * D, half = D / 2;
-    float* acc = smem + w * 3 * D;
-    for (int i = lane; i < 3 * D; i += 32) acc[i] = 0.0f;
-    int rows = N * H * n_norm;
-    for (int row = blockIdx.x * warps + w; row < rows; row += gridDim.x * warps) {
-        int j = row % n_norm, h = (row / n_norm) % H, tok = row / (n_norm * H), pos = tok % T;
-        size_t base = (size_t)tok * n_proj * C + qkr_column(j) * C + h * D;
-        const float* g = gains.g[j];
-        float y1[QKR_MAX_PAIRS], y2[QKR_MAX_PAIRS], dy1[QKR_MAX_PAIRS], dy2[QKR_MAX_PAIRS];
+    extern __shared__ float smem[];  // (blockDim, 2 * QKR_PAIRS): each thread's gain gradient
+    int j = blockIdx.y, half = D / 2, tpr = D / (2 * QKR_PAIRS);
+    const float* g = gains.g[j];
+    float dg1[QKR_PAIRS] = {}, dg2[QKR_PAIRS] = {};
+    long long stride = (long long)gridDim.x * blockDim.x, rows_threads = (long long)N * H * tpr;
+    // every lane of a warp runs the same number of iterations (the shuffles need all 32)
+    long long first = (long long)blockIdx.x * blockDim.x + (threadIdx.x / 32) * 32;
+    for (long long t0 = first; t0 < rows_threads; t0 += stride) {
+        size_t base;
+        int pos, i0;
+        bool valid = qkr_locate(&base, &pos, &i0, t0 + threadIdx.x % 32, j, N, T, H, D, n_proj);
+        float y1[QKR_PAIRS] = {}, y2[QKR_PAIRS] = {}, d1[QKR_PAIRS] = {}, d2[QKR_PAIRS] = {};
+        if (valid) {
+            bf16x8_to_float(y1, *(const uint4*)(raw + base + i0));
+            bf16x8_to_float(y2, *(const uint4*)(raw + base + half + i0));
+            bf16x8_to_float(d1, *(const uint4*)(dqkvr + base + i0));
+            bf16x8_to_float(d2, *(const uint4*)(dqkvr + base + half + i0));
+        }
         float ss = 0.0f;
-        for (int p = 0; p < QKR_MAX_PAIRS; p++) {
-            int i = lane + 32 * p;
-            y1[p] = i < half ? __bfloat162float(raw[base + i]) : 0.0f;
-            y2[p] = i < half ? __bfloat162float(raw[base + half + i]) : 0.0f;
-            ss += y1[p] * y1[p] + y2[p] * y2[p];
-        }
-        float s = rsqrtf(warp_sum(ss) / D + RMSNORM_EPS);
+        for (int k = 0; k < QKR_PAIRS; k++) ss += y1[k] * y1[k] + y2[k] * y2[k];
+        float s = rsqrtf(group_sum(ss, tpr) / D + RMSNORM_EPS);
         float dot = 0.0f;
-        for (int p = 0; p < QKR_MAX_PAIRS; p++) {
-            int i = lane + 32 * p;
-            dy1[p] = dy2[p] = 0.0f;
-            if (i >= half) continue;
-            y1[p] *= s;
-            y2[p] *= s;
-            float c = rope[(pos * half + i) * 2], sn = rope[(pos * half + i) * 2 + 1];
-            float d1 = __bfloat162float(dqkvr[base + i]), d2 = __bfloat162float(dqkvr[base + half + i]);
-            float dn1 = d1 * c + d2 * sn, dn2 = -d1 * sn + d2 * c;
-            acc[j * D + i] += dn1 * y1[p];
-            acc[j * D + half + i] += dn2 * y2[p];
-            dy1[p] = dn1 * g[i];
-            dy2[p] = dn2 * g[half + i];
-            dot += dy1[p] * y1[p] + dy2[p] * y2[p];
+        if (valid) {
+            const float2* cs = (const float2*)rope + (size_t)pos * half + i0;
+            for (int k = 0; k < QKR_PAIRS; k++) {
+                float2 a = cs[k];
+                float dn1 = d1[k] * a.x + d2[k] * a.y, dn2 = -d1[k] * a.y + d2[k] * a.x;
+                y1[k] *= s;
+                y2[k] *= s;
+                dg1[k] += dn1 * y1[k];
+                dg2[k] += dn2 * y2[k];
+                d1[k] = dn1 * g[i0 + k];   // d now holds dy = dn g
+                d2[k] = dn2 * g[half + i0 + k];
+                dot += d1[k] * y1[k] + d2[k] * y2[k];
+            }
         }
-        float mean = warp_sum(dot) / D;
-        for (int p = 0; p < QKR_MAX_PAIRS; p++) {
-            int i = lane + 32 * p;
-            if (i >= half) break;
-            dqkvr[base + i] = __float2bfloat16(s * (dy1[p] - y1[p] * mean));
-            dqkvr[base + half + i] = __float2bfloat16(s * (dy2[p] - y2[p] * mean));
+        float mean = group_sum(dot, tpr) / D;
+        if (!valid) continue;
+        for (int k = 0; k < QKR_PAIRS; k++) {
+            d1[k] = s * (d1[k] - y1[k] * mean);
+            d2[k] = s * (d2[k] - y2[k] * mean);
         }
+        *(uint4*)(dqkvr + base + i0) = float_to_bf16x8(d1);
+        *(uint4*)(dqkvr + base + half + i0) = float_to_bf16x8(d2);
     }
+    float* mine = smem + threadIdx.x * 2 * QKR_PAIRS;
+    for (int k = 0; k < QKR_PAIRS; k++) { mine[k] = dg1[k]; mine[QKR_PAIRS + k] = dg2[k]; }
     __syncthreads();
-    for (int i = threadIdx.x; i < 3 * D; i += blockDim.x) {
+    // element e of the D-vector: lane slot q = (e % half) / 8 of every row group, in thread order
+    for (int e = threadIdx.x; e < D; e += blockDim.x) {
+        int i = e % half, q = i / QKR_PAIRS, k = i % QKR_PAIRS + (e >= half ? QKR_PAIRS : 0);
         float sum = 0.0f;
-        for (int k = 0; k < warps; k++) sum += smem[k * 3 * D + i];
-        dgain_partial[(size_t)blockIdx.x * 3 * D + i] = sum;
+        for (int th = q; th < blockDim.x; th += tpr) sum += smem[th * 2 * QKR_PAIRS + k];
+        dgain_partial[((size_t)blockIdx.x * 3 + j) * D + e] = sum;
     }
 }
 
@@ -115,14 +160,12 @@ __global__ void qkr_gain_reduce_kernel(QKRGainGrads dgains, const float* partial
     dgains.g[t / D][t % D] += sum;
 }
 
-#define QKR_BACKWARD_BLOCKS 264   // 2 per SM on an H200; also the size of the partials scratch
-
 static void qkr_norm_rope_forward(bf16* out, const bf16* raw, QKRGains gains, const float* rope, int N, int T,
                                   int H, int D, int n_proj, cudaStream_t stream) {
     const int block = 256;
-    int warps = N * H * (n_proj == 4 ? 3 : 2);
-    qkr_norm_rope_forward_kernel<<<ceil_div(warps, block / 32), block, 0, stream>>>(out, raw, gains, rope, N, T, H,
-                                                                                    D, n_proj);
+    long long threads = (long long)N * H * (D / (2 * QKR_PAIRS));
+    dim3 grid((unsigned)((threads + block - 1) / block), n_proj == 4 ? 3 : 2);
+    qkr_norm_rope_forward_kernel<<<grid, block, 0, stream>>>(out, raw, gains, rope, N, T, H, D, n_proj);
     cudaCheckLaunch();
 }
 
@@ -130,11 +173,11 @@ static void qkr_norm_rope_forward(bf16* out, const bf16* raw, QKRGains gains, co
 static void qkr_norm_rope_backward(bf16* dqkvr, QKRGainGrads dgains, float* scratch, const bf16* raw, QKRGains gains,
                                    const float* rope, int N, int T, int H, int D, int n_proj, cudaStream_t stream) {
     const int block = 256;
-    size_t smem = (block / 32) * 3 * D * sizeof(float);
-    qkr_norm_rope_backward_kernel<<<QKR_BACKWARD_BLOCKS, block, smem, stream>>>(dqkvr, scratch, raw, gains, rope, N,
-                                                                               T, H, D, n_proj);
-    cudaCheckLaunch();
     int n_norm = n_proj == 4 ? 3 : 2;
+    size_t smem = block * 2 * QKR_PAIRS * sizeof(float);
+    dim3 grid(QKR_BACKWARD_BLOCKS, n_norm);
+    qkr_norm_rope_backward_kernel<<<grid, block, smem, stream>>>(dqkvr, scratch, raw, gains, rope, N, T, H, D, n_proj);
+    cudaCheckLaunch();
     qkr_gain_reduce_kernel<<<ceil_div(n_norm * D, 128), 128, 0, stream>>>(dgains, scratch, QKR_BACKWARD_BLOCKS, n_norm, D);
     cudaCheckLaunch();
 }

@@ -1,6 +1,8 @@
 // rmsnorm without a weight (spec section 2): h = x / sqrt(mean(x^2) + 1e-6), over rows of C.
 //   forward   x fp32 (N, C) -> h bf16 (N, C) and rstd fp32 (N)
-//   backward  dh fp32 (N, C), x, rstd -> dx += rstd (dh - y mean(dh y)), y = x rstd   (dx fp32, accumulated)
+//   backward  dh fp32 (N, C), x, rstd -> dx += rstd (dh - y mean(dh y)), y = x rstd   (dx fp32, accumulated),
+//             and the new dx rounded to bf16 into dx_bf16 unless it is NULL (the next GEMMs' operand, so no
+//             separate conversion pass reads dx again)
 // One warp per row, fp32 throughout; C must be a multiple of 128 (float4 loads per lane).
 #pragma once
 
@@ -33,7 +35,8 @@ __global__ void rmsnorm_forward_kernel(bf16* h, float* rstd, const float* x, int
     if (lane == 0) rstd[row] = s;
 }
 
-__global__ void rmsnorm_backward_kernel(float* dx, const float* dh, const float* x, const float* rstd, int N, int C) {
+__global__ void rmsnorm_backward_kernel(float* dx, bf16* dx_bf16, const float* dh, const float* x, const float* rstd,
+                                        int N, int C) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) return;
@@ -55,6 +58,10 @@ __global__ void rmsnorm_backward_kernel(float* dx, const float* dh, const float*
         o.z += s * g.z - k * v.z;
         o.w += s * g.w - k * v.w;
         dxr[i] = o;
+        if (dx_bf16) {
+            __nv_bfloat162 lo = __floats2bfloat162_rn(o.x, o.y), hi = __floats2bfloat162_rn(o.z, o.w);
+            ((uint2*)(dx_bf16 + (size_t)row * C))[i] = make_uint2(*(uint32_t*)&lo, *(uint32_t*)&hi);
+        }
     }
 }
 
@@ -64,9 +71,9 @@ static void rmsnorm_forward(bf16* h, float* rstd, const float* x, int N, int C, 
     cudaCheckLaunch();
 }
 
-static void rmsnorm_backward(float* dx, const float* dh, const float* x, const float* rstd, int N, int C,
-                             cudaStream_t stream) {
+static void rmsnorm_backward(float* dx, bf16* dx_bf16, const float* dh, const float* x, const float* rstd, int N,
+                             int C, cudaStream_t stream) {
     const int block = 256;
-    rmsnorm_backward_kernel<<<ceil_div(N, block / 32), block, 0, stream>>>(dx, dh, x, rstd, N, C);
+    rmsnorm_backward_kernel<<<ceil_div(N, block / 32), block, 0, stream>>>(dx, dx_bf16, dh, x, rstd, N, C);
     cudaCheckLaunch();
 }
