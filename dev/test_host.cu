@@ -85,7 +85,7 @@ static void test_tokens_by_value() {
     std::mt19937 rng(7);
     const int N = 5000;
     std::vector<int> idx(N);
-    for (int& x : idx) x = (int)(rng() % 300);
+    for (int& x : idx) x = (int)(rng() % 300) * (int)(rng() % 3);   // token 0 far more often than the rest
     std::vector<int> g;
     int nu = tokens_by_value(&g, idx.data(), N);
     const int* tokens = g.data();
@@ -94,13 +94,17 @@ static void test_tokens_by_value() {
     bool ok = (int)g.size() == 2 * nu + 1 + N && start[nu] == N;
     int covered = 0;
     for (int u = 0; ok && u < nu; u++) {
-        if (u > 0 && tokens[u] <= tokens[u - 1]) ok = false;
+        if (u > 0) {   // the most frequent first, ties by token id: so every token appears once
+            int n = start[u + 1] - start[u], n_prev = start[u] - start[u - 1];
+            if (n > n_prev || (n == n_prev && tokens[u] <= tokens[u - 1])) ok = false;
+        }
         for (int p = start[u]; ok && p < start[u + 1]; p++) {
             if (idx[pos[p]] != tokens[u] || (p > start[u] && pos[p] <= pos[p - 1])) ok = false;
             covered++;
         }
     }
-    check("embedding backward grouping: every position once, under its token, in order", ok && covered == N,
+    check("embedding backward grouping: every position once, under its token, in order, most frequent first",
+          ok && covered == N,
           std::to_string(nu) + " distinct tokens, " + std::to_string(covered) + " positions");
 }
 

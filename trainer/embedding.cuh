@@ -1,8 +1,10 @@
 // Token embedding (spec section 2): x = wte[token], fp32 rows of C (the residual stream is fp32).
 //   forward   x (N, C) = wte[idx[n]]
 //   backward  dwte[tok] += sum of dx[n] over the positions n holding tok
-// The backward is deterministic: the host groups positions by token (tokens_by_value below), and one block
-// per distinct token sums its rows in position order, so no two blocks touch the same row.
+// The backward is deterministic: the host groups positions by token (tokens_by_value below), and the blocks
+// of one distinct token sum its rows in a fixed order, so no two tokens' blocks touch the same row. In real
+// text a few tokens fill thousands of positions (",", " the"): those groups go first, and each thread keeps
+// EMB_ACC independent partial sums, so the longest group does not leave the GPU waiting on one block.
 #pragma once
 
 #include <algorithm>
@@ -16,25 +18,38 @@ __global__ void embedding_forward_kernel(float* x, const float* wte, const int* 
     for (int i = threadIdx.x; i < C / 4; i += blockDim.x) dst[i] = src[i];
 }
 
+#define EMB_ACC 8   // partial sums per thread in the backward
+
 // tokens (n_unique), start (n_unique + 1), positions (N): the positions of tokens[u] are
-// positions[start[u] .. start[u+1]).
+// positions[start[u] .. start[u+1]). grid (n_unique, ceil(C / blockDim)): one column per thread; position
+// k of the group goes to partial sum k % EMB_ACC, and the partial sums are added in order.
 __global__ void embedding_backward_kernel(float* dwte, const float* dx, const int* tokens, const int* start,
                                           const int* positions, int C) {
-    int u = blockIdx.x;
-    float* dst = dwte + (size_t)tokens[u] * C;
-    for (int i = threadIdx.x; i < C; i += blockDim.x) {
-        float sum = 0.0f;
-        for (int p = start[u]; p < start[u + 1]; p++) sum += dx[(size_t)positions[p] * C + i];
-        dst[i] += sum;
-    }
+    int u = blockIdx.x, i = blockIdx.y * blockDim.x + threadIdx.x;
+    if (i >= C) return;
+    int first = start[u], n = start[u + 1] - first;
+    float acc[EMB_ACC] = {};
+    int k = 0;
+    for (; k + EMB_ACC <= n; k += EMB_ACC)
+        for (int a = 0; a < EMB_ACC; a++) acc[a] += dx[(size_t)positions[first + k + a] * C + i];
+    for (int a = 0; k + a < n; a++) acc[a] += dx[(size_t)positions[first + k + a] * C + i];
+    float sum = 0.0f;
+    for (int a = 0; a < EMB_ACC; a++) sum += acc[a];
+    dwte[(size_t)tokens[u] * C + i] += sum;
 }
 
 // Host side: the grouping the backward needs, written as one int array [tokens | start | positions]
-// (sizes n_unique, n_unique + 1, N). Returns n_unique.
+// (sizes n_unique, n_unique + 1, N), the most frequent tokens first (ties by token id), each token's
+// positions in increasing order. Returns n_unique.
 static int tokens_by_value(std::vector<int>* out, const int* idx, int N) {
+    std::vector<int> count_of(N > 0 ? *std::max_element(idx, idx + N) + 1 : 0, 0);
+    for (int i = 0; i < N; i++) count_of[idx[i]]++;
     std::vector<int> order(N);
     for (int i = 0; i < N; i++) order[i] = i;
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return idx[a] < idx[b]; });
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+        int ta = idx[a], tb = idx[b];
+        return count_of[ta] != count_of[tb] ? count_of[ta] > count_of[tb] : ta < tb;
+    });
     std::vector<int> tokens, start;
     for (int i = 0; i < N; i++) {
         if (i == 0 || idx[order[i]] != idx[order[i - 1]]) { tokens.push_back(idx[order[i]]); start.push_back(i); }
@@ -55,7 +70,9 @@ static void embedding_forward(float* x, const float* wte, const int* idx, int N,
 // groups: device copy of tokens_by_value's array.
 static void embedding_backward(float* dwte, const float* dx, const int* groups, int n_unique, int C,
                                cudaStream_t stream) {
-    embedding_backward_kernel<<<n_unique, 256, 0, stream>>>(dwte, dx, groups, groups + n_unique,
-                                                            groups + 2 * n_unique + 1, C);
+    const int block = 128;
+    dim3 grid(n_unique, ceil_div(C, block));
+    embedding_backward_kernel<<<grid, block, 0, stream>>>(dwte, dx, groups, groups + n_unique,
+                                                          groups + 2 * n_unique + 1, C);
     cudaCheckLaunch();
 }
