@@ -4,7 +4,7 @@ NVCC ?= nvcc
 # Hopper by default (wgmma, TMA need sm_90a); override for other GPUs, e.g. GPU_ARCH="-arch=sm_80"
 GPU_ARCH ?= -gencode arch=compute_90a,code=sm_90a
 NVCC_FLAGS ?= -O3 -std=c++17 -lineinfo $(GPU_ARCH)
-NVCC_LIBS = -lcublas
+NVCC_LIBS = -lcublas -lcublasLt
 # the first python3 that has torch: the GPU machine's own, else Debian's (apt-get install python3-torch)
 PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import torch' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 # the data tools need only numpy and regex: Debian's python3 has them (python3-numpy, python3-regex)

@@ -337,15 +337,13 @@ static float model_forward(Model* m, const int* inputs, const int* targets, int 
         qkr_norm_rope_forward(la.qkr, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D, c.n_proj(), st);
         attention_forward(la.o, la.vbar, la.lse, la.tbar, la.qkr, c.probe ? la.qkr + 3 * C : NULL, la.qkr + C,
                           la.qkvr + 2 * C, B, T, c.H, c.D, (int)nC, st);
-        cudaCheck(cudaMemcpyAsync(la.x_mid, la.x, N * C * sizeof(float), cudaMemcpyDeviceToDevice, st));
-        linear_forward(la.x_mid, la.o, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, true, 1.0f, st);
+        matmul_residual(la.x_mid, la.x, la.o, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, st);
         // MLP: x_next = x_mid + W_2 relu(W_1 rmsnorm(x_mid))^2
         rmsnorm_forward(la.h2, la.rstd2, la.x_mid, (int)N, c.C, st);
         linear_forward(la.u, la.h2, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, false, 0.0f, st);
         relu2_forward(la.act, la.u, N * 4 * C, st);
         float* x_next = la.x_mid + N * C;
-        cudaCheck(cudaMemcpyAsync(x_next, la.x_mid, N * C * sizeof(float), cudaMemcpyDeviceToDevice, st));
-        linear_forward(x_next, la.act, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C, true, 1.0f, st);
+        matmul_residual(x_next, la.x_mid, la.act, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C, st);
     }
     float* xf = a->res + 2 * c.L * N * C;
     bf16* hf = a->h + 2 * c.L * N * C;
@@ -372,21 +370,19 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
     linear_backward_weight(grad(m, P_HEAD), a->logits, hf, (int)N, c.C, c.Vp, st);
     linear_backward_input(a->dh, a->logits, param_bf16(m, P_HEAD), (int)N, c.C, c.Vp, true, st);
     cudaCheck(cudaMemsetAsync(a->dres, 0, N * C * sizeof(float), st));
-    rmsnorm_backward(a->dres, a->dh, a->res + 2 * c.L * N * C, a->rstd + 2 * c.L * N, (int)N, c.C, st);
+    rmsnorm_backward(a->dres, a->dres_bf16, a->dh, a->res + 2 * c.L * N * C, a->rstd + 2 * c.L * N, (int)N, c.C, st);
 
     for (int l = c.L - 1; l >= 0; l--) {
         LayerActs la = layer_acts(m, l, N, rows);
-        // MLP: x_next = x_mid + act W_2^T, act = relu(u)^2, u = h2 W_1^T
-        to_bf16(a->dres_bf16, a->dres, N * C, st);
+        // MLP: x_next = x_mid + act W_2^T, act = relu(u)^2, u = h2 W_1^T (dres_bf16: dres, from the last norm)
         linear_backward_weight(grad(m, P_FCPROJ) + l * C * 4 * C, a->dres_bf16, la.act, (int)N, 4 * c.C, c.C, st);
         linear_backward_input(a->dbig, a->dres_bf16, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C,
                               false, st);
         relu2_backward(a->dbig, la.u, N * 4 * C, st);
         linear_backward_weight(grad(m, P_FC) + l * 4 * C * C, a->dbig, la.h2, (int)N, c.C, 4 * c.C, st);
         linear_backward_input(a->dh, a->dbig, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, true, st);
-        rmsnorm_backward(a->dres, a->dh, la.x_mid, la.rstd2, (int)N, c.C, st);
+        rmsnorm_backward(a->dres, a->dres_bf16, a->dh, la.x_mid, la.rstd2, (int)N, c.C, st);
         // attention: x_mid = x + o W_o^T
-        to_bf16(a->dres_bf16, a->dres, N * C, st);
         linear_backward_weight(grad(m, P_ATTPROJ) + l * C * C, a->dres_bf16, la.o, (int)N, c.C, c.C, st);
         bf16* dO = (bf16*)a->dh;  // reuse: (N, C) bf16 fits in the fp32 scratch
         linear_backward_input(dO, a->dres_bf16, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, false, st);
@@ -398,7 +394,7 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
                                c.n_proj(), st);
         linear_backward_weight(grad(m, P_QKVR) + l * nC * C, a->dbig, la.h, (int)N, c.C, (int)nC, st);
         linear_backward_input(a->dh, a->dbig, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, true, st);
-        rmsnorm_backward(a->dres, a->dh, la.x, la.rstd, (int)N, c.C, st);
+        rmsnorm_backward(a->dres, l > 0 ? a->dres_bf16 : NULL, a->dh, la.x, la.rstd, (int)N, c.C, st);
     }
     std::vector<int> groups;
     int n_unique = tokens_by_value(&groups, inputs, (int)N);

@@ -1,14 +1,21 @@
 // Row-major GEMMs on cuBLAS: bf16 operands, fp32 accumulation, bf16 or fp32 output.
 // cuBLAS is column-major; a row-major X (r x c) is the column-major X^T, so C = op(A) op(B) is computed as
-// C^T = op(B)^T op(A)^T with the operands swapped. Every model GEMM and Muon's Newton-Schulz go through here.
+// C^T = op(B)^T op(A)^T with the operands swapped. Every model GEMM and Muon's Newton-Schulz go through here;
+// the residual adds go through cuBLASLt, which can read C from one buffer and write D to another.
 #pragma once
 
+#include <cublasLt.h>
 #include "cuda_common.h"
 
 static cublasHandle_t cublas_handle;
+static cublasLtHandle_t cublaslt_handle;
+static void* cublaslt_workspace;
+static const size_t CUBLASLT_WORKSPACE_BYTES = 32 << 20;
 
 static void matmul_init() {
     cublasCheck(cublasCreate(&cublas_handle));
+    cublasCheck(cublasLtCreate(&cublaslt_handle));
+    cudaCheck(cudaMalloc(&cublaslt_workspace, CUBLASLT_WORKSPACE_BYTES));
 }
 
 // C (m x n) = alpha * op(A) op(B) + beta * C, row-major. op(A) is m x k: A is stored m x k, or k x m when
@@ -33,8 +40,44 @@ static void matmul(void* C, const bf16* A, const bf16* B, int m, int n, int k, b
     }
 }
 
+// y = x_res + a W^T in fp32, with a (N x in) and W (out x in) bf16, x_res and y (N x out) fp32 and distinct:
+// the residual add of a block, written to the next residual buffer without copying x_res there first.
+static void matmul_residual(float* y, const float* x_res, const bf16* a, const bf16* W, int N, int in, int out,
+                            cudaStream_t stream) {
+    // column-major: y^T (out x N) = W (stored in x out, op T) a^T (stored in x N) + x_res^T
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+    cublasCheck(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, in, out, in));
+    cublasCheck(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, in, N, in));
+    cublasCheck(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, out, N, out));
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &CUBLASLT_WORKSPACE_BYTES, sizeof(CUBLASLT_WORKSPACE_BYTES)));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, op, la, lb, lc, lc, pref, 1, &heur, &found));
+    if (found == 0) {
+        fprintf(stderr, "matmul_residual: cuBLASLt has no algorithm for %d x %d x %d\n", N, out, in);
+        exit(EXIT_FAILURE);
+    }
+    const float alpha = 1.0f, beta = 1.0f;
+    cublasCheck(cublasLtMatmul(cublaslt_handle, op, &alpha, W, la, a, lb, &beta, x_res, lc, y, lc, &heur.algo,
+                               cublaslt_workspace, CUBLASLT_WORKSPACE_BYTES, stream));
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    cublasCheck(cublasLtMatrixLayoutDestroy(la));
+    cublasCheck(cublasLtMatrixLayoutDestroy(lb));
+    cublasCheck(cublasLtMatrixLayoutDestroy(lc));
+    cublasCheck(cublasLtMatmulDescDestroy(op));
+}
+
 // The three products of a linear layer y = x W^T, with x (N x in), W (out x in), y (N x out):
-//   forward   y   = x W^T              (y bf16, or fp32 added onto the residual stream with beta = 1)
+//   forward   y   = x W^T              (y bf16, or fp32 added onto the residual stream with beta = 1;
+//                                       matmul_residual above when the sum goes to a new buffer)
 //   backward  dx  = dy W               (fp32)
 //             dW += dy^T x             (fp32 gradient, accumulated over micro-steps)
 static void linear_forward(void* y, const bf16* x, const bf16* W, int N, int in, int out, bool y_fp32, float beta,
