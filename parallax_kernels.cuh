@@ -27,6 +27,22 @@
 #include <cstdint>
 #include "trainer/cuda_common.h"
 
+// Blocks per SM that each D = 64 kernel is compiled for: __launch_bounds__ caps the registers so that
+// they fit (2 blocks: up to 255 per thread, 3: 168, 4: 128), trading spills for warps to hide latency.
+// Chosen by measurement (dev/cuda/NOTES.md); the D = 128 kernels take 1. The macros are for experiments.
+//                     forward  dq pass  dk/dv pass
+#ifndef ATTN_BLOCKS_PROBE
+#define ATTN_BLOCKS_PROBE    2,      2,       3
+#endif
+#ifndef ATTN_BLOCKS_SOFTMAX
+#define ATTN_BLOCKS_SOFTMAX  3,      4,       3
+#endif
+constexpr int ATTN_MIN_BLOCKS[2][3] = {{ATTN_BLOCKS_SOFTMAX}, {ATTN_BLOCKS_PROBE}};   // [probe][kernel]
+// keys per tile of the D = 64 forward (D = 128: 32)
+#ifndef ATTN_FWD_BK64
+#define ATTN_FWD_BK64 64
+#endif
+
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
 
@@ -62,6 +78,14 @@ __device__ __forceinline__ void frag_a_residual_from_c(uint32_t* a, const float*
     a[1] = pack_bf16(bf16_residual(c0[2]), bf16_residual(c0[3]));
     a[2] = pack_bf16(bf16_residual(c1[0]), bf16_residual(c1[1]));
     a[3] = pack_bf16(bf16_residual(c1[2]), bf16_residual(c1[3]));
+}
+
+// 2^x on the special-function unit (one MUFU.EX2; 2^-inf = 0). exp2f without fast-math adds a range
+// check and a multiply around the same instruction.
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
 }
 
 // sum / max over the 4 threads (t = 0..3) that share a row of a C fragment
@@ -107,12 +131,14 @@ __device__ __forceinline__ void load_tile_async(bf16* dst, const bf16* src, int 
     }
 }
 
-// Starts copying ROWS per-row fp32 values (b, h, row0..) into shared memory; zeros past T. One per thread.
+// Starts copying ROWS per-row fp32 values (b, h, row0..) into shared memory dst[i * dst_stride]; zeros past
+// T. One per thread.
 template <int ROWS>
-__device__ __forceinline__ void load_rows_async(float* dst, const float* src, int bh, int row0, int T) {
+__device__ __forceinline__ void load_rows_async(float* dst, int dst_stride, const float* src, int bh, int row0,
+                                                int T) {
     for (int i = threadIdx.x; i < ROWS; i += blockDim.x) {
         bool ok = row0 + i < T;
-        cp_async4(dst + i, ok ? src + (size_t)bh * T + row0 + i : src, ok ? 4 : 0);
+        cp_async4(dst + i * dst_stride, ok ? src + (size_t)bh * T + row0 + i : src, ok ? 4 : 0);
     }
 }
 
@@ -153,16 +179,20 @@ __device__ __forceinline__ void load_rows_frag(uint32_t (*a)[4], const bf16* src
 // ---------------------------------------------------------------------------------------------------------
 // forward. grid (ceil(T / 64), B*H), 128 threads: each warp owns 16 query rows and streams over key tiles
 // of BK keys (the spec's recurrence, in log2 units: S is pre-multiplied by c log2 e):
-//   m_new = max(m, rowmax S); a = 2^(m - m_new); W = 2^(S - m_new); Tt = R K^T; U = W o Tt
+//   m_new = max(m, rowmax S); a = 2^(m - m_new); W = 2^(S - m_new); Tt = R K^T; U = W o (Tt - tau)
 //   d1 = a d1 + rowsum W; d2 = a d2 + rowsum U; O1 = a O1 + W V; O2 = a O2 + U V
-//   end: vbar = O1/d1; tbar = d2/d1; o = vbar (1 + tbar) - O2/d1; L = m ln 2 + ln d1
+//   end: vbar = O1/d1; tbar' = d2/d1; o = vbar (1 + tbar') - O2/d1; tbar = tbar' + tau; L = m ln 2 + ln d1
+// tau_i is a per-row shift of t, the p-weighted mean of t over the first key tile: the weights
+// 1 + tbar - t_ij do not change when every t of a row moves by tau, so o is the same in exact arithmetic,
+// but U = W o (t - tau) is small where o = vbar (1 + tbar') - O2/d1 cancels, so U in bf16 (one product)
+// is enough: exact at T = 1, about 2e-3 of o otherwise, against 2.7e-3 with tau = 0 (dev/cuda/NOTES.md).
 // K and V tiles are double-buffered in shared memory (K[key][d], V[key][d]).
 
 template <int D, bool PROBE>
-__global__ void __launch_bounds__(128) attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar,
+__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][0] : 1) attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar,
                                                                 const bf16* q, const bf16* r, const bf16* k,
                                                                 const bf16* v, int B, int T, int H, int stride) {
-    constexpr int BQ = 64, BK = D == 64 ? 64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8;
+    constexpr int BQ = 64, BK = D == 64 ? ATTN_FWD_BK64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8;
     __shared__ __align__(16) bf16 Ks[2][BK * LD];
     __shared__ __align__(16) bf16 Vs[2][BK * LD];
     int qt = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
@@ -181,7 +211,7 @@ __global__ void __launch_bounds__(128) attention_forward_kernel(bf16* o, bf16* v
     uint32_t qa[KD][4], ra[KD][4];
     load_rows_frag<D>(qa, q, stride, b, h, q0, T);
     if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, q0, T);
-    float m[2] = {-INFINITY, -INFINITY}, d1[2] = {0.0f, 0.0f}, d2[2] = {0.0f, 0.0f};
+    float m[2] = {-INFINITY, -INFINITY}, d1[2] = {0.0f, 0.0f}, d2[2] = {0.0f, 0.0f}, tau[2] = {0.0f, 0.0f};
     float O1[ND][4], O2[ND][4];
     for (int nd = 0; nd < ND; nd++)
         for (int i = 0; i < 4; i++) O1[nd][i] = O2[nd][i] = 0.0f;
@@ -231,7 +261,7 @@ __global__ void __launch_bounds__(128) attention_forward_kernel(bf16* o, bf16* v
             for (int j = 0; j < 2; j++) {
                 float m_new = fmaxf(m[j], quad_max(mx[j]));
                 mu[j] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet (padding rows)
-                a[j] = exp2f(m[j] - mu[j]);
+                a[j] = fast_exp2(m[j] - mu[j]);
                 m[j] = m_new;
                 d1[j] *= a[j];
                 d2[j] *= a[j];
@@ -243,23 +273,32 @@ __global__ void __launch_bounds__(128) attention_forward_kernel(bf16* o, bf16* v
                 }
             for (int nt = 0; nt < NT; nt++)
                 for (int i = 0; i < 4; i++) {
-                    float w = exp2f(S[nt][i] - mu[i >> 1]);
+                    float w = fast_exp2(S[nt][i] - mu[i >> 1]);
                     S[nt][i] = w;  // S now holds W
                     d1[i >> 1] += w;
-                    if (PROBE) {
-                        Tt[nt][i] *= w;  // Tt now holds U
+                }
+            if (PROBE && it == 0) {  // tau: the W-weighted mean of t over this first tile
+                float sw[2] = {0.0f, 0.0f}, swt[2] = {0.0f, 0.0f};
+                for (int nt = 0; nt < NT; nt++)
+                    for (int i = 0; i < 4; i++) {
+                        sw[i >> 1] += S[nt][i];
+                        swt[i >> 1] += S[nt][i] * Tt[nt][i];
+                    }
+                for (int j = 0; j < 2; j++) {
+                    float w = quad_sum(sw[j]), wt = quad_sum(swt[j]);
+                    tau[j] = w > 0.0f ? wt / w : 0.0f;  // w = 0 only in padding rows past T
+                }
+            }
+            if (PROBE)
+                for (int nt = 0; nt < NT; nt++)
+                    for (int i = 0; i < 4; i++) {
+                        Tt[nt][i] = S[nt][i] * (Tt[nt][i] - tau[i >> 1]);  // Tt now holds U
                         d2[i >> 1] += Tt[nt][i];
                     }
-                }
-            // O2 takes U as hi + lo bf16 parts: o = vbar (1 + tbar) - O2/d1 cancels, and with U in bf16 alone
-            // against the fp32 d2 the cancellation left errors of 1e-3 in o (dev/cuda/NOTES.md)
             for (int kk = 0; kk < BK / 16; kk++) {
-                uint32_t aw[4], au[4], aul[4];
+                uint32_t aw[4], au[4];
                 frag_a_from_c(aw, S[2 * kk], S[2 * kk + 1]);
-                if (PROBE) {
-                    frag_a_from_c(au, Tt[2 * kk], Tt[2 * kk + 1]);
-                    frag_a_residual_from_c(aul, Tt[2 * kk], Tt[2 * kk + 1]);
-                }
+                if (PROBE) frag_a_from_c(au, Tt[2 * kk], Tt[2 * kk + 1]);
                 for (int nd = 0; nd < ND; nd += 2) {
                     uint32_t b0[2], b1[2];
                     ldsm_bt_pair(b0, b1, Vb, LD, kk * 16, nd * 8);
@@ -267,9 +306,7 @@ __global__ void __launch_bounds__(128) attention_forward_kernel(bf16* o, bf16* v
                     mma_bf16(O1[nd + 1], aw, b1);
                     if (PROBE) {
                         mma_bf16(O2[nd], au, b0);
-                        mma_bf16(O2[nd], aul, b0);
                         mma_bf16(O2[nd + 1], au, b1);
-                        mma_bf16(O2[nd + 1], aul, b1);
                     }
                 }
             }
@@ -283,7 +320,7 @@ __global__ void __launch_bounds__(128) attention_forward_kernel(bf16* o, bf16* v
     for (int j = 0; j < 2; j++) {
         int row = q0 + g + j * 8;
         if (row >= T) continue;
-        float inv = 1.0f / d1[j], tb = PROBE ? d2[j] * inv : 0.0f;
+        float inv = 1.0f / d1[j], tb = PROBE ? d2[j] * inv : 0.0f;   // tbar' = tbar - tau
         size_t out = (size_t)(b * T + row) * H * D + h * D;
         for (int nd = 0; nd < ND; nd++) {
             int col = nd * 8 + 2 * t;
@@ -297,7 +334,7 @@ __global__ void __launch_bounds__(128) attention_forward_kernel(bf16* o, bf16* v
         }
         if (t == 0) {
             L[(size_t)bh * T + row] = m[j] * LN2 + logf(d1[j]);
-            tbar[(size_t)bh * T + row] = tb;
+            tbar[(size_t)bh * T + row] = tb + tau[j];
         }
     }
 }
@@ -331,7 +368,7 @@ struct PairTerms { float dS, dT, w; };
 
 template <bool PROBE>
 __device__ __forceinline__ PairTerms pair_terms(float s2, float tt, float A, float L2, float tb, float Tg, float Bi) {
-    float p = exp2f(s2 - L2);
+    float p = fast_exp2(s2 - L2);
     PairTerms r;
     if (PROBE) {
         r.dS = p * ((A - Tg) + (tb - tt) * (A - Bi));
@@ -349,7 +386,7 @@ __device__ __forceinline__ PairTerms pair_terms(float s2, float tt, float A, flo
 // warp owns 16 query rows (Q, R, dO fragments in registers) and streams over key tiles of 32; K and V tiles
 // (K[key][d], V[key][d]) are double-buffered: plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K, dT K.
 template <int D, bool PROBE>
-__global__ void __launch_bounds__(128) attention_backward_dq_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
+__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][1] : 1) attention_backward_dq_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
                                                                     const bf16* r, const bf16* k, const bf16* v,
                                                                     const float* L, const float* tbar, const float* Tg,
                                                                     const float* Bv, int B, int T, int H, int stride) {
@@ -416,11 +453,14 @@ __global__ void __launch_bounds__(128) attention_backward_dq_kernel(bf16* dq, bf
                     mma_bf16(A[nt], ga[kk], bv0);
                     mma_bf16(A[nt + 1], ga[kk], bv1);
                 }
+            // the causal mask only where the tile reaches past a row of this warp or past T (rows past T
+            // have p = 0 through L2 = inf)
+            bool mask = k0 + BK - 1 > q0 || k0 + BK > T;
             for (int nt = 0; nt < NT; nt++)
                 for (int i = 0; i < 4; i++) {
                     int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8, j = i >> 1;
                     PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], L2[j], tb[j], tg[j], bi[j]);
-                    bool vis = key <= row && key < T;
+                    bool vis = !mask || (key <= row && key < T);
                     S[nt][i] = vis ? pt.dS : 0.0f;   // S now holds dS
                     Tt[nt][i] = vis ? pt.dT : 0.0f;  // Tt now holds dT
                 }
@@ -455,18 +495,18 @@ __global__ void __launch_bounds__(128) attention_backward_dq_kernel(bf16* dq, bf
 }
 
 // One buffer of the dk/dv pass: the Q, R and dO tiles of BQ queries (row-major, D + 8 per row), then the
-// per-query statistics L, tbar, Tg, B (fp32, BQ each).
+// per-query statistics as one float4 per query: (L, tbar, Tg, B) (tbar and B unused without the probe).
 template <int D, int BQ>
 struct DkvTile {
     static constexpr int TILE = BQ * (D + 8);
     static constexpr int BYTES = 3 * TILE * (int)sizeof(bf16) + 4 * BQ * (int)sizeof(float);
     bf16 *Q, *R, *G;
-    float* st;
+    float4* st;
     __device__ DkvTile(unsigned char* base) {
         Q = (bf16*)base;
         R = Q + TILE;
         G = R + TILE;
-        st = (float*)(G + TILE);
+        st = (float4*)(G + TILE);
     }
 };
 
@@ -478,11 +518,12 @@ __device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ> tile, const bf16* 
     load_tile_async<D, BQ>(tile.Q, q, stride, b, h, q0, T);
     if (PROBE) load_tile_async<D, BQ>(tile.R, r, stride, b, h, q0, T);
     load_tile_async<D, BQ>(tile.G, dO, H * D, b, h, q0, T);
-    load_rows_async<BQ>(tile.st, L, bh, q0, T);
-    load_rows_async<BQ>(tile.st + 2 * BQ, Tg, bh, q0, T);
+    float* st = (float*)tile.st;
+    load_rows_async<BQ>(st, 4, L, bh, q0, T);
+    load_rows_async<BQ>(st + 2, 4, Tg, bh, q0, T);
     if (PROBE) {
-        load_rows_async<BQ>(tile.st + BQ, tbar, bh, q0, T);
-        load_rows_async<BQ>(tile.st + 3 * BQ, Bv, bh, q0, T);
+        load_rows_async<BQ>(st + 1, 4, tbar, bh, q0, T);
+        load_rows_async<BQ>(st + 3, 4, Bv, bh, q0, T);
     }
     cp_async_commit();
 }
@@ -493,7 +534,7 @@ __device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ> tile, const bf16* 
 // A^T = V dO^T (plain ldmatrix from Q, R, dO tiles) and dK += dS^T Q + dT^T R, dV += w^T dO (.trans).
 // The query tiles are double-buffered (DkvTile, dynamic shared memory).
 template <int D, bool PROBE>
-__global__ void __launch_bounds__(128) attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
+__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][2] : 1) attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
                                                                      const bf16* r, const bf16* k, const bf16* v,
                                                                      const float* L, const float* tbar, const float* Tg,
                                                                      const float* Bv, int B, int T, int H, int stride) {
@@ -528,7 +569,6 @@ __global__ void __launch_bounds__(128) attention_backward_dkv_kernel(bf16* dk, b
         __syncthreads();
         if (q0 + BQ - 1 >= kr0) {  // else every query of this tile is before every key of this warp
             const DkvTile<D, BQ> tl(smem_raw + buf * BUF);
-            const float* st = tl.st;
             float S[NT][4], Tt[NT][4], A[NT][4];
             for (int nt = 0; nt < NT; nt++)
                 for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
@@ -548,14 +588,17 @@ __global__ void __launch_bounds__(128) attention_backward_dkv_kernel(bf16* dk, b
                         mma_bf16(Tt[nt + 1], ka[kk], br1);
                     }
                 }
+            // the causal mask only where a key of this warp comes after a query of the tile, or the tile
+            // reaches past T (zero-filled queries and keys)
+            bool mask = kr0 + 15 > q0 || q0 + BQ > T || kr0 + 16 > T;
             float W[NT][4];
             for (int nt = 0; nt < NT; nt++)
                 for (int i = 0; i < 4; i++) {
                     int qi = nt * 8 + 2 * t + (i & 1), key = kr0 + g + (i >> 1) * 8, query = q0 + qi;
-                    bool vis = key <= query && query < T && key < T;
-                    PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], st[qi] * LOG2E,
-                                                     PROBE ? st[BQ + qi] : 0.0f, st[2 * BQ + qi],
-                                                     PROBE ? st[3 * BQ + qi] : 0.0f);
+                    bool vis = !mask || (key <= query && query < T && key < T);
+                    float4 st = tl.st[qi];   // L, tbar, Tg, B of this query
+                    PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], st.x * LOG2E, st.y, st.z,
+                                                     st.w);
                     S[nt][i] = vis ? c * pt.dS : 0.0f;  // S now holds c dS^T
                     Tt[nt][i] = vis ? pt.dT : 0.0f;     // Tt now holds dT^T
                     W[nt][i] = vis ? pt.w : 0.0f;
