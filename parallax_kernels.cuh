@@ -1,7 +1,8 @@
 // Parallax attention forward and backward on tensor cores (spec section 1); the softmax variant is the same
 // code with the probe (r) compiled out (PROBE = false). FlashAttention-2 style: no T x T matrix is ever
 // written to memory. This is version 3 of the kernel study (dev/cuda/NOTES.md; versions 1 and 2 are in
-// dev/cuda/ and are tested and timed alongside).
+// dev/cuda/ and are tested and timed alongside). Version 4, a forward on wgmma (sm_90a, D = 64), is here
+// too (attention_forward_wgmma); the trainer does not use it yet (measured: no faster overall).
 //
 // Layout, shared by every kernel here (and by the study versions in dev/cuda/):
 //   q, k, v, r      bf16, element (b, t, h, d) at [(b*T + t)*stride + h*D + d]; stride is the token stride,
@@ -177,6 +178,108 @@ __device__ __forceinline__ void load_rows_frag(uint32_t (*a)[4], const bf16* src
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// forward, the per-tile work shared by the mma.sync and wgmma kernels: each warp owns 16 query rows (C
+// fragment rows g and g + 8) and sees a key tile of 8 NT keys as C fragments S = Q K^T and Tt = R K^T.
+
+// Online softmax over one key tile, in place: S becomes W = 2^(S sc - m_new) (masked where key > row or
+// key >= T, if `mask`); m, d1, d2 advance and O1, O2 are rescaled by a = 2^(m - m_new).
+template <int NT, int ND, bool PROBE>
+__device__ __forceinline__ void forward_tile_softmax(float (*S)[4], float (*O1)[4], float (*O2)[4], float* m,
+                                                     float* d1, float* d2, bool mask, int k0, int q0, int T,
+                                                     float sc) {
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    // scale, mask, row max
+    float mx[2] = {-INFINITY, -INFINITY};
+    for (int nt = 0; nt < NT; nt++)
+        for (int i = 0; i < 4; i++) {
+            float s = S[nt][i] * sc;
+            if (mask) {
+                int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8;
+                if (key > row || key >= T) s = -INFINITY;
+            }
+            S[nt][i] = s;
+            mx[i >> 1] = fmaxf(mx[i >> 1], s);
+        }
+    float a[2], mu[2];
+    for (int j = 0; j < 2; j++) {
+        float m_new = fmaxf(m[j], quad_max(mx[j]));
+        mu[j] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet (padding rows)
+        a[j] = fast_exp2(m[j] - mu[j]);
+        m[j] = m_new;
+        d1[j] *= a[j];
+        d2[j] *= a[j];
+    }
+    for (int nd = 0; nd < ND; nd++)
+        for (int i = 0; i < 4; i++) {
+            O1[nd][i] *= a[i >> 1];
+            if (PROBE) O2[nd][i] *= a[i >> 1];
+        }
+    for (int nt = 0; nt < NT; nt++)
+        for (int i = 0; i < 4; i++) {
+            float w = fast_exp2(S[nt][i] - mu[i >> 1]);
+            S[nt][i] = w;  // S now holds W
+            d1[i >> 1] += w;
+        }
+}
+
+// The probe's part of a tile, after forward_tile_softmax: Tt becomes U = W o (Tt - tau) and d2 advances. On
+// the first tile tau is set: the W-weighted mean of t over it.
+template <int NT>
+__device__ __forceinline__ void forward_tile_probe(const float (*S)[4], float (*Tt)[4], float* d2, float* tau,
+                                                   bool first) {
+    if (first) {  // tau: the W-weighted mean of t over this first tile
+        float sw[2] = {0.0f, 0.0f}, swt[2] = {0.0f, 0.0f};
+        for (int nt = 0; nt < NT; nt++)
+            for (int i = 0; i < 4; i++) {
+                sw[i >> 1] += S[nt][i];
+                swt[i >> 1] += S[nt][i] * Tt[nt][i];
+            }
+        for (int j = 0; j < 2; j++) {
+            float w = quad_sum(sw[j]), wt = quad_sum(swt[j]);
+            tau[j] = w > 0.0f ? wt / w : 0.0f;  // w = 0 only in padding rows past T
+        }
+    }
+    for (int nt = 0; nt < NT; nt++)
+        for (int i = 0; i < 4; i++) {
+            Tt[nt][i] = S[nt][i] * (Tt[nt][i] - tau[i >> 1]);  // Tt now holds U
+            d2[i >> 1] += Tt[nt][i];
+        }
+}
+
+// The end of the forward for this warp's rows: o, vbar (bf16), L and tbar from the running state.
+template <int D, bool PROBE>
+__device__ __forceinline__ void forward_store(bf16* o, bf16* vbar, float* L, float* tbar, const float (*O1)[4],
+                                              const float (*O2)[4], const float* m, float* d1, float* d2,
+                                              const float* tau, int b, int bh, int h, int H, int T, int q0) {
+    constexpr int ND = D / 8;
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int j = 0; j < 2; j++) {
+        d1[j] = quad_sum(d1[j]);
+        d2[j] = quad_sum(d2[j]);
+    }
+    for (int j = 0; j < 2; j++) {
+        int row = q0 + g + j * 8;
+        if (row >= T) continue;
+        float inv = 1.0f / d1[j], tb = PROBE ? d2[j] * inv : 0.0f;   // tbar' = tbar - tau
+        size_t out = (size_t)(b * T + row) * H * D + h * D;
+        for (int nd = 0; nd < ND; nd++) {
+            int col = nd * 8 + 2 * t;
+            float v0 = O1[nd][2 * j] * inv, v1 = O1[nd][2 * j + 1] * inv;
+            *(uint32_t*)(vbar + out + col) = pack_bf16(v0, v1);
+            if (PROBE) {
+                v0 = v0 * (1.0f + tb) - O2[nd][2 * j] * inv;
+                v1 = v1 * (1.0f + tb) - O2[nd][2 * j + 1] * inv;
+            }
+            *(uint32_t*)(o + out + col) = pack_bf16(v0, v1);
+        }
+        if (t == 0) {
+            L[(size_t)bh * T + row] = m[j] * LN2 + logf(d1[j]);
+            tbar[(size_t)bh * T + row] = tb + tau[j];
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // forward. grid (ceil(T / 64), B*H), 128 threads: each warp owns 16 query rows and streams over key tiles
 // of BK keys (the spec's recurrence, in log2 units: S is pre-multiplied by c log2 e):
 //   m_new = max(m, rowmax S); a = 2^(m - m_new); W = 2^(S - m_new); Tt = R K^T; U = W o (Tt - tau)
@@ -189,16 +292,15 @@ __device__ __forceinline__ void load_rows_frag(uint32_t (*a)[4], const bf16* src
 // K and V tiles are double-buffered in shared memory (K[key][d], V[key][d]).
 
 template <int D, bool PROBE>
-__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][0] : 1) attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar,
-                                                                const bf16* q, const bf16* r, const bf16* k,
-                                                                const bf16* v, int B, int T, int H, int stride) {
+__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][0] : 1)
+attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r, const bf16* k,
+                         const bf16* v, int B, int T, int H, int stride) {
     constexpr int BQ = 64, BK = D == 64 ? ATTN_FWD_BK64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8;
     __shared__ __align__(16) bf16 Ks[2][BK * LD];
     __shared__ __align__(16) bf16 Vs[2][BK * LD];
     int qt = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
     int bh = blockIdx.y, b = bh / H, h = bh % H;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    int q0 = qt * BQ + warp * 16;
+    int q0 = qt * BQ + (threadIdx.x / 32) * 16;   // this warp's first row
     const float sc = rsqrtf((float)D) * LOG2E;
 
     int kv_end = min(T, (qt + 1) * BQ);  // causal: keys past the tile's last query are never needed
@@ -244,57 +346,9 @@ __global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][0] : 1) 
                         mma_bf16(Tt[nt + 1], ra[kk], b1);
                     }
                 }
-            // scale, mask (only tiles that reach past a row of this warp or past T need it), row max
-            bool mask = k0 + BK - 1 > q0 || k0 + BK > T;
-            float mx[2] = {-INFINITY, -INFINITY};
-            for (int nt = 0; nt < NT; nt++)
-                for (int i = 0; i < 4; i++) {
-                    float s = S[nt][i] * sc;
-                    if (mask) {
-                        int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8;
-                        if (key > row || key >= T) s = -INFINITY;
-                    }
-                    S[nt][i] = s;
-                    mx[i >> 1] = fmaxf(mx[i >> 1], s);
-                }
-            float a[2], mu[2];
-            for (int j = 0; j < 2; j++) {
-                float m_new = fmaxf(m[j], quad_max(mx[j]));
-                mu[j] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet (padding rows)
-                a[j] = fast_exp2(m[j] - mu[j]);
-                m[j] = m_new;
-                d1[j] *= a[j];
-                d2[j] *= a[j];
-            }
-            for (int nd = 0; nd < ND; nd++)
-                for (int i = 0; i < 4; i++) {
-                    O1[nd][i] *= a[i >> 1];
-                    if (PROBE) O2[nd][i] *= a[i >> 1];
-                }
-            for (int nt = 0; nt < NT; nt++)
-                for (int i = 0; i < 4; i++) {
-                    float w = fast_exp2(S[nt][i] - mu[i >> 1]);
-                    S[nt][i] = w;  // S now holds W
-                    d1[i >> 1] += w;
-                }
-            if (PROBE && it == 0) {  // tau: the W-weighted mean of t over this first tile
-                float sw[2] = {0.0f, 0.0f}, swt[2] = {0.0f, 0.0f};
-                for (int nt = 0; nt < NT; nt++)
-                    for (int i = 0; i < 4; i++) {
-                        sw[i >> 1] += S[nt][i];
-                        swt[i >> 1] += S[nt][i] * Tt[nt][i];
-                    }
-                for (int j = 0; j < 2; j++) {
-                    float w = quad_sum(sw[j]), wt = quad_sum(swt[j]);
-                    tau[j] = w > 0.0f ? wt / w : 0.0f;  // w = 0 only in padding rows past T
-                }
-            }
-            if (PROBE)
-                for (int nt = 0; nt < NT; nt++)
-                    for (int i = 0; i < 4; i++) {
-                        Tt[nt][i] = S[nt][i] * (Tt[nt][i] - tau[i >> 1]);  // Tt now holds U
-                        d2[i >> 1] += Tt[nt][i];
-                    }
+            bool mask = k0 + BK - 1 > q0 || k0 + BK > T;   // only tiles reaching past a row or past T
+            forward_tile_softmax<NT, ND, PROBE>(S, O1, O2, m, d1, d2, mask, k0, q0, T, sc);
+            if (PROBE) forward_tile_probe<NT>(S, Tt, d2, tau, it == 0);
             for (int kk = 0; kk < BK / 16; kk++) {
                 uint32_t aw[4], au[4];
                 frag_a_from_c(aw, S[2 * kk], S[2 * kk + 1]);
@@ -313,30 +367,165 @@ __global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][0] : 1) 
         }
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
-    for (int j = 0; j < 2; j++) {
-        d1[j] = quad_sum(d1[j]);
-        d2[j] = quad_sum(d2[j]);
+    forward_store<D, PROBE>(o, vbar, L, tbar, O1, O2, m, d1, d2, tau, b, bh, h, H, T, q0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// wgmma (sm_90a): one warpgroup (the block's 4 warps) multiplies a 64-row A held in registers (each warp its
+// 16 rows, in the mma.sync A fragment layout) by a B read from shared memory by the tensor cores through a
+// descriptor, asynchronously; the 64 x 64 fp32 result lands per warp in the mma.sync C fragment layout
+// (d[j][i]: columns 8 j + 2 t + (i & 1), rows g + 8 (i >> 1)). B tiles here are 64 x 64 bf16 without swizzle,
+// in 8 x 8 "core matrices" of 128 contiguous bytes (8 rows of 16 bytes); the descriptor gives the byte
+// distance between core matrices along K (LBO) and along N (SBO). For Q K^T the K tile is "K-major" (its
+// rows are keys = N, contiguous in d = K): element (key, d) at (d / 8) 1024 + key 16 + (d % 8) 2 bytes. For
+// W V the V tile is "MN-major" (rows are keys = K, contiguous in d = N; the instruction transposes):
+// element (key, d) at (key / 8) 1024 + (d / 8) 128 + (key % 8) 16 + (d % 8) 2. Both: LBO 1024, SBO 128.
+// (Checked on the H200 by building the study with the two offsets swapped in either descriptor: only this
+// assignment passes; dev/cuda/NOTES.md.)
+
+__device__ __forceinline__ uint64_t wgmma_desc(const void* smem, int lbo, int sbo) {
+    uint64_t addr = smem_u32(smem);
+    return ((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
+           ((uint64_t)((sbo >> 4) & 0x3FFF) << 32);   // base offset 0, no swizzle (bits 62-63 = 0)
+}
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+// wait until at most N of this warpgroup's committed groups of products are still running
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// Pins N C fragments at this point of the program: the compiler may not move their reads or writes across
+// it. A wgmma_wait has no register operands, so without this the arithmetic on an accumulator could be
+// scheduled before the wait that makes it valid (ptxas would then serialize every wgmma).
+template <int N>
+__device__ __forceinline__ void fence_frags(float (*x)[4]) {
+    for (int j = 0; j < N; j++)
+        for (int i = 0; i < 4; i++) asm volatile("" : "+f"(x[j][i])::"memory");
+}
+// shared-memory writes made by ordinary or cp.async stores become visible to the tensor cores' reads
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// d (+)= A B for one k = 16 slice: m64 n64 k16, bf16 in, fp32 accumulate; accumulate = 0 overwrites d.
+// TRANS_B = 0: B K-major (Q K^T), 1: B MN-major (W V).
+template <int TRANS_B>
+__device__ __forceinline__ void wgmma_m64n64k16(float (*d)[4], const uint32_t* a, uint64_t desc, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+          "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+          "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+          "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+          "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+          "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+          "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B));
+}
+
+// Starts copying 64 token rows x 64 d of a strided bf16 tensor into one of the two core-matrix layouts above
+// (rows past T become zeros). Each 8 consecutive threads copy chunk c of 8 consecutive rows: their shared-
+// memory slots fall on 8 different bank groups in both layouts (a row's 8 chunks would all share one), and
+// a warp reads 64 contiguous bytes of each of 8 rows from global memory (whole 32-byte sectors).
+template <bool K_MAJOR>
+__device__ __forceinline__ void load_tile_core_async(bf16* dst, const bf16* src, int stride, int b, int h, int row0,
+                                                     int T) {
+    for (int idx = threadIdx.x; idx < 64 * 8; idx += blockDim.x) {
+        int row = idx % 8 + 8 * (idx / 64), c = (idx / 8) % 8;
+        bool ok = row0 + row < T;
+        const bf16* from = ok ? src + (size_t)(b * T + row0 + row) * stride + h * 64 + c * 8 : src;
+        int off = K_MAJOR ? c * 512 + row * 8 : (row / 8) * 512 + c * 64 + (row % 8) * 8;   // in bf16
+        cp_async16(dst + off, from, ok ? 16 : 0);
     }
-    for (int j = 0; j < 2; j++) {
-        int row = q0 + g + j * 8;
-        if (row >= T) continue;
-        float inv = 1.0f / d1[j], tb = PROBE ? d2[j] * inv : 0.0f;   // tbar' = tbar - tau
-        size_t out = (size_t)(b * T + row) * H * D + h * D;
-        for (int nd = 0; nd < ND; nd++) {
-            int col = nd * 8 + 2 * t;
-            float v0 = O1[nd][2 * j] * inv, v1 = O1[nd][2 * j + 1] * inv;
-            *(uint32_t*)(vbar + out + col) = pack_bf16(v0, v1);
-            if (PROBE) {
-                v0 = v0 * (1.0f + tb) - O2[nd][2 * j] * inv;
-                v1 = v1 * (1.0f + tb) - O2[nd][2 * j + 1] * inv;
-            }
-            *(uint32_t*)(o + out + col) = pack_bf16(v0, v1);
+}
+
+// The forward on wgmma, D = 64 (version 4): the same blocks, rows per warp and per-tile arithmetic as
+// attention_forward_kernel (forward_tile_softmax, _probe, forward_store), but S = Q K^T, Tt = R K^T, O1 += W V and
+// O2 += U V each run as four wgmma k-slices for the whole 64-row block: the K and V tiles are read from
+// shared memory once per block instead of once per warp. Tt = R K^T runs during the softmax of S, and the
+// next K and V tiles load during the element-wise work; the other products are waited for at once.
+// Measured (dev/cuda/NOTES.md): Parallax forward 1.5-4% faster than version 3, softmax 18% slower: without
+// FlashAttention-3's ping-pong of two warpgroups the tensor cores idle during the element-wise work.
+template <bool PROBE>
+__global__ void __launch_bounds__(128, PROBE ? 2 : 4)   // 201 / 116 registers: 2 / 4 blocks per SM
+attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
+                               const bf16* k, const bf16* v, int B, int T, int H, int stride) {
+    constexpr int D = 64, BQ = 64, BK = 64, KD = 4, NT = 8, ND = 8, TILE = 64 * 64;
+    constexpr int LBO_K = 1024, SBO_K = 128, LBO_V = 1024, SBO_V = 128;   // bytes; see the layouts above
+    __shared__ __align__(128) bf16 Ks[2][TILE];
+    __shared__ __align__(128) bf16 Vs[2][TILE];
+    int qt = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
+    int bh = blockIdx.y, b = bh / H, h = bh % H;
+    int q0 = qt * BQ + (threadIdx.x / 32) * 16;   // this warp's first row
+    const float sc = rsqrtf((float)D) * LOG2E;
+
+    int ntiles = ceil_div(min(T, (qt + 1) * BQ), BK);
+    load_tile_core_async<true>(Ks[0], k, stride, b, h, 0, T);
+    load_tile_core_async<false>(Vs[0], v, stride, b, h, 0, T);
+    cp_async_commit();
+
+    uint32_t qa[KD][4], ra[KD][4];
+    load_rows_frag<D>(qa, q, stride, b, h, q0, T);
+    if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, q0, T);
+    float m[2] = {-INFINITY, -INFINITY}, d1[2] = {0.0f, 0.0f}, d2[2] = {0.0f, 0.0f}, tau[2] = {0.0f, 0.0f};
+    float O1[ND][4], O2[ND][4];
+    for (int nd = 0; nd < ND; nd++)
+        for (int i = 0; i < 4; i++) O1[nd][i] = O2[nd][i] = 0.0f;
+
+    for (int it = 0; it < ntiles; it++) {
+        int k0 = it * BK, buf = it & 1;
+        cp_async_wait<0>();   // tile it has landed (this thread's copies) ...
+        fence_proxy_async();  // ... is visible to the tensor cores ...
+        __syncthreads();      // ... and so are every other thread's
+        float S[NT][4], Tt[NT][4];
+        wgmma_fence();
+        for (int kk = 0; kk < KD; kk++)   // d = 16 kk .. 16 kk + 15: d groups 2 kk, 2 kk + 1
+            wgmma_m64n64k16<0>(S, qa[kk], wgmma_desc(Ks[buf] + kk * 1024, LBO_K, SBO_K), kk > 0);
+        wgmma_commit();
+        if (PROBE) {
+            for (int kk = 0; kk < KD; kk++)
+                wgmma_m64n64k16<0>(Tt, ra[kk], wgmma_desc(Ks[buf] + kk * 1024, LBO_K, SBO_K), kk > 0);
+            wgmma_commit();
+            wgmma_wait<1>();  // S is ready; Tt runs on during the softmax
+        } else {
+            wgmma_wait<0>();
         }
-        if (t == 0) {
-            L[(size_t)bh * T + row] = m[j] * LN2 + logf(d1[j]);
-            tbar[(size_t)bh * T + row] = tb + tau[j];
+        fence_frags<NT>(S);
+        fence_frags<ND>(O1);
+        if (PROBE) fence_frags<ND>(O2);
+        __syncthreads();  // every warp is done with the previous tile: its buffers may be refilled
+        if (it + 1 < ntiles) {  // the next tile loads while this one's arithmetic runs
+            load_tile_core_async<true>(Ks[buf ^ 1], k, stride, b, h, k0 + BK, T);
+            load_tile_core_async<false>(Vs[buf ^ 1], v, stride, b, h, k0 + BK, T);
+            cp_async_commit();
         }
+        bool mask = k0 + BK - 1 > q0 || k0 + BK > T;
+        forward_tile_softmax<NT, ND, PROBE>(S, O1, O2, m, d1, d2, mask, k0, q0, T, sc);
+        if (PROBE) {
+            wgmma_wait<0>();
+            fence_frags<NT>(Tt);
+            forward_tile_probe<NT>(S, Tt, d2, tau, it == 0);
+        }
+        uint32_t aw[BK / 16][4], au[BK / 16][4];
+        for (int kk = 0; kk < BK / 16; kk++) {
+            frag_a_from_c(aw[kk], S[2 * kk], S[2 * kk + 1]);
+            if (PROBE) frag_a_from_c(au[kk], Tt[2 * kk], Tt[2 * kk + 1]);
+        }
+        wgmma_fence();
+        for (int kk = 0; kk < BK / 16; kk++) {   // keys 16 kk .. 16 kk + 15
+            uint64_t dv = wgmma_desc(Vs[buf] + kk * 1024, LBO_V, SBO_V);   // key groups 2 kk, 2 kk + 1
+            wgmma_m64n64k16<1>(O1, aw[kk], dv, 1);
+            if (PROBE) wgmma_m64n64k16<1>(O2, au[kk], dv, 1);
+        }
+        wgmma_commit();
+        // wait here: left running into the next tile, the loop-carried O1 / O2 made ptxas serialize every
+        // wgmma, 8% slower (dev/cuda/NOTES.md)
+        wgmma_wait<0>();
+        fence_frags<ND>(O1);
+        if (PROBE) fence_frags<ND>(O2);
     }
+    forward_store<D, PROBE>(o, vbar, L, tbar, O1, O2, m, d1, d2, tau, b, bh, h, H, T, q0);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -386,7 +575,8 @@ __device__ __forceinline__ PairTerms pair_terms(float s2, float tt, float A, flo
 // warp owns 16 query rows (Q, R, dO fragments in registers) and streams over key tiles of 32; K and V tiles
 // (K[key][d], V[key][d]) are double-buffered: plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K, dT K.
 template <int D, bool PROBE>
-__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][1] : 1) attention_backward_dq_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
+__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][1] : 1)
+attention_backward_dq_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
                                                                     const bf16* r, const bf16* k, const bf16* v,
                                                                     const float* L, const float* tbar, const float* Tg,
                                                                     const float* Bv, int B, int T, int H, int stride) {
@@ -534,7 +724,8 @@ __device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ> tile, const bf16* 
 // A^T = V dO^T (plain ldmatrix from Q, R, dO tiles) and dK += dS^T Q + dT^T R, dV += w^T dO (.trans).
 // The query tiles are double-buffered (DkvTile, dynamic shared memory).
 template <int D, bool PROBE>
-__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][2] : 1) attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
+__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][2] : 1)
+attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
                                                                      const bf16* r, const bf16* k, const bf16* v,
                                                                      const float* L, const float* tbar, const float* Tg,
                                                                      const float* Bv, int B, int T, int H, int stride) {
@@ -651,9 +842,10 @@ static void attention_forward_launch(bf16* o, bf16* vbar, float* L, float* tbar,
     cudaCheckLaunch();
 }
 
-static void attention_forward(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                              const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
-                              cudaStream_t stream) {
+// version 3: mma.sync, D = 64 or 128
+static void attention_forward_mma(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
+                                  const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
+                                  cudaStream_t stream) {
     bool probe = r != NULL;
 #define ATTN_FWD(DD, PP) attention_forward_launch<DD, PP>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream)
     if (D == 64 && probe) ATTN_FWD(64, true);
@@ -662,6 +854,29 @@ static void attention_forward(bf16* o, bf16* vbar, float* L, float* tbar, const 
     else if (D == 128) ATTN_FWD(128, false);
     else { fprintf(stderr, "attention_forward: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
 #undef ATTN_FWD
+}
+
+// version 4: wgmma for D = 64; other head dims take version 3
+static void attention_forward_wgmma(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
+                                    const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
+                                    cudaStream_t stream) {
+    if (D != 64) {
+        attention_forward_mma(o, vbar, L, tbar, q, r, k, v, B, T, H, D, stride, stream);
+        return;
+    }
+    dim3 grid(ceil_div(T, 64), B * H);
+    if (r != NULL)
+        attention_forward_wgmma_kernel<true><<<grid, 128, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+    else
+        attention_forward_wgmma_kernel<false><<<grid, 128, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+    cudaCheckLaunch();
+}
+
+// the trainer's forward
+static void attention_forward(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
+                              const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
+                              cudaStream_t stream) {
+    attention_forward_mma(o, vbar, L, tbar, q, r, k, v, B, T, H, D, stride, stream);
 }
 
 template <int D, bool PROBE>

@@ -1,7 +1,8 @@
 // bench_parallax: the benchmark table of issue #5 (one GPU). Not a test: it checks nothing, it times.
 //   make bench        (builds dev/bench_parallax and runs it)
 // 1. Attention kernels alone, both variants, forward and forward + backward, at 16x1024x12x64,
-//    4x4096x12x64 and 8x2048x8x128, the trainer's kernels (version 3) and the study's version 2: median
+//    4x4096x12x64 and 8x2048x8x128, the trainer's kernels (version 3) and the study's versions 4 (wgmma
+//    forward, D = 64; D = 128 runs version 3) and 2: median
 //    of 20 timed runs after 3 warm-ups, CUDA events, L2 flushed
 //    before each run; model FLOPs of spec section 1 (forward 4u / 2u, forward + backward 12u / 7u).
 // 2. The d12 model, T = 1024, micro-batch 32, random tokens: forward + backward of one micro-batch and the
@@ -220,8 +221,8 @@ int main() {
     const int shapes[][4] = {{16, 1024, 12, 64}, {4, 4096, 12, 64}, {8, 2048, 8, 128}};
     for (const auto& sh : shapes)
         for (int probe = 1; probe >= 0; probe--) {
-            bench_attention(sh[0], sh[1], sh[2], sh[3], probe, ATTENTION_VERSIONS[0]);   // version 3
-            bench_attention(sh[0], sh[1], sh[2], sh[3], probe, ATTENTION_VERSIONS[1]);   // version 2
+            for (const AttentionVersion& ver : ATTENTION_VERSIONS)   // all but version 1 (far too slow here)
+                if (ver.number != 1) bench_attention(sh[0], sh[1], sh[2], sh[3], probe, ver);
         }
     printf("\nd12, T = 1024, micro-batch 32, step = 16 micro-batches = 2^19 tokens (random tokens)\n\n");
     printf("| attention | optimizer | fwd+bwd ms / micro-batch | update ms | tokens/s | MFU | update share "

@@ -53,8 +53,9 @@ struct AttentionCase {
 
 struct AttentionOutputs { std::vector<double> o, vbar, L, tbar, dq, dk, dv, dr; };  // one run's
 
-// The versions of the kernel study: the trainer's (parallax_kernels.cuh, version 3) and the earlier ones in
-// dev/cuda/; test_parallax starts each check's name with the prefix.
+// The versions of the kernel study: the trainer's (parallax_kernels.cuh, version 3), the wgmma forward with
+// version 3's backward (parallax_kernels.cuh, version 4: D = 64; other head dims run version 3) and the
+// earlier ones in dev/cuda/; test_parallax starts each check's name with the prefix.
 struct AttentionVersion {
     int number;
     const char* prefix;
@@ -63,6 +64,7 @@ struct AttentionVersion {
 };
 static const AttentionVersion ATTENTION_VERSIONS[] = {
     {3, "", attention_forward, attention_backward},
+    {4, "v4 ", attention_forward_wgmma, attention_backward},
     {2, "v2 ", attention_forward_mma_v2, attention_backward_mma_v2},
     {1, "v1 ", attention_forward_rowwise, attention_backward_rowwise},
 };

@@ -16,6 +16,8 @@
 //   3  parallax_kernels.cuh            the trainer's: cp.async double buffering, ldmatrix, no transposed copies
 //        ./dev/cuda/attention_study 3                 0.313 / 1.159 ms at 16x1024x12x64 (133 TFLOP/s); revised
 //        (one product less in the forward, launch bounds per kernel): 0.283 / 1.126 ms (137 TFLOP/s)
+//   4  parallax_kernels.cuh            the forward on wgmma (sm_90a, D = 64), version 3's backward
+//        ./dev/cuda/attention_study 4                 0.277 / 1.123 ms; softmax 0.236 / 0.828 (v3: 0.200)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -46,7 +48,7 @@ int main(int argc, char** argv) {
     const int B = shape[0], T = shape[1], H = shape[2], D = shape[3];
     const AttentionVersion* ver = NULL;
     for (const AttentionVersion& v : ATTENTION_VERSIONS) if (v.number == version) ver = &v;
-    if (!ver) { fprintf(stderr, "attention_study: VERSION must be 1, 2 or 3, got %d\n", version); return 2; }
+    if (!ver) { fprintf(stderr, "attention_study: VERSION must be 1, 2, 3 or 4, got %d\n", version); return 2; }
     if (D != 64 && D != 128) { fprintf(stderr, "attention_study: D must be 64 or 128, got %d\n", D); return 2; }
     if (n_shape != 0 && n_shape != 4) { fprintf(stderr, "attention_study: give all of B T H D or none\n"); return 2; }
     if (cuda_device_count() == 0) { printf("attention_study: skipped: no GPU\n"); return 0; }
