@@ -177,6 +177,45 @@ __device__ __forceinline__ void load_rows_frag(uint32_t (*a)[4], const bf16* src
         }
 }
 
+// The inverse of load_rows_frag for results: this warp's 16 rows of C fragments (D columns), times `scale`,
+// into a strided bf16 tensor; rows past T are not written.
+template <int D>
+__device__ __forceinline__ void store_rows_frag(bf16* dst, const float (*acc)[4], float scale, int stride, int b,
+                                                int h, int row0, int T) {
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int j = 0; j < 2; j++) {
+        int row = row0 + g + j * 8;
+        if (row >= T) continue;
+        size_t out = (size_t)(b * T + row) * stride + h * D;
+        for (int nd = 0; nd < D / 8; nd++)
+            *(uint32_t*)(dst + out + nd * 8 + 2 * t) = pack_bf16(scale * acc[nd][2 * j], scale * acc[nd][2 * j + 1]);
+    }
+}
+
+// acc1 += C1 X and, if TWO, acc2 += C2 X: C1, C2 are C fragments of this warp's 16 rows over K tokens (taken
+// as bf16 A fragments), X a shared-memory tile of K token rows by 8 ND columns (leading dim ld) read with
+// ldmatrix .trans; the B fragments are loaded once for both products (W V and U V in the forward, dS K and
+// dT K in the dq pass).
+template <int K, int ND, bool TWO>
+__device__ __forceinline__ void mma_frags_times_tile(float (*acc1)[4], float (*acc2)[4], const float (*c1)[4],
+                                                     const float (*c2)[4], const bf16* X, int ld) {
+    for (int kk = 0; kk < K / 16; kk++) {
+        uint32_t a1[4], a2[4];
+        frag_a_from_c(a1, c1[2 * kk], c1[2 * kk + 1]);
+        if (TWO) frag_a_from_c(a2, c2[2 * kk], c2[2 * kk + 1]);
+        for (int nd = 0; nd < ND; nd += 2) {
+            uint32_t b0[2], b1[2];
+            ldsm_bt_pair(b0, b1, X, ld, kk * 16, nd * 8);
+            mma_bf16(acc1[nd], a1, b0);
+            mma_bf16(acc1[nd + 1], a1, b1);
+            if (TWO) {
+                mma_bf16(acc2[nd], a2, b0);
+                mma_bf16(acc2[nd + 1], a2, b1);
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // forward, the per-tile work shared by the mma.sync and wgmma kernels: each warp owns 16 query rows (C
 // fragment rows g and g + 8) and sees a key tile of 8 NT keys as C fragments S = Q K^T and Tt = R K^T.
@@ -349,21 +388,7 @@ attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16*
             bool mask = k0 + BK - 1 > q0 || k0 + BK > T;   // only tiles reaching past a row or past T
             forward_tile_softmax<NT, ND, PROBE>(S, O1, O2, m, d1, d2, mask, k0, q0, T, sc);
             if (PROBE) forward_tile_probe<NT>(S, Tt, d2, tau, it == 0);
-            for (int kk = 0; kk < BK / 16; kk++) {
-                uint32_t aw[4], au[4];
-                frag_a_from_c(aw, S[2 * kk], S[2 * kk + 1]);
-                if (PROBE) frag_a_from_c(au, Tt[2 * kk], Tt[2 * kk + 1]);
-                for (int nd = 0; nd < ND; nd += 2) {
-                    uint32_t b0[2], b1[2];
-                    ldsm_bt_pair(b0, b1, Vb, LD, kk * 16, nd * 8);
-                    mma_bf16(O1[nd], aw, b0);
-                    mma_bf16(O1[nd + 1], aw, b1);
-                    if (PROBE) {
-                        mma_bf16(O2[nd], au, b0);
-                        mma_bf16(O2[nd + 1], au, b1);
-                    }
-                }
-            }
+            mma_frags_times_tile<BK, ND, PROBE>(O1, O2, S, Tt, Vb, LD);   // O1 += W V, O2 += U V
         }
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
@@ -654,34 +679,12 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
                     S[nt][i] = vis ? pt.dS : 0.0f;   // S now holds dS
                     Tt[nt][i] = vis ? pt.dT : 0.0f;  // Tt now holds dT
                 }
-            for (int kk = 0; kk < BK / 16; kk++) {
-                uint32_t as[4], at[4];
-                frag_a_from_c(as, S[2 * kk], S[2 * kk + 1]);
-                if (PROBE) frag_a_from_c(at, Tt[2 * kk], Tt[2 * kk + 1]);
-                for (int nd = 0; nd < ND; nd += 2) {
-                    uint32_t b0[2], b1[2];
-                    ldsm_bt_pair(b0, b1, Kb, LD, kk * 16, nd * 8);
-                    mma_bf16(dQ[nd], as, b0);
-                    mma_bf16(dQ[nd + 1], as, b1);
-                    if (PROBE) {
-                        mma_bf16(dR[nd], at, b0);
-                        mma_bf16(dR[nd + 1], at, b1);
-                    }
-                }
-            }
+            mma_frags_times_tile<BK, ND, PROBE>(dQ, dR, S, Tt, Kb, LD);   // dQ += dS K, dR += dT K
         }
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
-    for (int j = 0; j < 2; j++) {
-        int row = q0 + g + j * 8;
-        if (row >= T) continue;
-        size_t out = (size_t)(b * T + row) * stride + h * D;
-        for (int nd = 0; nd < ND; nd++) {
-            int col = nd * 8 + 2 * t;
-            *(uint32_t*)(dq + out + col) = pack_bf16(c * dQ[nd][2 * j], c * dQ[nd][2 * j + 1]);
-            if (PROBE) *(uint32_t*)(dr + out + col) = pack_bf16(dR[nd][2 * j], dR[nd][2 * j + 1]);
-        }
-    }
+    store_rows_frag<D>(dq, dQ, c, stride, b, h, q0, T);
+    if (PROBE) store_rows_frag<D>(dr, dR, 1.0f, stride, b, h, q0, T);
 }
 
 // One buffer of the dk/dv pass: the Q, R and dO tiles of BQ queries (row-major, D + 8 per row), then the
@@ -818,16 +821,8 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
         }
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
-    for (int j = 0; j < 2; j++) {
-        int row = kr0 + g + j * 8;
-        if (row >= T) continue;
-        size_t out = (size_t)(b * T + row) * stride + h * D;
-        for (int nd = 0; nd < ND; nd++) {
-            int col = nd * 8 + 2 * t;
-            *(uint32_t*)(dk + out + col) = pack_bf16(dK[nd][2 * j], dK[nd][2 * j + 1]);
-            *(uint32_t*)(dv + out + col) = pack_bf16(dV[nd][2 * j], dV[nd][2 * j + 1]);
-        }
-    }
+    store_rows_frag<D>(dk, dK, 1.0f, stride, b, h, kr0, T);
+    store_rows_frag<D>(dv, dV, 1.0f, stride, b, h, kr0, T);
 }
 
 // ---------------------------------------------------------------------------------------------------------
