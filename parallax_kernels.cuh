@@ -220,13 +220,37 @@ __device__ __forceinline__ void mma_frags_times_tile(float (*acc1)[4], float (*a
 // forward, the per-tile work shared by the mma.sync and wgmma kernels: each warp owns 16 query rows (C
 // fragment rows g and g + 8) and sees a key tile of 8 NT keys as C fragments S = Q K^T and Tt = R K^T.
 
+// The forward's running state for this warp's 16 rows ([j]: row g + 8 j of the C fragments): the row max
+// m (log2 units), d1 = sum W, d2 = sum U, the shift tau, and the accumulators O1 = W V, O2 = U V.
+template <int ND>
+struct ForwardRows {
+    float m[2], d1[2], d2[2], tau[2];
+    float O1[ND][4], O2[ND][4];
+};
+
+// The start of a forward block for this warp's rows from row0: the Q (and R) fragments into registers, where
+// they stay, and an empty running state.
+template <int D, bool PROBE>
+__device__ __forceinline__ void forward_rows_begin(uint32_t (*qa)[4], uint32_t (*ra)[4], ForwardRows<D / 8>& st,
+                                                   const bf16* q, const bf16* r, int stride, int b, int h,
+                                                   int row0, int T) {
+    load_rows_frag<D>(qa, q, stride, b, h, row0, T);
+    if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, row0, T);
+    for (int j = 0; j < 2; j++) {
+        st.m[j] = -INFINITY;
+        st.d1[j] = st.d2[j] = st.tau[j] = 0.0f;
+    }
+    for (int nd = 0; nd < D / 8; nd++)
+        for (int i = 0; i < 4; i++) st.O1[nd][i] = st.O2[nd][i] = 0.0f;
+}
+
 // Online softmax over one key tile, in place: S becomes W = 2^(S sc - m_new) (masked where key > row or
 // key >= T, if `mask`); m, d1, d2 advance and O1, O2 are rescaled by a = 2^(m - m_new).
 template <int NT, int ND, bool PROBE>
-__device__ __forceinline__ void forward_tile_softmax(float (*S)[4], float (*O1)[4], float (*O2)[4], float* m,
-                                                     float* d1, float* d2, bool mask, int k0, int q0, int T,
-                                                     float sc) {
+__device__ __forceinline__ void forward_tile_softmax(float (*S)[4], ForwardRows<ND>& st, bool mask, int k0, int q0,
+                                                     int T, float sc) {
     int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    float *m = st.m, *d1 = st.d1, *d2 = st.d2;
     // scale, mask, row max
     float mx[2] = {-INFINITY, -INFINITY};
     for (int nt = 0; nt < NT; nt++)
@@ -250,8 +274,8 @@ __device__ __forceinline__ void forward_tile_softmax(float (*S)[4], float (*O1)[
     }
     for (int nd = 0; nd < ND; nd++)
         for (int i = 0; i < 4; i++) {
-            O1[nd][i] *= a[i >> 1];
-            if (PROBE) O2[nd][i] *= a[i >> 1];
+            st.O1[nd][i] *= a[i >> 1];
+            if (PROBE) st.O2[nd][i] *= a[i >> 1];
         }
     for (int nt = 0; nt < NT; nt++)
         for (int i = 0; i < 4; i++) {
@@ -263,9 +287,10 @@ __device__ __forceinline__ void forward_tile_softmax(float (*S)[4], float (*O1)[
 
 // The probe's part of a tile, after forward_tile_softmax: Tt becomes U = W o (Tt - tau) and d2 advances. On
 // the first tile tau is set: the W-weighted mean of t over it.
-template <int NT>
-__device__ __forceinline__ void forward_tile_probe(const float (*S)[4], float (*Tt)[4], float* d2, float* tau,
+template <int NT, int ND>
+__device__ __forceinline__ void forward_tile_probe(const float (*S)[4], float (*Tt)[4], ForwardRows<ND>& st,
                                                    bool first) {
+    float *d2 = st.d2, *tau = st.tau;
     if (first) {  // tau: the W-weighted mean of t over this first tile
         float sw[2] = {0.0f, 0.0f}, swt[2] = {0.0f, 0.0f};
         for (int nt = 0; nt < NT; nt++)
@@ -287,11 +312,12 @@ __device__ __forceinline__ void forward_tile_probe(const float (*S)[4], float (*
 
 // The end of the forward for this warp's rows: o, vbar (bf16), L and tbar from the running state.
 template <int D, bool PROBE>
-__device__ __forceinline__ void forward_store(bf16* o, bf16* vbar, float* L, float* tbar, const float (*O1)[4],
-                                              const float (*O2)[4], const float* m, float* d1, float* d2,
-                                              const float* tau, int b, int bh, int h, int H, int T, int q0) {
+__device__ __forceinline__ void forward_store(bf16* o, bf16* vbar, float* L, float* tbar, ForwardRows<D / 8>& st,
+                                              int b, int bh, int h, int H, int T, int q0) {
     constexpr int ND = D / 8;
     int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const float(*O1)[4] = st.O1, (*O2)[4] = st.O2;
+    float *m = st.m, *d1 = st.d1, *d2 = st.d2, *tau = st.tau;
     for (int j = 0; j < 2; j++) {
         d1[j] = quad_sum(d1[j]);
         d2[j] = quad_sum(d2[j]);
@@ -348,14 +374,9 @@ attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16*
     load_tile_async<D, BK>(Vs[0], v, stride, b, h, 0, T);
     cp_async_commit();
 
-    // Q (and R) fragments of this warp's 16 rows stay in registers
     uint32_t qa[KD][4], ra[KD][4];
-    load_rows_frag<D>(qa, q, stride, b, h, q0, T);
-    if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, q0, T);
-    float m[2] = {-INFINITY, -INFINITY}, d1[2] = {0.0f, 0.0f}, d2[2] = {0.0f, 0.0f}, tau[2] = {0.0f, 0.0f};
-    float O1[ND][4], O2[ND][4];
-    for (int nd = 0; nd < ND; nd++)
-        for (int i = 0; i < 4; i++) O1[nd][i] = O2[nd][i] = 0.0f;
+    ForwardRows<ND> st;
+    forward_rows_begin<D, PROBE>(qa, ra, st, q, r, stride, b, h, q0, T);
 
     for (int it = 0; it < ntiles; it++) {
         int k0 = it * BK, buf = it & 1;
@@ -386,13 +407,13 @@ attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16*
                     }
                 }
             bool mask = k0 + BK - 1 > q0 || k0 + BK > T;   // only tiles reaching past a row or past T
-            forward_tile_softmax<NT, ND, PROBE>(S, O1, O2, m, d1, d2, mask, k0, q0, T, sc);
-            if (PROBE) forward_tile_probe<NT>(S, Tt, d2, tau, it == 0);
-            mma_frags_times_tile<BK, ND, PROBE>(O1, O2, S, Tt, Vb, LD);   // O1 += W V, O2 += U V
+            forward_tile_softmax<NT, ND, PROBE>(S, st, mask, k0, q0, T, sc);
+            if (PROBE) forward_tile_probe<NT, ND>(S, Tt, st, it == 0);
+            mma_frags_times_tile<BK, ND, PROBE>(st.O1, st.O2, S, Tt, Vb, LD);   // O1 += W V, O2 += U V
         }
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
-    forward_store<D, PROBE>(o, vbar, L, tbar, O1, O2, m, d1, d2, tau, b, bh, h, H, T, q0);
+    forward_store<D, PROBE>(o, vbar, L, tbar, st, b, bh, h, H, T, q0);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -491,12 +512,8 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const
     cp_async_commit();
 
     uint32_t qa[KD][4], ra[KD][4];
-    load_rows_frag<D>(qa, q, stride, b, h, q0, T);
-    if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, q0, T);
-    float m[2] = {-INFINITY, -INFINITY}, d1[2] = {0.0f, 0.0f}, d2[2] = {0.0f, 0.0f}, tau[2] = {0.0f, 0.0f};
-    float O1[ND][4], O2[ND][4];
-    for (int nd = 0; nd < ND; nd++)
-        for (int i = 0; i < 4; i++) O1[nd][i] = O2[nd][i] = 0.0f;
+    ForwardRows<ND> st;
+    forward_rows_begin<D, PROBE>(qa, ra, st, q, r, stride, b, h, q0, T);
 
     for (int it = 0; it < ntiles; it++) {
         int k0 = it * BK, buf = it & 1;
@@ -517,8 +534,8 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const
             wgmma_wait<0>();
         }
         fence_frags<NT>(S);
-        fence_frags<ND>(O1);
-        if (PROBE) fence_frags<ND>(O2);
+        fence_frags<ND>(st.O1);
+        if (PROBE) fence_frags<ND>(st.O2);
         __syncthreads();  // every warp is done with the previous tile: its buffers may be refilled
         if (it + 1 < ntiles) {  // the next tile loads while this one's arithmetic runs
             load_tile_core_async<true>(Ks[buf ^ 1], k, stride, b, h, k0 + BK, T);
@@ -526,11 +543,11 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const
             cp_async_commit();
         }
         bool mask = k0 + BK - 1 > q0 || k0 + BK > T;
-        forward_tile_softmax<NT, ND, PROBE>(S, O1, O2, m, d1, d2, mask, k0, q0, T, sc);
+        forward_tile_softmax<NT, ND, PROBE>(S, st, mask, k0, q0, T, sc);
         if (PROBE) {
             wgmma_wait<0>();
             fence_frags<NT>(Tt);
-            forward_tile_probe<NT>(S, Tt, d2, tau, it == 0);
+            forward_tile_probe<NT, ND>(S, Tt, st, it == 0);
         }
         uint32_t aw[BK / 16][4], au[BK / 16][4];
         for (int kk = 0; kk < BK / 16; kk++) {
@@ -540,17 +557,17 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const
         wgmma_fence();
         for (int kk = 0; kk < BK / 16; kk++) {   // keys 16 kk .. 16 kk + 15
             uint64_t dv = wgmma_desc(Vs[buf] + kk * 1024, LBO_V, SBO_V);   // key groups 2 kk, 2 kk + 1
-            wgmma_m64n64k16<1>(O1, aw[kk], dv, 1);
-            if (PROBE) wgmma_m64n64k16<1>(O2, au[kk], dv, 1);
+            wgmma_m64n64k16<1>(st.O1, aw[kk], dv, 1);
+            if (PROBE) wgmma_m64n64k16<1>(st.O2, au[kk], dv, 1);
         }
         wgmma_commit();
         // wait here: left running into the next tile, the loop-carried O1 / O2 made ptxas serialize every
         // wgmma, 8% slower (dev/cuda/NOTES.md)
         wgmma_wait<0>();
-        fence_frags<ND>(O1);
-        if (PROBE) fence_frags<ND>(O2);
+        fence_frags<ND>(st.O1);
+        if (PROBE) fence_frags<ND>(st.O2);
     }
-    forward_store<D, PROBE>(o, vbar, L, tbar, O1, O2, m, d1, d2, tau, b, bh, h, H, T, q0);
+    forward_store<D, PROBE>(o, vbar, L, tbar, st, b, bh, h, H, T, q0);
 }
 
 // ---------------------------------------------------------------------------------------------------------
