@@ -333,14 +333,14 @@ static float model_forward(Model* m, const int* inputs, const int* targets, int 
         LayerActs la = layer_acts(m, l, N, rows);
         // attention: x_mid = x + W_o Parallax(q, r, k, v)
         rmsnorm_forward(la.h, la.rstd, la.x, (int)N, c.C, st);
-        linear_forward(la.qkvr, la.h, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, false, 0.0f, st);
+        linear_forward(la.qkvr, la.h, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, st);
         qkr_norm_rope_forward(la.qkr, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D, c.n_proj(), st);
         attention_forward(la.o, la.vbar, la.lse, la.tbar, la.qkr, c.probe ? la.qkr + 3 * C : NULL, la.qkr + C,
                           la.qkvr + 2 * C, B, T, c.H, c.D, (int)nC, st);
         matmul_residual(la.x_mid, la.x, la.o, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, st);
         // MLP: x_next = x_mid + W_2 relu(W_1 rmsnorm(x_mid))^2
         rmsnorm_forward(la.h2, la.rstd2, la.x_mid, (int)N, c.C, st);
-        linear_forward(la.u, la.h2, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, false, 0.0f, st);
+        linear_forward(la.u, la.h2, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, st);
         relu2_forward(la.act, la.u, N * 4 * C, st);
         float* x_next = la.x_mid + N * C;
         matmul_residual(x_next, la.x_mid, la.act, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C, st);
@@ -348,7 +348,7 @@ static float model_forward(Model* m, const int* inputs, const int* targets, int 
     float* xf = a->res + 2 * c.L * N * C;
     bf16* hf = a->h + 2 * c.L * N * C;
     rmsnorm_forward(hf, a->rstd + 2 * c.L * N, xf, (int)N, c.C, st);
-    linear_forward(a->logits, hf, param_bf16(m, P_HEAD), (int)N, c.C, c.Vp, false, 0.0f, st);
+    linear_forward(a->logits, hf, param_bf16(m, P_HEAD), (int)N, c.C, c.Vp, st);
     cross_entropy_forward_backward(a->logits, a->losses, a->tokens + N, (int)N, c.V, c.Vp, grad_scale, st);
     std::vector<float> losses(N);
     cudaCheck(cudaMemcpy(losses.data(), a->losses, N * sizeof(float), cudaMemcpyDeviceToHost));

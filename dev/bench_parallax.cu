@@ -39,7 +39,7 @@ static double bench_linear(const char* name, int N, int in, int out, bool residu
     float ms[3] = {
         time_median([&]() {
             if (residual) matmul_residual((float*)y, x_res, x, W, N, in, out, 0);
-            else linear_forward(y, x, W, N, in, out, false, 0.0f, 0);
+            else linear_forward((bf16*)y, x, W, N, in, out, 0);
         }, 3, 20),
         time_median([&]() { linear_backward_input(dx, dy, W, N, in, out, dx_fp32, 0); }, 3, 20),
         time_median([&]() { linear_backward_weight(dW, dy, x, N, in, out, 0); }, 3, 20)};

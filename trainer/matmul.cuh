@@ -76,13 +76,11 @@ static void matmul_residual(float* y, const float* x_res, const bf16* a, const b
 }
 
 // The three products of a linear layer y = x W^T, with x (N x in), W (out x in), y (N x out):
-//   forward   y   = x W^T              (y bf16, or fp32 added onto the residual stream with beta = 1;
-//                                       matmul_residual above when the sum goes to a new buffer)
+//   forward   y   = x W^T              (y bf16; the residual adds are matmul_residual above)
 //   backward  dx  = dy W               (fp32)
 //             dW += dy^T x             (fp32 gradient, accumulated over micro-steps)
-static void linear_forward(void* y, const bf16* x, const bf16* W, int N, int in, int out, bool y_fp32, float beta,
-                           cudaStream_t stream) {
-    matmul(y, x, W, N, out, in, false, true, 1.0f, beta, y_fp32, 1, 0, 0, 0, stream);
+static void linear_forward(bf16* y, const bf16* x, const bf16* W, int N, int in, int out, cudaStream_t stream) {
+    matmul(y, x, W, N, out, in, false, true, 1.0f, 0.0f, false, 1, 0, 0, 0, stream);
 }
 static void linear_backward_input(void* dx, const bf16* dy, const bf16* W, int N, int in, int out, bool dx_fp32,
                                   cudaStream_t stream) {
