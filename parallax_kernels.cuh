@@ -36,7 +36,7 @@
 #define ATTN_BLOCKS_PROBE    2,      2,       3
 #endif
 #ifndef ATTN_BLOCKS_SOFTMAX
-#define ATTN_BLOCKS_SOFTMAX  3,      4,       3
+#define ATTN_BLOCKS_SOFTMAX  4,      4,       3
 #endif
 constexpr int ATTN_MIN_BLOCKS[2][3] = {{ATTN_BLOCKS_SOFTMAX}, {ATTN_BLOCKS_PROBE}};   // [probe][kernel]
 // keys per tile of the D = 64 forward (D = 128: 32)
@@ -118,17 +118,24 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// Every attention kernel here runs one warpgroup (4 warps) per block; the tile loaders below rely on it (their
+// loops have a fixed trip count, the per-thread addresses are computed once per tile).
+constexpr int ATTN_THREADS = 128;
+
 // Starts copying ROWS token rows (D wide, from row0 of sequence b, head h) of a strided bf16 tensor into
-// shared memory dst[row][d] (leading dim D + 8); rows past T become zeros. All threads of the block take part.
+// shared memory dst[row][d] (leading dim D + 8); rows past T become zeros. Each thread copies chunk
+// threadIdx.x % (D / 8) of every STEP-th row.
 template <int D, int ROWS>
 __device__ __forceinline__ void load_tile_async(bf16* dst, const bf16* src, int stride, int b, int h, int row0,
                                                 int T) {
-    constexpr int CHUNKS = D / 8;
-    for (int idx = threadIdx.x; idx < ROWS * CHUNKS; idx += blockDim.x) {
-        int row = idx / CHUNKS, c8 = (idx % CHUNKS) * 8;
-        bool ok = row0 + row < T;
-        const bf16* from = ok ? src + (size_t)(b * T + row0 + row) * stride + h * D + c8 : src;
-        cp_async16(dst + row * (D + 8) + c8, from, ok ? 16 : 0);
+    constexpr int CHUNKS = D / 8, STEP = ATTN_THREADS / CHUNKS;
+    static_assert(ROWS % STEP == 0, "the block copies STEP rows per pass");
+    int row = threadIdx.x / CHUNKS, c8 = (threadIdx.x % CHUNKS) * 8;
+    const bf16* from = src + ((size_t)b * T + row0 + row) * stride + h * D + c8;
+    bf16* to = dst + row * (D + 8) + c8;
+    for (int i = 0; i < ROWS / STEP; i++) {
+        bool ok = row0 + row + i * STEP < T;
+        cp_async16(to + i * STEP * (D + 8), ok ? from + (size_t)i * STEP * stride : src, ok ? 16 : 0);
     }
 }
 
@@ -137,7 +144,9 @@ __device__ __forceinline__ void load_tile_async(bf16* dst, const bf16* src, int 
 template <int ROWS>
 __device__ __forceinline__ void load_rows_async(float* dst, int dst_stride, const float* src, int bh, int row0,
                                                 int T) {
-    for (int i = threadIdx.x; i < ROWS; i += blockDim.x) {
+    static_assert(ROWS <= ATTN_THREADS, "one row per thread");
+    int i = threadIdx.x;
+    if (i < ROWS) {
         bool ok = row0 + i < T;
         cp_async4(dst + i * dst_stride, ok ? src + (size_t)bh * T + row0 + i : src, ok ? 4 : 0);
     }
@@ -244,25 +253,32 @@ __device__ __forceinline__ void forward_rows_begin(uint32_t (*qa)[4], uint32_t (
         for (int i = 0; i < 4; i++) st.O1[nd][i] = st.O2[nd][i] = 0.0f;
 }
 
-// Online softmax over one key tile, in place: S becomes W = 2^(S sc - m_new) (masked where key > row or
-// key >= T, if `mask`); m, d1, d2 advance and O1, O2 are rescaled by a = 2^(m - m_new).
-template <int NT, int ND, bool PROBE>
-__device__ __forceinline__ void forward_tile_softmax(float (*S)[4], ForwardRows<ND>& st, bool mask, int k0, int q0,
-                                                     int T, float sc) {
+// S times sc (log2 units) and the row maxima mx of this warp's rows over one key tile; MASK: -inf where
+// key > row or key >= T (compiled out for the tiles below the diagonal).
+template <int NT, bool MASK>
+__device__ __forceinline__ void forward_tile_scale(float (*S)[4], float* mx, int k0, int q0, int T, float sc) {
     int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    float *m = st.m, *d1 = st.d1, *d2 = st.d2;
-    // scale, mask, row max
-    float mx[2] = {-INFINITY, -INFINITY};
     for (int nt = 0; nt < NT; nt++)
         for (int i = 0; i < 4; i++) {
             float s = S[nt][i] * sc;
-            if (mask) {
+            if (MASK) {
                 int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8;
                 if (key > row || key >= T) s = -INFINITY;
             }
             S[nt][i] = s;
             mx[i >> 1] = fmaxf(mx[i >> 1], s);
         }
+}
+
+// Online softmax over one key tile, in place: S becomes W = 2^(S sc - m_new) (masked where key > row or
+// key >= T, if `mask`); m, d1, d2 advance and O1, O2 are rescaled by a = 2^(m - m_new).
+template <int NT, int ND, bool PROBE>
+__device__ __forceinline__ void forward_tile_softmax(float (*S)[4], ForwardRows<ND>& st, bool mask, int k0, int q0,
+                                                     int T, float sc) {
+    float *m = st.m, *d1 = st.d1, *d2 = st.d2;
+    float mx[2] = {-INFINITY, -INFINITY};
+    if (mask) forward_tile_scale<NT, true>(S, mx, k0, q0, T, sc);
+    else forward_tile_scale<NT, false>(S, mx, k0, q0, T, sc);
     float a[2], mu[2];
     for (int j = 0; j < 2; j++) {
         float m_new = fmaxf(m[j], quad_max(mx[j]));
@@ -272,11 +288,13 @@ __device__ __forceinline__ void forward_tile_softmax(float (*S)[4], ForwardRows<
         d1[j] *= a[j];
         d2[j] *= a[j];
     }
-    for (int nd = 0; nd < ND; nd++)
-        for (int i = 0; i < 4; i++) {
-            st.O1[nd][i] *= a[i >> 1];
-            if (PROBE) st.O2[nd][i] *= a[i >> 1];
-        }
+    // once the row maxima stop moving (most tiles after the first few) a = 1: skip the multiplies (exact)
+    if (__any_sync(0xffffffff, a[0] != 1.0f || a[1] != 1.0f))
+        for (int nd = 0; nd < ND; nd++)
+            for (int i = 0; i < 4; i++) {
+                st.O1[nd][i] *= a[i >> 1];
+                if (PROBE) st.O2[nd][i] *= a[i >> 1];
+            }
     for (int nt = 0; nt < NT; nt++)
         for (int i = 0; i < 4; i++) {
             float w = fast_exp2(S[nt][i] - mu[i >> 1]);
@@ -357,7 +375,7 @@ __device__ __forceinline__ void forward_store(bf16* o, bf16* vbar, float* L, flo
 // K and V tiles are double-buffered in shared memory (K[key][d], V[key][d]).
 
 template <int D, bool PROBE>
-__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][0] : 1)
+__global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][0] : 1)
 attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r, const bf16* k,
                          const bf16* v, int B, int T, int H, int stride) {
     constexpr int BQ = 64, BK = D == 64 ? ATTN_FWD_BK64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8;
@@ -473,16 +491,17 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (*d)[4], const uint32_t* a
 // Starts copying 64 token rows x 64 d of a strided bf16 tensor into one of the two core-matrix layouts above
 // (rows past T become zeros). Each 8 consecutive threads copy chunk c of 8 consecutive rows: their shared-
 // memory slots fall on 8 different bank groups in both layouts (a row's 8 chunks would all share one), and
-// a warp reads 64 contiguous bytes of each of 8 rows from global memory (whole 32-byte sectors).
+// a warp reads 64 contiguous bytes of each of 8 rows from global memory (whole 32-byte sectors). Thread
+// tid copies chunk (tid / 8) % 8 of rows tid % 8 + 8 (tid / 64) + 16 i, i = 0..3.
 template <bool K_MAJOR>
 __device__ __forceinline__ void load_tile_core_async(bf16* dst, const bf16* src, int stride, int b, int h, int row0,
                                                      int T) {
-    for (int idx = threadIdx.x; idx < 64 * 8; idx += blockDim.x) {
-        int row = idx % 8 + 8 * (idx / 64), c = (idx / 8) % 8;
-        bool ok = row0 + row < T;
-        const bf16* from = ok ? src + (size_t)(b * T + row0 + row) * stride + h * 64 + c * 8 : src;
-        int off = K_MAJOR ? c * 512 + row * 8 : (row / 8) * 512 + c * 64 + (row % 8) * 8;   // in bf16
-        cp_async16(dst + off, from, ok ? 16 : 0);
+    int tid = threadIdx.x, row = tid % 8 + 8 * (tid / 64), c = (tid / 8) % 8;
+    int off = K_MAJOR ? c * 512 + row * 8 : (row / 8) * 512 + c * 64 + (row % 8) * 8;   // in bf16
+    const bf16* from = src + ((size_t)b * T + row0 + row) * stride + h * 64 + c * 8;
+    for (int i = 0; i < 64 * 8 / ATTN_THREADS; i++) {
+        bool ok = row0 + row + 16 * i < T;
+        cp_async16(dst + off + i * (K_MAJOR ? 128 : 1024), ok ? from + (size_t)16 * i * stride : src, ok ? 16 : 0);
     }
 }
 
@@ -494,7 +513,7 @@ __device__ __forceinline__ void load_tile_core_async(bf16* dst, const bf16* src,
 // Measured (dev/cuda/NOTES.md): Parallax forward 1.5-4% faster than version 3, softmax 18% slower: without
 // FlashAttention-3's ping-pong of two warpgroups the tensor cores idle during the element-wise work.
 template <bool PROBE>
-__global__ void __launch_bounds__(128, PROBE ? 2 : 4)   // 201 / 116 registers: 2 / 4 blocks per SM
+__global__ void __launch_bounds__(ATTN_THREADS, PROBE ? 2 : 4)   // 201 / 116 registers: 2 / 4 blocks per SM
 attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
                                const bf16* k, const bf16* v, int B, int T, int H, int stride) {
     constexpr int D = 64, BQ = 64, BK = 64, KD = 4, NT = 8, ND = 8, TILE = 64 * 64;
@@ -571,30 +590,9 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// backward, step 1: the two per-row dots Tg_i = g_i.o_i and B_i = g_i.vbar_i (fp32, (B, H, T)); one warp
-// per row.
-template <int D>
-__global__ void attention_rowdots_kernel(float* Tg, float* Bv, const bf16* dO, const bf16* o, const bf16* vbar,
-                                         int B, int T, int H) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= B * H * T) return;
-    int i = row % T, h = (row / T) % H, b = row / (T * H);
-    size_t off = (size_t)(b * T + i) * H * D + h * D;
-    float tg = 0.0f, bv = 0.0f;
-    for (int d = lane; d < D; d += 32) {
-        float gd = __bfloat162float(dO[off + d]);
-        tg += gd * __bfloat162float(o[off + d]);
-        bv += gd * __bfloat162float(vbar[off + d]);
-    }
-    for (int s = 16; s > 0; s >>= 1) {
-        tg += __shfl_xor_sync(0xffffffff, tg, s);
-        bv += __shfl_xor_sync(0xffffffff, bv, s);
-    }
-    if (lane == 0) { Tg[row] = tg; Bv[row] = bv; }
-}
-
 // The per-pair gradient terms, given the score s (in log2 units, already scaled), t = r.k and A = g.v:
 //   p = 2^(s - L log2 e);  dS = p [(A - Tg) + (tbar - t)(A - B)];  dT = -p (A - B);  w = p (1 + tbar - t)
+// written as dT = p (B - A), dS = p (A - Tg) - (tbar - t) dT, w = p + p (tbar - t): 9 instructions.
 struct PairTerms { float dS, dT, w; };
 
 template <bool PROBE>
@@ -602,9 +600,10 @@ __device__ __forceinline__ PairTerms pair_terms(float s2, float tt, float A, flo
     float p = fast_exp2(s2 - L2);
     PairTerms r;
     if (PROBE) {
-        r.dS = p * ((A - Tg) + (tb - tt) * (A - Bi));
-        r.dT = -p * (A - Bi);
-        r.w = p * (1.0f + tb - tt);
+        float e = tb - tt;
+        r.dT = p * (Bi - A);
+        r.dS = fmaf(-e, r.dT, p * (A - Tg));
+        r.w = fmaf(p, e, p);
     } else {
         r.dS = p * (A - Tg);
         r.dT = 0.0f;
@@ -613,21 +612,131 @@ __device__ __forceinline__ PairTerms pair_terms(float s2, float tt, float A, flo
     return r;
 }
 
-// step 2: dq_i = c sum_j dS_ij k_j and dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), B*H), 128 threads; each
-// warp owns 16 query rows (Q, R, dO fragments in registers) and streams over key tiles of 32; K and V tiles
+// The dq pass's per-row statistics of this warp's rows ([j]: C fragment row g + 8 j): L in log2 units, tbar,
+// and the two row dots Tg = g.o and B = g.vbar (rows past T: L = inf, so p = 0).
+struct DqRows { float L2[2], tb[2], tg[2], bi[2]; };
+
+// Starts the dq pass for this warp's 16 rows from row0: the row dots from the dO fragments ga and o, vbar
+// read in the same fragment layout (partial dots over this thread's columns, summed over the 4 threads of
+// a row), written to Tg, Bv (fp32, (B, H, T)) for the dk/dv pass that runs next; L and tbar read.
+template <int D, bool PROBE>
+__device__ __forceinline__ DqRows dq_rows_begin(float* Tg, float* Bv, const uint32_t (*ga)[4], const bf16* o,
+                                                const bf16* vbar, const float* L, const float* tbar, int b, int h,
+                                                int bh, int H, int row0, int T) {
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    float tg[2] = {0.0f, 0.0f}, bi[2] = {0.0f, 0.0f};
+    for (int kk = 0; kk < D / 16; kk++)
+        for (int i = 0; i < 4; i++) {
+            int j = i & 1, row = row0 + g + j * 8, col = kk * 16 + 2 * t + (i >> 1) * 8;
+            if (row >= T) continue;
+            size_t off = (size_t)(b * T + row) * H * D + h * D + col;
+            float2 gd = __bfloat1622float2(*(const __nv_bfloat162*)&ga[kk][i]);
+            float2 od = __bfloat1622float2(*(const __nv_bfloat162*)(o + off));
+            tg[j] += gd.x * od.x + gd.y * od.y;
+            if (PROBE) {
+                float2 vd = __bfloat1622float2(*(const __nv_bfloat162*)(vbar + off));
+                bi[j] += gd.x * vd.x + gd.y * vd.y;
+            }
+        }
+    DqRows rs;
+    for (int j = 0; j < 2; j++) {
+        int row = row0 + g + j * 8;
+        size_t ri = (size_t)bh * T + row;
+        bool ok = row < T;
+        rs.tg[j] = quad_sum(tg[j]);
+        rs.bi[j] = PROBE ? quad_sum(bi[j]) : 0.0f;
+        rs.L2[j] = ok ? L[ri] * LOG2E : INFINITY;
+        rs.tb[j] = (ok && PROBE) ? tbar[ri] : 0.0f;
+        if (ok && t == 0) {
+            Tg[ri] = rs.tg[j];
+            if (PROBE) Bv[ri] = rs.bi[j];
+        }
+    }
+    return rs;
+}
+
+// The dq pass's element-wise work on one tile of 8 NT keys from k0, in place: S (= Q K^T) becomes dS and Tt
+// (= R K^T) becomes dT, given A = dO V^T. MASK: zero where key > row or key >= T (rows row0..row0+15).
+template <int NT, bool PROBE, bool MASK>
+__device__ __forceinline__ void dq_tile_terms_mask(float (*S)[4], float (*Tt)[4], const float (*A)[4],
+                                                   const DqRows& rs, int k0, int q0, int T, float sc) {
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int nt = 0; nt < NT; nt++)
+        for (int i = 0; i < 4; i++) {
+            int j = i >> 1;
+            PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], rs.L2[j], rs.tb[j], rs.tg[j],
+                                             rs.bi[j]);
+            if (MASK) {
+                int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + j * 8;
+                if (key > row || key >= T) pt.dS = pt.dT = 0.0f;
+            }
+            S[nt][i] = pt.dS;
+            Tt[nt][i] = pt.dT;
+        }
+}
+
+// The same, with the mask only where the tile reaches past a row of this warp or past T (rows past T have
+// p = 0 through L2 = inf): off the diagonal the per-element index arithmetic is compiled out.
+template <int NT, bool PROBE>
+__device__ __forceinline__ void dq_tile_terms(float (*S)[4], float (*Tt)[4], const float (*A)[4], const DqRows& rs,
+                                              int k0, int q0, int T, float sc) {
+    if (k0 + 8 * NT - 1 > q0 || k0 + 8 * NT > T) dq_tile_terms_mask<NT, PROBE, true>(S, Tt, A, rs, k0, q0, T, sc);
+    else dq_tile_terms_mask<NT, PROBE, false>(S, Tt, A, rs, k0, q0, T, sc);
+}
+
+// The dk/dv pass's element-wise work on one tile of 8 NT queries from q0 (transposed: C fragment rows are this
+// warp's keys key0..key0+15, columns the tile's queries), in place: S (= K Q^T) becomes c dS^T, Tt (= K R^T)
+// becomes dT^T and A (= V dO^T) becomes w^T = (p (1 + tbar - t))^T. st holds (L, tbar, Tg, B) per query of
+// the tile. MASK: zero where key > query, query >= T or key >= T (zero-filled queries and keys).
+template <int NT, bool PROBE, bool MASK>
+__device__ __forceinline__ void dkv_tile_terms_mask(float (*S)[4], float (*Tt)[4], float (*A)[4], const float4* st,
+                                                    int q0, int key0, int T, float c, float sc) {
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int nt = 0; nt < NT; nt++)
+        for (int col = 0; col < 2; col++) {
+            int qi = nt * 8 + 2 * t + col;
+            float4 s = st[qi];   // L, tbar, Tg, B of this query: once for both of this thread's keys
+            float L2 = s.x * LOG2E;
+            for (int j = 0; j < 2; j++) {
+                int i = 2 * j + col;
+                PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], L2, s.y, s.z, s.w);
+                if (MASK) {
+                    int key = key0 + g + j * 8, query = q0 + qi;
+                    if (key > query || query >= T || key >= T) pt.dS = pt.dT = pt.w = 0.0f;
+                }
+                S[nt][i] = c * pt.dS;
+                Tt[nt][i] = pt.dT;
+                A[nt][i] = pt.w;
+            }
+        }
+}
+
+// The same, with the mask only where a key of this warp comes after a query of the tile or the tile reaches
+// past T.
+template <int NT, bool PROBE>
+__device__ __forceinline__ void dkv_tile_terms(float (*S)[4], float (*Tt)[4], float (*A)[4], const float4* st,
+                                               int q0, int key0, int T, float c, float sc) {
+    if (key0 + 15 > q0 || q0 + 8 * NT > T || key0 + 16 > T)
+        dkv_tile_terms_mask<NT, PROBE, true>(S, Tt, A, st, q0, key0, T, c, sc);
+    else
+        dkv_tile_terms_mask<NT, PROBE, false>(S, Tt, A, st, q0, key0, T, c, sc);
+}
+
+// backward, pass 1: the row dots Tg, B (written for pass 2), then dq_i = c sum_j dS_ij k_j and
+// dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), B*H), 128 threads; each warp owns 16 query rows (Q, R, dO
+// fragments in registers) and streams over key tiles of 32; K and V tiles
 // (K[key][d], V[key][d]) are double-buffered: plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K, dT K.
 template <int D, bool PROBE>
-__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][1] : 1)
-attention_backward_dq_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
-                                                                    const bf16* r, const bf16* k, const bf16* v,
-                                                                    const float* L, const float* tbar, const float* Tg,
-                                                                    const float* Bv, int B, int T, int H, int stride) {
+__global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][1] : 1)
+attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf16* dO, const bf16* q,
+                             const bf16* r, const bf16* k, const bf16* v, const bf16* o, const bf16* vbar,
+                             const float* L, const float* tbar, int B, int T, int H, int stride) {
     constexpr int BQ = 64, BK = 32, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8;
     __shared__ __align__(16) bf16 Ks[2][BK * LD];
     __shared__ __align__(16) bf16 Vs[2][BK * LD];
     int qt = gridDim.x - 1 - blockIdx.x;
     int bh = blockIdx.y, b = bh / H, h = bh % H;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int warp = threadIdx.x / 32;
     int q0 = qt * BQ + warp * 16;
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
@@ -640,16 +749,7 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
     load_rows_frag<D>(qa, q, stride, b, h, q0, T);
     if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, q0, T);
     load_rows_frag<D>(ga, dO, H * D, b, h, q0, T);
-    float L2[2], tb[2], tg[2], bi[2];
-    for (int j = 0; j < 2; j++) {
-        int row = q0 + g + j * 8;
-        size_t ri = (size_t)bh * T + row;
-        bool ok = row < T;
-        L2[j] = ok ? L[ri] * LOG2E : INFINITY;  // padding rows: p = 0
-        tb[j] = (ok && PROBE) ? tbar[ri] : 0.0f;
-        tg[j] = ok ? Tg[ri] : 0.0f;
-        bi[j] = (ok && PROBE) ? Bv[ri] : 0.0f;
-    }
+    DqRows rs = dq_rows_begin<D, PROBE>(Tg, Bv, ga, o, vbar, L, tbar, b, h, bh, H, q0, T);
     float dQ[ND][4], dR[ND][4];
     for (int nd = 0; nd < ND; nd++)
         for (int i = 0; i < 4; i++) dQ[nd][i] = dR[nd][i] = 0.0f;
@@ -685,17 +785,7 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
                     mma_bf16(A[nt], ga[kk], bv0);
                     mma_bf16(A[nt + 1], ga[kk], bv1);
                 }
-            // the causal mask only where the tile reaches past a row of this warp or past T (rows past T
-            // have p = 0 through L2 = inf)
-            bool mask = k0 + BK - 1 > q0 || k0 + BK > T;
-            for (int nt = 0; nt < NT; nt++)
-                for (int i = 0; i < 4; i++) {
-                    int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8, j = i >> 1;
-                    PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], L2[j], tb[j], tg[j], bi[j]);
-                    bool vis = !mask || (key <= row && key < T);
-                    S[nt][i] = vis ? pt.dS : 0.0f;   // S now holds dS
-                    Tt[nt][i] = vis ? pt.dT : 0.0f;  // Tt now holds dT
-                }
+            dq_tile_terms<NT, PROBE>(S, Tt, A, rs, k0, q0, T, sc);
             mma_frags_times_tile<BK, ND, PROBE>(dQ, dR, S, Tt, Kb, LD);   // dQ += dS K, dR += dT K
         }
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
@@ -704,11 +794,12 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
     if (PROBE) store_rows_frag<D>(dr, dR, 1.0f, stride, b, h, q0, T);
 }
 
-// One buffer of the dk/dv pass: the Q, R and dO tiles of BQ queries (row-major, D + 8 per row), then the
-// per-query statistics as one float4 per query: (L, tbar, Tg, B) (tbar and B unused without the probe).
-template <int D, int BQ>
+// One buffer of the dk/dv pass: the Q, R and dO tiles of BQ queries, then the per-query statistics as one
+// float4 per query: (L, tbar, Tg, B) (tbar and B unused without the probe). CORE = false: tiles row-major
+// with D + 8 per row (version 3, ldmatrix); true: the core-matrix layout of the wgmma kernels (BQ = D = 64).
+template <int D, int BQ, bool CORE>
 struct DkvTile {
-    static constexpr int TILE = BQ * (D + 8);
+    static constexpr int TILE = BQ * (CORE ? D : D + 8);
     static constexpr int BYTES = 3 * TILE * (int)sizeof(bf16) + 4 * BQ * (int)sizeof(float);
     bf16 *Q, *R, *G;
     float4* st;
@@ -721,13 +812,20 @@ struct DkvTile {
 };
 
 // Starts loading the query tile at q0 into one buffer of the dk/dv pass.
-template <int D, int BQ, bool PROBE>
-__device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ> tile, const bf16* q, const bf16* r, const bf16* dO,
-                                               const float* L, const float* tbar, const float* Tg, const float* Bv,
-                                               int b, int h, int bh, int q0, int T, int H, int stride) {
-    load_tile_async<D, BQ>(tile.Q, q, stride, b, h, q0, T);
-    if (PROBE) load_tile_async<D, BQ>(tile.R, r, stride, b, h, q0, T);
-    load_tile_async<D, BQ>(tile.G, dO, H * D, b, h, q0, T);
+template <int D, int BQ, bool CORE, bool PROBE>
+__device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ, CORE> tile, const bf16* q, const bf16* r,
+                                               const bf16* dO, const float* L, const float* tbar, const float* Tg,
+                                               const float* Bv, int b, int h, int bh, int q0, int T, int H,
+                                               int stride) {
+    if (CORE) {
+        load_tile_core_async<true>(tile.Q, q, stride, b, h, q0, T);
+        if (PROBE) load_tile_core_async<true>(tile.R, r, stride, b, h, q0, T);
+        load_tile_core_async<true>(tile.G, dO, H * D, b, h, q0, T);
+    } else {
+        load_tile_async<D, BQ>(tile.Q, q, stride, b, h, q0, T);
+        if (PROBE) load_tile_async<D, BQ>(tile.R, r, stride, b, h, q0, T);
+        load_tile_async<D, BQ>(tile.G, dO, H * D, b, h, q0, T);
+    }
     float* st = (float*)tile.st;
     load_rows_async<BQ>(st, 4, L, bh, q0, T);
     load_rows_async<BQ>(st + 2, 4, Tg, bh, q0, T);
@@ -738,28 +836,28 @@ __device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ> tile, const bf16* 
     cp_async_commit();
 }
 
-// step 3: dk_j = c sum_i dS_ij q_i + sum_i dT_ij r_i and dv_j = sum_i w_ij g_i. grid (ceil(T / 64), B*H),
+// backward, pass 2: dk_j = c sum_i dS_ij q_i + sum_i dT_ij r_i and dv_j = sum_i w_ij g_i. grid (ceil(T / 64), B*H),
 // 128 threads; each warp owns 16 keys (K, V fragments in registers) and streams over query tiles of 32
 // from the first that can see them, computing the transposed products S^T = K Q^T, T^T = K R^T,
 // A^T = V dO^T (plain ldmatrix from Q, R, dO tiles) and dK += dS^T Q + dT^T R, dV += w^T dO (.trans).
 // The query tiles are double-buffered (DkvTile, dynamic shared memory).
 template <int D, bool PROBE>
-__global__ void __launch_bounds__(128, D == 64 ? ATTN_MIN_BLOCKS[PROBE][2] : 1)
+__global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][2] : 1)
 attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
                                                                      const bf16* r, const bf16* k, const bf16* v,
                                                                      const float* L, const float* tbar, const float* Tg,
                                                                      const float* Bv, int B, int T, int H, int stride) {
     constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8, LD = D + 8;
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    constexpr int BUF = DkvTile<D, BQ>::BYTES;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    constexpr int BUF = DkvTile<D, BQ, false>::BYTES;
     int kt = blockIdx.x;
     int bh = blockIdx.y, b = bh / H, h = bh % H;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int warp = threadIdx.x / 32;
     int kr0 = kt * BKV + warp * 16;  // this warp's first key
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
     int qstart = (kt * BKV / BQ) * BQ, ntiles = ceil_div(T - qstart, BQ);
-    dkv_load_async<D, BQ, PROBE>(DkvTile<D, BQ>(smem_raw), q, r, dO, L, tbar, Tg, Bv, b, h, bh, qstart, T, H, stride);
+    dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw), q, r, dO, L, tbar, Tg, Bv, b, h, bh, qstart, T, H, stride);
 
     uint32_t ka[KD][4], va[KD][4];
     load_rows_frag<D>(ka, k, stride, b, h, kr0, T);
@@ -771,7 +869,7 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
     for (int it = 0; it < ntiles; it++) {
         int q0 = qstart + it * BQ, buf = it & 1;
         if (it + 1 < ntiles) {
-            dkv_load_async<D, BQ, PROBE>(DkvTile<D, BQ>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar, Tg, Bv, b, h,
+            dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar, Tg, Bv, b, h,
                                          bh, q0 + BQ, T, H, stride);
             cp_async_wait<1>();
         } else {
@@ -779,7 +877,7 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
         }
         __syncthreads();
         if (q0 + BQ - 1 >= kr0) {  // else every query of this tile is before every key of this warp
-            const DkvTile<D, BQ> tl(smem_raw + buf * BUF);
+            const DkvTile<D, BQ, false> tl(smem_raw + buf * BUF);
             float S[NT][4], Tt[NT][4], A[NT][4];
             for (int nt = 0; nt < NT; nt++)
                 for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
@@ -799,25 +897,11 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
                         mma_bf16(Tt[nt + 1], ka[kk], br1);
                     }
                 }
-            // the causal mask only where a key of this warp comes after a query of the tile, or the tile
-            // reaches past T (zero-filled queries and keys)
-            bool mask = kr0 + 15 > q0 || q0 + BQ > T || kr0 + 16 > T;
-            float W[NT][4];
-            for (int nt = 0; nt < NT; nt++)
-                for (int i = 0; i < 4; i++) {
-                    int qi = nt * 8 + 2 * t + (i & 1), key = kr0 + g + (i >> 1) * 8, query = q0 + qi;
-                    bool vis = !mask || (key <= query && query < T && key < T);
-                    float4 st = tl.st[qi];   // L, tbar, Tg, B of this query
-                    PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], st.x * LOG2E, st.y, st.z,
-                                                     st.w);
-                    S[nt][i] = vis ? c * pt.dS : 0.0f;  // S now holds c dS^T
-                    Tt[nt][i] = vis ? pt.dT : 0.0f;     // Tt now holds dT^T
-                    W[nt][i] = vis ? pt.w : 0.0f;
-                }
+            dkv_tile_terms<NT, PROBE>(S, Tt, A, tl.st, q0, kr0, T, c, sc);   // S: c dS^T, Tt: dT^T, A: w^T
             for (int kk = 0; kk < BQ / 16; kk++) {
                 uint32_t as[4], at[4], aw[4];
                 frag_a_from_c(as, S[2 * kk], S[2 * kk + 1]);
-                frag_a_from_c(aw, W[2 * kk], W[2 * kk + 1]);
+                frag_a_from_c(aw, A[2 * kk], A[2 * kk + 1]);
                 if (PROBE) frag_a_from_c(at, Tt[2 * kk], Tt[2 * kk + 1]);
                 for (int nd = 0; nd < ND; nd += 2) {
                     uint32_t bq0[2], bq1[2], bg0[2], bg1[2];
@@ -843,6 +927,173 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// backward on wgmma (version 4, D = 64): the same two passes as version 3, but each block is one warpgroup
+// whose 64 rows share every product, so a tile in shared memory is read once per 64 rows instead of once
+// per 16 (ncu: version 3's dk/dv pass spends its time in ldmatrix). Every product is an m64n64 group of four
+// k = 16 slices with the block's own rows (Q, R, dO or K, V fragments, warp w: rows 16 w..16 w+15) as the A
+// operand in registers and a 64-token tile as B:
+//   contracting over d       S = Q K^T, Tt = R K^T, A = dO V^T (dq pass; transposed in the dk/dv pass)
+//                            B "K-major": the tile's token rows are N, its d is K
+//   contracting over tokens  dQ += dS K, dR += dT K; dV += w^T dO, dK += (c dS^T) Q + dT^T R
+//                            B "MN-major": the same tile, its token rows now K, its d N
+// One layout serves both readings: tile element (row, d) at (d / 8) 1024 + (row / 8) 128 + (row % 8) 16 +
+// (d % 8) 2 bytes (load_tile_core_async<true>), so the d-contracting read takes LBO 1024 (along d) and
+// SBO 128 (along rows), the token-contracting read LBO 128 (along rows, now K) and SBO 1024 (along d, now N).
+#ifndef WG_ROWS_LBO
+#define WG_ROWS_LBO 128
+#endif
+#ifndef WG_ROWS_SBO
+#define WG_ROWS_SBO 1024
+#endif
+constexpr int WG_D_LBO = 1024, WG_D_SBO = 128;   // bytes; reading a tile along d (K-major)
+
+// acc (+)= A X^T over d: 4 wgmma k-slices, A = this warpgroup's 64 rows (fragments), X a 64-token tile
+__device__ __forceinline__ void wgmma_rows_times_tile_t(float (*acc)[4], const uint32_t (*a)[4], const bf16* X) {
+    for (int kk = 0; kk < 4; kk++)   // d = 16 kk .. 16 kk + 15: d groups 2 kk, 2 kk + 1 (1024 bf16 each pair)
+        wgmma_m64n64k16<0>(acc, a[kk], wgmma_desc(X + kk * 1024, WG_D_LBO, WG_D_SBO), kk > 0);
+}
+
+// acc += C X over 64 tokens: C is a C fragment set (64 rows x 64 tokens, rounded to bf16 A fragments), X a
+// 64-token tile
+__device__ __forceinline__ void wgmma_frags_times_tile(float (*acc)[4], const uint32_t (*a)[4], const bf16* X) {
+    for (int kk = 0; kk < 4; kk++)   // tokens 16 kk .. 16 kk + 15: row groups 2 kk, 2 kk + 1 (64 bf16 each)
+        wgmma_m64n64k16<1>(acc, a[kk], wgmma_desc(X + kk * 128, WG_ROWS_LBO, WG_ROWS_SBO), 1);
+}
+
+// A fragments of a 64 x 64 C fragment set, for wgmma_frags_times_tile
+__device__ __forceinline__ void frags_a_from_c(uint32_t (*a)[4], const float (*c)[4]) {
+    for (int kk = 0; kk < 4; kk++) frag_a_from_c(a[kk], c[2 * kk], c[2 * kk + 1]);
+}
+
+// pass 1 on wgmma: grid (ceil(T / 64), B*H), 128 threads = one warpgroup of 64 query rows; key tiles of 64
+// (K and V in the core-matrix layout, double-buffered); everything else as in attention_backward_dq_kernel.
+template <bool PROBE>
+__global__ void __launch_bounds__(ATTN_THREADS, 2)
+attention_backward_dq_wgmma_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf16* dO, const bf16* q,
+                                   const bf16* r, const bf16* k, const bf16* v, const bf16* o, const bf16* vbar,
+                                   const float* L, const float* tbar, int B, int T, int H, int stride) {
+    constexpr int D = 64, BQ = 64, BK = 64, KD = 4, NT = 8, ND = 8, TILE = 64 * 64;
+    __shared__ __align__(128) bf16 Ks[2][TILE];
+    __shared__ __align__(128) bf16 Vs[2][TILE];
+    int qt = gridDim.x - 1 - blockIdx.x;   // the longest (last) query tiles start first
+    int bh = blockIdx.y, b = bh / H, h = bh % H;
+    int q0 = qt * BQ + (threadIdx.x / 32) * 16;   // this warp's first row
+    const float c = rsqrtf((float)D), sc = c * LOG2E;
+
+    int ntiles = ceil_div(min(T, (qt + 1) * BQ), BK);
+    load_tile_core_async<true>(Ks[0], k, stride, b, h, 0, T);
+    load_tile_core_async<true>(Vs[0], v, stride, b, h, 0, T);
+    cp_async_commit();
+
+    uint32_t qa[KD][4], ra[KD][4], ga[KD][4];
+    load_rows_frag<D>(qa, q, stride, b, h, q0, T);
+    if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, q0, T);
+    load_rows_frag<D>(ga, dO, H * D, b, h, q0, T);
+    DqRows rs = dq_rows_begin<D, PROBE>(Tg, Bv, ga, o, vbar, L, tbar, b, h, bh, H, q0, T);
+    float dQ[ND][4], dR[ND][4];
+    for (int nd = 0; nd < ND; nd++)
+        for (int i = 0; i < 4; i++) dQ[nd][i] = dR[nd][i] = 0.0f;
+
+    for (int it = 0; it < ntiles; it++) {
+        int k0 = it * BK, buf = it & 1;
+        cp_async_wait<0>();   // tile it has landed (this thread's copies) ...
+        fence_proxy_async();  // ... is visible to the tensor cores ...
+        __syncthreads();      // ... and so are every other thread's; tile it - 1's products are done
+        if (it + 1 < ntiles) {   // the next tile loads while this one's products and arithmetic run
+            load_tile_core_async<true>(Ks[buf ^ 1], k, stride, b, h, k0 + BK, T);
+            load_tile_core_async<true>(Vs[buf ^ 1], v, stride, b, h, k0 + BK, T);
+            cp_async_commit();
+        }
+        float S[NT][4], Tt[NT][4], A[NT][4];
+        wgmma_fence();
+        wgmma_rows_times_tile_t(S, qa, Ks[buf]);
+        if (PROBE) wgmma_rows_times_tile_t(Tt, ra, Ks[buf]);
+        wgmma_rows_times_tile_t(A, ga, Vs[buf]);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_frags<NT>(S);
+        if (PROBE) fence_frags<NT>(Tt);
+        fence_frags<NT>(A);
+        dq_tile_terms<NT, PROBE>(S, Tt, A, rs, k0, q0, T, sc);   // S: dS, Tt: dT
+        uint32_t as[4][4], at[4][4];
+        frags_a_from_c(as, S);
+        if (PROBE) frags_a_from_c(at, Tt);
+        wgmma_fence();
+        wgmma_frags_times_tile(dQ, as, Ks[buf]);
+        if (PROBE) wgmma_frags_times_tile(dR, at, Ks[buf]);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_frags<ND>(dQ);
+        if (PROBE) fence_frags<ND>(dR);
+    }
+    store_rows_frag<D>(dq, dQ, c, stride, b, h, q0, T);
+    if (PROBE) store_rows_frag<D>(dr, dR, 1.0f, stride, b, h, q0, T);
+}
+
+// pass 2 on wgmma: grid (ceil(T / 64), B*H), 128 threads = one warpgroup of 64 keys (K, V fragments in
+// registers); query tiles of 64 (Q, R, dO and the row statistics, DkvTile in the core-matrix layout,
+// double-buffered, dynamic shared memory); everything else as in attention_backward_dkv_kernel.
+template <bool PROBE>
+__global__ void __launch_bounds__(ATTN_THREADS, 2)
+attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q, const bf16* r,
+                                    const bf16* k, const bf16* v, const float* L, const float* tbar, const float* Tg,
+                                    const float* Bv, int B, int T, int H, int stride) {
+    constexpr int D = 64, BKV = 64, BQ = 64, KD = 4, NT = 8, ND = 8;
+    constexpr int BUF = DkvTile<D, BQ, true>::BYTES;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    int kt = blockIdx.x;
+    int bh = blockIdx.y, b = bh / H, h = bh % H;
+    int key0 = kt * BKV + (threadIdx.x / 32) * 16;   // this warp's first key
+    const float c = rsqrtf((float)D), sc = c * LOG2E;
+
+    int qstart = kt * BKV, ntiles = ceil_div(T - qstart, BQ);
+    dkv_load_async<D, BQ, true, PROBE>(DkvTile<D, BQ, true>(smem_raw), q, r, dO, L, tbar, Tg, Bv, b, h, bh, qstart,
+                                       T, H, stride);
+    uint32_t ka[KD][4], va[KD][4];
+    load_rows_frag<D>(ka, k, stride, b, h, key0, T);
+    load_rows_frag<D>(va, v, stride, b, h, key0, T);
+    float dK[ND][4], dV[ND][4];
+    for (int nd = 0; nd < ND; nd++)
+        for (int i = 0; i < 4; i++) dK[nd][i] = dV[nd][i] = 0.0f;
+
+    for (int it = 0; it < ntiles; it++) {
+        int q0 = qstart + it * BQ, buf = it & 1;
+        cp_async_wait<0>();
+        fence_proxy_async();
+        __syncthreads();
+        if (it + 1 < ntiles)
+            dkv_load_async<D, BQ, true, PROBE>(DkvTile<D, BQ, true>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar,
+                                               Tg, Bv, b, h, bh, q0 + BQ, T, H, stride);
+        const DkvTile<D, BQ, true> tl(smem_raw + buf * BUF);
+        float S[NT][4], Tt[NT][4], A[NT][4];
+        wgmma_fence();
+        wgmma_rows_times_tile_t(S, ka, tl.Q);
+        if (PROBE) wgmma_rows_times_tile_t(Tt, ka, tl.R);
+        wgmma_rows_times_tile_t(A, va, tl.G);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_frags<NT>(S);
+        if (PROBE) fence_frags<NT>(Tt);
+        fence_frags<NT>(A);
+        dkv_tile_terms<NT, PROBE>(S, Tt, A, tl.st, q0, key0, T, c, sc);   // S: c dS^T, Tt: dT^T, A: w^T
+        uint32_t as[4][4], at[4][4], aw[4][4];
+        frags_a_from_c(as, S);
+        if (PROBE) frags_a_from_c(at, Tt);
+        frags_a_from_c(aw, A);
+        wgmma_fence();
+        wgmma_frags_times_tile(dV, aw, tl.G);
+        wgmma_frags_times_tile(dK, as, tl.Q);
+        if (PROBE) wgmma_frags_times_tile(dK, at, tl.R);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_frags<ND>(dK);
+        fence_frags<ND>(dV);
+    }
+    store_rows_frag<D>(dk, dK, 1.0f, stride, b, h, key0, T);
+    store_rows_frag<D>(dv, dV, 1.0f, stride, b, h, key0, T);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // launchers. r == NULL selects the softmax variant. D must be 64 or 128.
 
 template <int D, bool PROBE>
@@ -850,7 +1101,7 @@ static void attention_forward_launch(bf16* o, bf16* vbar, float* L, float* tbar,
                                      const bf16* k, const bf16* v, int B, int T, int H, int stride,
                                      cudaStream_t stream) {
     dim3 grid(ceil_div(T, 64), B * H);
-    attention_forward_kernel<D, PROBE><<<grid, 128, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+    attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
     cudaCheckLaunch();
 }
 
@@ -878,9 +1129,9 @@ static void attention_forward_wgmma(bf16* o, bf16* vbar, float* L, float* tbar, 
     }
     dim3 grid(ceil_div(T, 64), B * H);
     if (r != NULL)
-        attention_forward_wgmma_kernel<true><<<grid, 128, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+        attention_forward_wgmma_kernel<true><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
     else
-        attention_forward_wgmma_kernel<false><<<grid, 128, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+        attention_forward_wgmma_kernel<false><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
     cudaCheckLaunch();
 }
 
@@ -896,23 +1147,49 @@ static void attention_backward_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, fl
                                       const bf16* dO, const bf16* q, const bf16* r, const bf16* k, const bf16* v,
                                       const bf16* o, const bf16* vbar, const float* L, const float* tbar,
                                       int B, int T, int H, int stride, cudaStream_t stream) {
-    attention_rowdots_kernel<D><<<ceil_div(B * H * T, 8), 256, 0, stream>>>(Tg, Bv, dO, o, vbar, B, T, H);
-    cudaCheckLaunch();
     dim3 grid(ceil_div(T, 64), B * H);
-    attention_backward_dq_kernel<D, PROBE><<<grid, 128, 0, stream>>>(dq, dr, dO, q, r, k, v, L, tbar, Tg, Bv, B, T,
-                                                                     H, stride);
+    attention_backward_dq_kernel<D, PROBE><<<grid, ATTN_THREADS, 0, stream>>>(dq, dr, Tg, Bv, dO, q, r, k, v, o, vbar,
+                                                                              L, tbar, B, T, H, stride);
     cudaCheckLaunch();
-    size_t smem = 2 * DkvTile<D, 32>::BYTES;  // two buffers of query tiles
+    size_t smem = 2 * DkvTile<D, 32, false>::BYTES;  // two buffers of query tiles
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
     if (!attr_set) {
         cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_kernel<D, PROBE>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_set = true;
     }
-    attention_backward_dkv_kernel<D, PROBE><<<grid, 128, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar, Tg, Bv, B,
+    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar, Tg, Bv, B,
                                                                          T, H, stride);
     cudaCheckLaunch();
 }
+
+// version 4's backward: both passes on wgmma (D = 64; other head dims take version 3)
+template <bool PROBE>
+static void attention_backward_wgmma_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv,
+                                            const bf16* dO, const bf16* q, const bf16* r, const bf16* k,
+                                            const bf16* v, const bf16* o, const bf16* vbar, const float* L,
+                                            const float* tbar, int B, int T, int H, int stride, cudaStream_t stream) {
+    dim3 grid(ceil_div(T, 64), B * H);
+    attention_backward_dq_wgmma_kernel<PROBE><<<grid, ATTN_THREADS, 0, stream>>>(dq, dr, Tg, Bv, dO, q, r, k, v, o,
+                                                                                 vbar, L, tbar, B, T, H, stride);
+    cudaCheckLaunch();
+    size_t smem = 2 * DkvTile<64, 64, true>::BYTES;  // two buffers of query tiles
+    static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
+    if (!attr_set) {
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_wgmma_kernel<PROBE>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr_set = true;
+    }
+    attention_backward_dkv_wgmma_kernel<PROBE><<<grid, ATTN_THREADS, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar, Tg, Bv,
+                                                                            B, T, H, stride);
+    cudaCheckLaunch();
+}
+
+// Tg, Bv: fp32 scratch of B*H*T each.
+static void attention_backward_wgmma(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
+                                     const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
+                                     const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,
+                                     int stride, cudaStream_t stream);
 
 // Tg, Bv: fp32 scratch of B*H*T each.
 static void attention_backward(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
@@ -928,4 +1205,18 @@ static void attention_backward(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg
     else if (D == 128) ATTN_BWD(128, false);
     else { fprintf(stderr, "attention_backward: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
 #undef ATTN_BWD
+}
+
+static void attention_backward_wgmma(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
+                                     const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
+                                     const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,
+                                     int stride, cudaStream_t stream) {
+    if (D != 64)
+        attention_backward(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, B, T, H, D, stride, stream);
+    else if (r != NULL)
+        attention_backward_wgmma_launch<true>(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, B, T, H,
+                                              stride, stream);
+    else
+        attention_backward_wgmma_launch<false>(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, B, T, H,
+                                               stride, stream);
 }

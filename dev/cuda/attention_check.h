@@ -64,7 +64,7 @@ struct AttentionVersion {
 };
 static const AttentionVersion ATTENTION_VERSIONS[] = {
     {3, "", attention_forward, attention_backward},
-    {4, "v4 ", attention_forward_wgmma, attention_backward},
+    {4, "v4 ", attention_forward_wgmma, attention_backward_wgmma},
     {2, "v2 ", attention_forward_mma_v2, attention_backward_mma_v2},
     {1, "v1 ", attention_forward_rowwise, attention_backward_rowwise},
 };

@@ -8,7 +8,7 @@
 // attention_backward_mma_v2. test_parallax checks it; dev/bench_parallax times it.
 #pragma once
 
-#include "../../parallax_kernels.cuh"   // fragment helpers, pair_terms, the row-dot kernel
+#include "../../parallax_kernels.cuh"   // fragment helpers, pair_terms
 // B fragment (k0..k0+15) x (n0..n0+7) of B = M^T, M stored row-major as M[n][k] with leading dimension ld
 __device__ __forceinline__ void frag_b_v2(uint32_t* b, const bf16* m, int ld, int n0, int k0, int g, int t) {
     b[0] = ld32(m + (n0 + g) * ld + k0 + 2 * t);
@@ -277,7 +277,7 @@ __global__ void __launch_bounds__(128) attention_backward_dkv_v2_kernel(bf16* dk
                                                                      const float* L, const float* tbar, const float* Tg,
                                                                      const float* Bv, int B, int T, int H, int stride) {
     constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8;
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    extern __shared__ __align__(128) unsigned char smem_raw[];
     bf16* Qs = (bf16*)smem_raw;                 // BQ x (D + 8), and likewise Rs, Gs
     bf16* Rs = Qs + BQ * (D + 8);
     bf16* Gs = Rs + BQ * (D + 8);
@@ -396,6 +396,30 @@ static void attention_forward_mma_v2(bf16* o, bf16* vbar, float* L, float* tbar,
     else if (D == 128) ATTN_FWD(128, false);
     else { fprintf(stderr, "attention_forward_mma_v2: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
 #undef ATTN_FWD
+}
+
+// backward, step 1 (version 2 only; version 3 computes them in its dq pass): the two per-row dots Tg_i = g_i.o_i and B_i = g_i.vbar_i (fp32, (B, H, T)); one warp
+// per row.
+template <int D>
+__global__ void attention_rowdots_kernel(float* Tg, float* Bv, const bf16* dO, const bf16* o, const bf16* vbar,
+                                         int B, int T, int H) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= B * H * T) return;
+    int i = row % T, h = (row / T) % H, b = row / (T * H);
+    size_t off = (size_t)(b * T + i) * H * D + h * D;
+    float tg = 0.0f, bv = 0.0f;
+    for (int d = 2 * lane; d < D; d += 64) {   // bf16 pairs: 128 contiguous bytes per warp and tensor
+        float2 gd = __bfloat1622float2(*(const __nv_bfloat162*)(dO + off + d));
+        float2 od = __bfloat1622float2(*(const __nv_bfloat162*)(o + off + d));
+        float2 vd = __bfloat1622float2(*(const __nv_bfloat162*)(vbar + off + d));
+        tg += gd.x * od.x + gd.y * od.y;
+        bv += gd.x * vd.x + gd.y * vd.y;
+    }
+    for (int s = 16; s > 0; s >>= 1) {
+        tg += __shfl_xor_sync(0xffffffff, tg, s);
+        bv += __shfl_xor_sync(0xffffffff, bv, s);
+    }
+    if (lane == 0) { Tg[row] = tg; Bv[row] = bv; }
 }
 
 template <int D, bool PROBE>
