@@ -1,8 +1,9 @@
 // Parallax attention forward and backward on tensor cores (spec section 1); the softmax variant is the same
 // code with the probe (r) compiled out (PROBE = false). FlashAttention-2 style: no T x T matrix is ever
 // written to memory. This is version 3 of the kernel study (dev/cuda/NOTES.md; versions 1 and 2 are in
-// dev/cuda/ and are tested and timed alongside). Version 4, a forward on wgmma (sm_90a, D = 64), is here
-// too (attention_forward_wgmma); the trainer does not use it yet (measured: no faster overall).
+// dev/cuda/ and are tested and timed alongside). Version 4, the forward and backward on wgmma (sm_90a,
+// D = 64), is here too (attention_forward_wgmma, attention_backward_wgmma); the trainer does not use it
+// (measured: 5% slower than version 3 in the Parallax forward + backward, 30% for softmax).
 //
 // Layout, shared by every kernel here (and by the study versions in dev/cuda/):
 //   q, k, v, r      bf16, element (b, t, h, d) at [(b*T + t)*stride + h*D + d]; stride is the token stride,
@@ -488,6 +489,20 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (*d)[4], const uint32_t* a
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B));
 }
 
+// The same for n = 32 (d: 4 C tiles of 8 columns).
+template <int TRANS_B>
+__device__ __forceinline__ void wgmma_m64n32k16(float (*d)[4], const uint32_t* a, uint64_t desc, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, %22;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+          "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+          "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+          "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B));
+}
+
 // Starts copying 64 token rows x 64 d of a strided bf16 tensor into one of the two core-matrix layouts above
 // (rows past T become zeros). Each 8 consecutive threads copy chunk c of 8 consecutive rows: their shared-
 // memory slots fall on 8 different bank groups in both layouts (a row's 8 chunks would all share one), and
@@ -929,9 +944,10 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
 // ---------------------------------------------------------------------------------------------------------
 // backward on wgmma (version 4, D = 64): the same two passes as version 3, but each block is one warpgroup
 // whose 64 rows share every product, so a tile in shared memory is read once per 64 rows instead of once
-// per 16 (ncu: version 3's dk/dv pass spends its time in ldmatrix). Every product is an m64n64 group of four
-// k = 16 slices with the block's own rows (Q, R, dO or K, V fragments, warp w: rows 16 w..16 w+15) as the A
-// operand in registers and a 64-token tile as B:
+// per 16 (ncu: version 3's dk/dv pass spends its time in ldmatrix). The block's own rows (Q, R, dO or K, V
+// fragments, warp w: rows 16 w..16 w+15) are the A operand in registers, a 64-token tile is B, and each
+// tile is taken in two halves of 32 tokens so that one half's products run during the other's element-wise
+// work (measured: dk/dv pass 8% faster than the whole tile at once, dq pass the same):
 //   contracting over d       S = Q K^T, Tt = R K^T, A = dO V^T (dq pass; transposed in the dk/dv pass)
 //                            B "K-major": the tile's token rows are N, its d is K
 //   contracting over tokens  dQ += dS K, dR += dT K; dV += w^T dO, dK += (c dS^T) Q + dT^T R
@@ -947,22 +963,20 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
 #endif
 constexpr int WG_D_LBO = 1024, WG_D_SBO = 128;   // bytes; reading a tile along d (K-major)
 
-// acc (+)= A X^T over d: 4 wgmma k-slices, A = this warpgroup's 64 rows (fragments), X a 64-token tile
-__device__ __forceinline__ void wgmma_rows_times_tile_t(float (*acc)[4], const uint32_t (*a)[4], const bf16* X) {
-    for (int kk = 0; kk < 4; kk++)   // d = 16 kk .. 16 kk + 15: d groups 2 kk, 2 kk + 1 (1024 bf16 each pair)
-        wgmma_m64n64k16<0>(acc, a[kk], wgmma_desc(X + kk * 1024, WG_D_LBO, WG_D_SBO), kk > 0);
+// acc += C X over NK x 16 tokens from token 16 kk0 of a 64-token tile X: C is a C fragment set (64 rows x
+// 16 NK tokens, rounded to bf16 A fragments)
+template <int NK>
+__device__ __forceinline__ void wgmma_frags_times_tile(float (*acc)[4], const uint32_t (*a)[4], const bf16* X,
+                                                       int kk0) {
+    for (int kk = 0; kk < NK; kk++)   // tokens 16 k.., k = kk0 + kk: row groups 2 k, 2 k + 1 (64 bf16 each)
+        wgmma_m64n64k16<1>(acc, a[kk], wgmma_desc(X + (kk0 + kk) * 128, WG_ROWS_LBO, WG_ROWS_SBO), 1);
 }
 
-// acc += C X over 64 tokens: C is a C fragment set (64 rows x 64 tokens, rounded to bf16 A fragments), X a
-// 64-token tile
-__device__ __forceinline__ void wgmma_frags_times_tile(float (*acc)[4], const uint32_t (*a)[4], const bf16* X) {
-    for (int kk = 0; kk < 4; kk++)   // tokens 16 kk .. 16 kk + 15: row groups 2 kk, 2 kk + 1 (64 bf16 each)
-        wgmma_m64n64k16<1>(acc, a[kk], wgmma_desc(X + kk * 128, WG_ROWS_LBO, WG_ROWS_SBO), 1);
-}
-
-// A fragments of a 64 x 64 C fragment set, for wgmma_frags_times_tile
-__device__ __forceinline__ void frags_a_from_c(uint32_t (*a)[4], const float (*c)[4]) {
-    for (int kk = 0; kk < 4; kk++) frag_a_from_c(a[kk], c[2 * kk], c[2 * kk + 1]);
+// acc = A X^T over d for the 32 tokens from token 32 half of a 64-token tile X (n = 32)
+__device__ __forceinline__ void wgmma_rows_times_half_tile_t(float (*acc)[4], const uint32_t (*a)[4], const bf16* X,
+                                                             int half) {
+    for (int kk = 0; kk < 4; kk++)   // token rows 32 half.. start at row group 4 half (64 bf16 each)
+        wgmma_m64n32k16<0>(acc, a[kk], wgmma_desc(X + half * 256 + kk * 1024, WG_D_LBO, WG_D_SBO), kk > 0);
 }
 
 // pass 1 on wgmma: grid (ceil(T / 64), B*H), 128 threads = one warpgroup of 64 query rows; key tiles of 64
@@ -1004,24 +1018,34 @@ attention_backward_dq_wgmma_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, con
             load_tile_core_async<true>(Vs[buf ^ 1], v, stride, b, h, k0 + BK, T);
             cp_async_commit();
         }
-        float S[NT][4], Tt[NT][4], A[NT][4];
+        // the tile in two halves of 32 keys: half 1's products run during half 0's element-wise work, and
+        // half 0's dQ, dR products during half 1's
+        float S[2][NT / 2][4], Tt[2][NT / 2][4], A[2][NT / 2][4];
+        uint32_t as[2][2][4], at[2][2][4];
         wgmma_fence();
-        wgmma_rows_times_tile_t(S, qa, Ks[buf]);
-        if (PROBE) wgmma_rows_times_tile_t(Tt, ra, Ks[buf]);
-        wgmma_rows_times_tile_t(A, ga, Vs[buf]);
-        wgmma_commit();
-        wgmma_wait<0>();
-        fence_frags<NT>(S);
-        if (PROBE) fence_frags<NT>(Tt);
-        fence_frags<NT>(A);
-        dq_tile_terms<NT, PROBE>(S, Tt, A, rs, k0, q0, T, sc);   // S: dS, Tt: dT
-        uint32_t as[4][4], at[4][4];
-        frags_a_from_c(as, S);
-        if (PROBE) frags_a_from_c(at, Tt);
-        wgmma_fence();
-        wgmma_frags_times_tile(dQ, as, Ks[buf]);
-        if (PROBE) wgmma_frags_times_tile(dR, at, Ks[buf]);
-        wgmma_commit();
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            wgmma_rows_times_half_tile_t(S[hf], qa, Ks[buf], hf);
+            if (PROBE) wgmma_rows_times_half_tile_t(Tt[hf], ra, Ks[buf], hf);
+            wgmma_rows_times_half_tile_t(A[hf], ga, Vs[buf], hf);
+            wgmma_commit();
+        }
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            wgmma_wait<1>();   // this half's S, T, A
+            fence_frags<NT / 2>(S[hf]);
+            if (PROBE) fence_frags<NT / 2>(Tt[hf]);
+            fence_frags<NT / 2>(A[hf]);
+            dq_tile_terms<NT / 2, PROBE>(S[hf], Tt[hf], A[hf], rs, k0 + 32 * hf, q0, T, sc);   // S: dS, Tt: dT
+            for (int kk = 0; kk < 2; kk++) {
+                frag_a_from_c(as[hf][kk], S[hf][2 * kk], S[hf][2 * kk + 1]);
+                if (PROBE) frag_a_from_c(at[hf][kk], Tt[hf][2 * kk], Tt[hf][2 * kk + 1]);
+            }
+            wgmma_fence();
+            wgmma_frags_times_tile<2>(dQ, as[hf], Ks[buf], 2 * hf);
+            if (PROBE) wgmma_frags_times_tile<2>(dR, at[hf], Ks[buf], 2 * hf);
+            wgmma_commit();
+        }
         wgmma_wait<0>();
         fence_frags<ND>(dQ);
         if (PROBE) fence_frags<ND>(dR);
@@ -1065,26 +1089,36 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
             dkv_load_async<D, BQ, true, PROBE>(DkvTile<D, BQ, true>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar,
                                                Tg, Bv, b, h, bh, q0 + BQ, T, H, stride);
         const DkvTile<D, BQ, true> tl(smem_raw + buf * BUF);
-        float S[NT][4], Tt[NT][4], A[NT][4];
+        // the tile in two halves of 32 queries: half 1's products run during half 0's element-wise work,
+        // and half 0's dK, dV products during half 1's
+        float S[2][NT / 2][4], Tt[2][NT / 2][4], A[2][NT / 2][4];
+        uint32_t as[2][2][4], at[2][2][4], aw[2][2][4];
         wgmma_fence();
-        wgmma_rows_times_tile_t(S, ka, tl.Q);
-        if (PROBE) wgmma_rows_times_tile_t(Tt, ka, tl.R);
-        wgmma_rows_times_tile_t(A, va, tl.G);
-        wgmma_commit();
-        wgmma_wait<0>();
-        fence_frags<NT>(S);
-        if (PROBE) fence_frags<NT>(Tt);
-        fence_frags<NT>(A);
-        dkv_tile_terms<NT, PROBE>(S, Tt, A, tl.st, q0, key0, T, c, sc);   // S: c dS^T, Tt: dT^T, A: w^T
-        uint32_t as[4][4], at[4][4], aw[4][4];
-        frags_a_from_c(as, S);
-        if (PROBE) frags_a_from_c(at, Tt);
-        frags_a_from_c(aw, A);
-        wgmma_fence();
-        wgmma_frags_times_tile(dV, aw, tl.G);
-        wgmma_frags_times_tile(dK, as, tl.Q);
-        if (PROBE) wgmma_frags_times_tile(dK, at, tl.R);
-        wgmma_commit();
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            wgmma_rows_times_half_tile_t(S[hf], ka, tl.Q, hf);
+            if (PROBE) wgmma_rows_times_half_tile_t(Tt[hf], ka, tl.R, hf);
+            wgmma_rows_times_half_tile_t(A[hf], va, tl.G, hf);
+            wgmma_commit();
+        }
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            wgmma_wait<1>();   // this half's S, T, A (half 0: half 1's may run on; half 1: half 0's dK, dV may)
+            fence_frags<NT / 2>(S[hf]);
+            if (PROBE) fence_frags<NT / 2>(Tt[hf]);
+            fence_frags<NT / 2>(A[hf]);
+            dkv_tile_terms<NT / 2, PROBE>(S[hf], Tt[hf], A[hf], tl.st + 32 * hf, q0 + 32 * hf, key0, T, c, sc);
+            for (int kk = 0; kk < 2; kk++) {
+                frag_a_from_c(as[hf][kk], S[hf][2 * kk], S[hf][2 * kk + 1]);
+                if (PROBE) frag_a_from_c(at[hf][kk], Tt[hf][2 * kk], Tt[hf][2 * kk + 1]);
+                frag_a_from_c(aw[hf][kk], A[hf][2 * kk], A[hf][2 * kk + 1]);
+            }
+            wgmma_fence();
+            wgmma_frags_times_tile<2>(dV, aw[hf], tl.G, 2 * hf);
+            wgmma_frags_times_tile<2>(dK, as[hf], tl.Q, 2 * hf);
+            if (PROBE) wgmma_frags_times_tile<2>(dK, at[hf], tl.R, 2 * hf);
+            wgmma_commit();
+        }
         wgmma_wait<0>();
         fence_frags<ND>(dK);
         fence_frags<ND>(dV);

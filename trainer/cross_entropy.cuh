@@ -5,13 +5,42 @@
 //   targets  int (N)
 // scale = 1 / (tokens in the whole batch), so that micro-steps add up to the mean; scale = 0 (evaluation)
 // leaves the logits as they are. One block per row, 8 logits per 16-byte access (Vp must be a multiple of 8,
-// V <= Vp); fp32 max / sum, two passes over the row (the second one rereads it from L2).
+// V <= Vp); fp32 max / sum, two passes over the row (the second one rereads it, mostly from L2). Each pass
+// issues CE_UNROLL loads per thread before it waits on any: more bytes in flight per SM.
 #pragma once
 
 #include <cfloat>
 #include "cuda_common.h"
 
 #define CE_BLOCK 512
+#define CE_UNROLL 4
+
+// online max m and sum s of exp over the logits of one chunk of 8 (only its first n are in the vocabulary);
+// s is rescaled only when the chunk raises the max; a NaN logit makes s NaN
+__device__ __forceinline__ void ce_chunk_stats(uint4 v, int n, float& m, float& s) {
+    const bf16* e = (const bf16*)&v;
+    float cm = -FLT_MAX;
+    for (int k = 0; k < 8; k++)
+        if (k < n) cm = fmaxf(cm, __bfloat162float(e[k]));
+    if (cm > m) {
+        s *= __expf(m - cm);
+        m = cm;
+    }
+    for (int k = 0; k < 8; k++)
+        if (k < n) s += __expf(__bfloat162float(e[k]) - m);
+}
+
+// the gradient of one chunk of 8 logits from column c8: scale (softmax - onehot(t)), 0 past V
+__device__ __forceinline__ uint4 ce_chunk_grad(uint4 v, int c8, int V, int t, float lse, float scale) {
+    bf16* e = (bf16*)&v;
+    for (int k = 0; k < 8; k++) {
+        int i = c8 + k;
+        float g = 0.0f;
+        if (i < V) g = scale * (__expf(__bfloat162float(e[k]) - lse) - (i == t ? 1.0f : 0.0f));
+        e[k] = __float2bfloat16(g);
+    }
+    return v;
+}
 
 __global__ void __launch_bounds__(CE_BLOCK) cross_entropy_kernel(bf16* logits, float* losses, const int* targets,
                                                                 int V, int Vp, float scale) {
@@ -19,21 +48,15 @@ __global__ void __launch_bounds__(CE_BLOCK) cross_entropy_kernel(bf16* logits, f
     bf16* lr = logits + (size_t)row * Vp;
     uint4* lr8 = (uint4*)lr;   // 8 logits per 16-byte access
     int warps = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x % 32;
-    // online max and sum of exp over columns < V; the sum is rescaled only when a chunk of 8 raises the max
     float m = -FLT_MAX, s = 0.0f;
-    for (int c = threadIdx.x; c < n8; c += blockDim.x) {
-        uint4 v = lr8[c];
-        const bf16* e = (const bf16*)&v;
-        int n = V - 8 * c;   // columns k < n of this chunk are inside the vocabulary
-        float cm = -FLT_MAX;
-        for (int k = 0; k < 8; k++)
-            if (k < n) cm = fmaxf(cm, __bfloat162float(e[k]));
-        if (cm > m) {
-            s *= __expf(m - cm);
-            m = cm;
+    for (int c0 = threadIdx.x; c0 < n8; c0 += CE_UNROLL * CE_BLOCK) {
+        uint4 v[CE_UNROLL];
+        for (int u = 0; u < CE_UNROLL; u++)
+            if (c0 + u * CE_BLOCK < n8) v[u] = lr8[c0 + u * CE_BLOCK];
+        for (int u = 0; u < CE_UNROLL; u++) {
+            int c = c0 + u * CE_BLOCK;
+            if (c < n8) ce_chunk_stats(v[u], V - 8 * c, m, s);
         }
-        for (int k = 0; k < 8; k++)
-            if (k < n) s += __expf(__bfloat162float(e[k]) - m);   // a NaN logit makes s NaN
     }
     for (int o = 16; o > 0; o >>= 1) {
         float m2 = __shfl_xor_sync(0xffffffff, m, o), s2 = __shfl_xor_sync(0xffffffff, s, o);
@@ -56,17 +79,15 @@ __global__ void __launch_bounds__(CE_BLOCK) cross_entropy_kernel(bf16* logits, f
     __syncthreads();   // every thread has read lr[t] before anyone overwrites it
     if (threadIdx.x == 0) losses[row] = lse - xt;
     if (scale == 0.0f) return;
-    // second pass (it rereads the row, mostly from L2): the gradient over the logits, 8 at a time
-    for (int c = threadIdx.x; c < n8; c += blockDim.x) {
-        uint4 v = lr8[c];
-        bf16* e = (bf16*)&v;
-        for (int k = 0; k < 8; k++) {
-            int i = 8 * c + k;
-            float g = 0.0f;
-            if (i < V) g = scale * (__expf(__bfloat162float(e[k]) - lse) - (i == t ? 1.0f : 0.0f));
-            e[k] = __float2bfloat16(g);
+    // second pass: the gradient over the logits, 8 at a time
+    for (int c0 = threadIdx.x; c0 < n8; c0 += CE_UNROLL * CE_BLOCK) {
+        uint4 v[CE_UNROLL];
+        for (int u = 0; u < CE_UNROLL; u++)
+            if (c0 + u * CE_BLOCK < n8) v[u] = lr8[c0 + u * CE_BLOCK];
+        for (int u = 0; u < CE_UNROLL; u++) {
+            int c = c0 + u * CE_BLOCK;
+            if (c < n8) lr8[c] = ce_chunk_grad(v[u], 8 * c, V, t, lse, scale);
         }
-        lr8[c] = v;
     }
 }
 

@@ -53,9 +53,9 @@ struct AttentionCase {
 
 struct AttentionOutputs { std::vector<double> o, vbar, L, tbar, dq, dk, dv, dr; };  // one run's
 
-// The versions of the kernel study: the trainer's (parallax_kernels.cuh, version 3), the wgmma forward with
-// version 3's backward (parallax_kernels.cuh, version 4: D = 64; other head dims run version 3) and the
-// earlier ones in dev/cuda/; test_parallax starts each check's name with the prefix.
+// The versions of the kernel study: the trainer's (parallax_kernels.cuh, version 3), the forward and backward
+// on wgmma (parallax_kernels.cuh, version 4: D = 64; other head dims run version 3) and the earlier ones in
+// dev/cuda/; test_parallax starts each check's name with the prefix.
 struct AttentionVersion {
     int number;
     const char* prefix;

@@ -261,6 +261,7 @@ static std::vector<KernelCheck> small_kernel_checks(unsigned seed) {
     qkr_norm_rope_check(&out, 4, 1024, 12, 64, 4, rng);   // enough rows for every backward block to loop
     cross_entropy_check(&out, 7, 1001, 1024, rng);
     cross_entropy_check(&out, 3, 50257, 50304, rng);
+    cross_entropy_check(&out, 2, 70001, 70008, rng);   // more than CE_UNROLL chunks per thread
     embedding_check(&out, 2000, 300, 768, rng);
     embedding_check(&out, 37, 50, 200, rng);   // C not a multiple of the block
     return out;
