@@ -15,9 +15,10 @@
 //        ./dev/cuda/attention_study 2                 0.611 / 2.159 ms at 16x1024x12x64 (72 TFLOP/s)
 //   3  parallax_kernels.cuh            the trainer's: cp.async double buffering, ldmatrix, no transposed copies
 //        ./dev/cuda/attention_study 3                 0.313 / 1.159 ms at 16x1024x12x64 (133 TFLOP/s); revised
-//        (one product less in the forward, launch bounds per kernel): 0.283 / 1.126 ms (137 TFLOP/s)
-//   4  parallax_kernels.cuh            the forward on wgmma (sm_90a, D = 64), version 3's backward
-//        ./dev/cuda/attention_study 4                 0.277 / 1.123 ms; softmax 0.236 / 0.828 (v3: 0.200)
+//        (one product less in the forward, launch bounds per kernel): 0.283 / 1.126 ms (137 TFLOP/s); fewer
+//        instructions per tile (loaders, pair terms, masks): 0.232 / 0.849 ms (182 TFLOP/s); softmax 0.148 / 0.551
+//   4  parallax_kernels.cuh            forward and backward on wgmma (sm_90a, D = 64)
+//        ./dev/cuda/attention_study 4                 0.264 / 0.889 ms; softmax 0.232 / 0.729
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
