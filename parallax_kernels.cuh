@@ -631,13 +631,18 @@ __device__ __forceinline__ PairTerms pair_terms(float s2, float tt, float A, flo
 // and the two row dots Tg = g.o and B = g.vbar (rows past T: L = inf, so p = 0).
 struct DqRows { float L2[2], tb[2], tg[2], bi[2]; };
 
-// Starts the dq pass for this warp's 16 rows from row0: the row dots from the dO fragments ga and o, vbar
-// read in the same fragment layout (partial dots over this thread's columns, summed over the 4 threads of
-// a row), written to Tg, Bv (fp32, (B, H, T)) for the dk/dv pass that runs next; L and tbar read.
+// Starts the dq pass for this warp's 16 rows from row0: the Q, R and dO fragments into registers (qa, ra,
+// ga, kept for the whole pass); the row dots from ga and o, vbar read in the same fragment layout (partial
+// dots over this thread's columns, summed over the 4 threads of a row), written to Tg, Bv (fp32, (B, H, T))
+// for the dk/dv pass that runs next; L and tbar read.
 template <int D, bool PROBE>
-__device__ __forceinline__ DqRows dq_rows_begin(float* Tg, float* Bv, const uint32_t (*ga)[4], const bf16* o,
-                                                const bf16* vbar, const float* L, const float* tbar, int b, int h,
-                                                int bh, int H, int row0, int T) {
+__device__ __forceinline__ DqRows dq_rows_begin(uint32_t (*qa)[4], uint32_t (*ra)[4], uint32_t (*ga)[4], float* Tg,
+                                                float* Bv, const bf16* q, const bf16* r, const bf16* dO,
+                                                const bf16* o, const bf16* vbar, const float* L, const float* tbar,
+                                                int stride, int b, int h, int bh, int H, int row0, int T) {
+    load_rows_frag<D>(qa, q, stride, b, h, row0, T);
+    if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, row0, T);
+    load_rows_frag<D>(ga, dO, H * D, b, h, row0, T);
     int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     float tg[2] = {0.0f, 0.0f}, bi[2] = {0.0f, 0.0f};
     for (int kk = 0; kk < D / 16; kk++)
@@ -761,13 +766,8 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf1
     cp_async_commit();
 
     uint32_t qa[KD][4], ra[KD][4], ga[KD][4];
-    load_rows_frag<D>(qa, q, stride, b, h, q0, T);
-    if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, q0, T);
-    load_rows_frag<D>(ga, dO, H * D, b, h, q0, T);
-    DqRows rs = dq_rows_begin<D, PROBE>(Tg, Bv, ga, o, vbar, L, tbar, b, h, bh, H, q0, T);
-    float dQ[ND][4], dR[ND][4];
-    for (int nd = 0; nd < ND; nd++)
-        for (int i = 0; i < 4; i++) dQ[nd][i] = dR[nd][i] = 0.0f;
+    DqRows rs = dq_rows_begin<D, PROBE>(qa, ra, ga, Tg, Bv, q, r, dO, o, vbar, L, tbar, stride, b, h, bh, H, q0, T);
+    float dQ[ND][4] = {}, dR[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
         int k0 = it * BK, buf = it & 1;
@@ -872,20 +872,19 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
     int qstart = (kt * BKV / BQ) * BQ, ntiles = ceil_div(T - qstart, BQ);
-    dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw), q, r, dO, L, tbar, Tg, Bv, b, h, bh, qstart, T, H, stride);
+    dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw), q, r, dO, L, tbar, Tg, Bv, b, h, bh, qstart,
+                                        T, H, stride);
 
     uint32_t ka[KD][4], va[KD][4];
     load_rows_frag<D>(ka, k, stride, b, h, kr0, T);
     load_rows_frag<D>(va, v, stride, b, h, kr0, T);
-    float dK[ND][4], dV[ND][4];
-    for (int nd = 0; nd < ND; nd++)
-        for (int i = 0; i < 4; i++) dK[nd][i] = dV[nd][i] = 0.0f;
+    float dK[ND][4] = {}, dV[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
         int q0 = qstart + it * BQ, buf = it & 1;
         if (it + 1 < ntiles) {
-            dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar, Tg, Bv, b, h,
-                                         bh, q0 + BQ, T, H, stride);
+            dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar,
+                                                Tg, Bv, b, h, bh, q0 + BQ, T, H, stride);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
@@ -1000,13 +999,8 @@ attention_backward_dq_wgmma_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, con
     cp_async_commit();
 
     uint32_t qa[KD][4], ra[KD][4], ga[KD][4];
-    load_rows_frag<D>(qa, q, stride, b, h, q0, T);
-    if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, q0, T);
-    load_rows_frag<D>(ga, dO, H * D, b, h, q0, T);
-    DqRows rs = dq_rows_begin<D, PROBE>(Tg, Bv, ga, o, vbar, L, tbar, b, h, bh, H, q0, T);
-    float dQ[ND][4], dR[ND][4];
-    for (int nd = 0; nd < ND; nd++)
-        for (int i = 0; i < 4; i++) dQ[nd][i] = dR[nd][i] = 0.0f;
+    DqRows rs = dq_rows_begin<D, PROBE>(qa, ra, ga, Tg, Bv, q, r, dO, o, vbar, L, tbar, stride, b, h, bh, H, q0, T);
+    float dQ[ND][4] = {}, dR[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
         int k0 = it * BK, buf = it & 1;
@@ -1076,9 +1070,7 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
     uint32_t ka[KD][4], va[KD][4];
     load_rows_frag<D>(ka, k, stride, b, h, key0, T);
     load_rows_frag<D>(va, v, stride, b, h, key0, T);
-    float dK[ND][4], dV[ND][4];
-    for (int nd = 0; nd < ND; nd++)
-        for (int i = 0; i < 4; i++) dK[nd][i] = dV[nd][i] = 0.0f;
+    float dK[ND][4] = {}, dV[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
         int q0 = qstart + it * BQ, buf = it & 1;

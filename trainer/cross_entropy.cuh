@@ -15,6 +15,12 @@
 #define CE_BLOCK 512
 #define CE_UNROLL 4
 
+// the chunks c0 + u CE_BLOCK (u < CE_UNROLL, below n8) of a row, all loads issued before any is used
+__device__ __forceinline__ void ce_load_chunks(uint4* v, const uint4* lr8, int c0, int n8) {
+    for (int u = 0; u < CE_UNROLL; u++)
+        if (c0 + u * CE_BLOCK < n8) v[u] = lr8[c0 + u * CE_BLOCK];
+}
+
 // online max m and sum s of exp over the logits of one chunk of 8 (only its first n are in the vocabulary);
 // s is rescaled only when the chunk raises the max; a NaN logit makes s NaN
 __device__ __forceinline__ void ce_chunk_stats(uint4 v, int n, float& m, float& s) {
@@ -51,8 +57,7 @@ __global__ void __launch_bounds__(CE_BLOCK) cross_entropy_kernel(bf16* logits, f
     float m = -FLT_MAX, s = 0.0f;
     for (int c0 = threadIdx.x; c0 < n8; c0 += CE_UNROLL * CE_BLOCK) {
         uint4 v[CE_UNROLL];
-        for (int u = 0; u < CE_UNROLL; u++)
-            if (c0 + u * CE_BLOCK < n8) v[u] = lr8[c0 + u * CE_BLOCK];
+        ce_load_chunks(v, lr8, c0, n8);
         for (int u = 0; u < CE_UNROLL; u++) {
             int c = c0 + u * CE_BLOCK;
             if (c < n8) ce_chunk_stats(v[u], V - 8 * c, m, s);
@@ -82,8 +87,7 @@ __global__ void __launch_bounds__(CE_BLOCK) cross_entropy_kernel(bf16* logits, f
     // second pass: the gradient over the logits, 8 at a time
     for (int c0 = threadIdx.x; c0 < n8; c0 += CE_UNROLL * CE_BLOCK) {
         uint4 v[CE_UNROLL];
-        for (int u = 0; u < CE_UNROLL; u++)
-            if (c0 + u * CE_BLOCK < n8) v[u] = lr8[c0 + u * CE_BLOCK];
+        ce_load_chunks(v, lr8, c0, n8);
         for (int u = 0; u < CE_UNROLL; u++) {
             int c = c0 + u * CE_BLOCK;
             if (c < n8) lr8[c] = ce_chunk_grad(v[u], 8 * c, V, t, lse, scale);
