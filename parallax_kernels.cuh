@@ -525,10 +525,11 @@ __device__ __forceinline__ void load_tile_core_async(bf16* dst, const bf16* src,
 // O2 += U V each run as four wgmma k-slices for the whole 64-row block: the K and V tiles are read from
 // shared memory once per block instead of once per warp. Tt = R K^T runs during the softmax of S, and the
 // next K and V tiles load during the element-wise work; the other products are waited for at once.
-// Measured (dev/cuda/NOTES.md): Parallax forward 1.5-4% faster than version 3, softmax 18% slower: without
-// FlashAttention-3's ping-pong of two warpgroups the tensor cores idle during the element-wise work.
+// Measured (dev/cuda/NOTES.md): Parallax forward 1.5-4% faster than version 3 as it stood in session 3, but
+// 13% slower than version 3 with session 4's leaner tiles (0.264 against 0.233 ms), softmax 57% slower:
+// without FlashAttention-3's ping-pong of two warpgroups the tensor cores idle during the element-wise work.
 template <bool PROBE>
-__global__ void __launch_bounds__(ATTN_THREADS, PROBE ? 2 : 4)   // 201 / 116 registers: 2 / 4 blocks per SM
+__global__ void __launch_bounds__(ATTN_THREADS, PROBE ? 2 : 4)   // 208 / 128 registers: 2 / 4 blocks per SM
 attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
                                const bf16* k, const bf16* v, int B, int T, int H, int stride) {
     constexpr int D = 64, BQ = 64, BK = 64, KD = 4, NT = 8, ND = 8, TILE = 64 * 64;
