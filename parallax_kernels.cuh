@@ -955,13 +955,9 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
 // One layout serves both readings: tile element (row, d) at (d / 8) 1024 + (row / 8) 128 + (row % 8) 16 +
 // (d % 8) 2 bytes (load_tile_core_async<true>), so the d-contracting read takes LBO 1024 (along d) and
 // SBO 128 (along rows), the token-contracting read LBO 128 (along rows, now K) and SBO 1024 (along d, now N).
-#ifndef WG_ROWS_LBO
-#define WG_ROWS_LBO 128
-#endif
-#ifndef WG_ROWS_SBO
-#define WG_ROWS_SBO 1024
-#endif
-constexpr int WG_D_LBO = 1024, WG_D_SBO = 128;   // bytes; reading a tile along d (K-major)
+// (The swapped assignment was built too and fails the check: dev/cuda/NOTES.md, session 4.)
+constexpr int WG_D_LBO = 1024, WG_D_SBO = 128;      // bytes; reading a tile along d (K-major)
+constexpr int WG_ROWS_LBO = 128, WG_ROWS_SBO = 1024;   // bytes; reading it along its token rows (MN-major)
 
 // acc += C X over NK x 16 tokens from token 16 kk0 of a 64-token tile X: C is a C fragment set (64 rows x
 // 16 NK tokens, rounded to bf16 A fragments)
@@ -1128,7 +1124,8 @@ static void attention_forward_launch(bf16* o, bf16* vbar, float* L, float* tbar,
                                      const bf16* k, const bf16* v, int B, int T, int H, int stride,
                                      cudaStream_t stream) {
     dim3 grid(ceil_div(T, 64), B * H);
-    attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+    attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H,
+                                                                          stride);
     cudaCheckLaunch();
 }
 
@@ -1156,9 +1153,11 @@ static void attention_forward_wgmma(bf16* o, bf16* vbar, float* L, float* tbar, 
     }
     dim3 grid(ceil_div(T, 64), B * H);
     if (r != NULL)
-        attention_forward_wgmma_kernel<true><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+        attention_forward_wgmma_kernel<true><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H,
+                                                                                stride);
     else
-        attention_forward_wgmma_kernel<false><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+        attention_forward_wgmma_kernel<false><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H,
+                                                                                 stride);
     cudaCheckLaunch();
 }
 
@@ -1185,12 +1184,12 @@ static void attention_backward_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, fl
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_set = true;
     }
-    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar, Tg, Bv, B,
-                                                                         T, H, stride);
+    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar, Tg,
+                                                                                  Bv, B, T, H, stride);
     cudaCheckLaunch();
 }
 
-// version 4's backward: both passes on wgmma (D = 64; other head dims take version 3)
+// version 4's backward: both passes on wgmma (D = 64)
 template <bool PROBE>
 static void attention_backward_wgmma_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv,
                                             const bf16* dO, const bf16* q, const bf16* r, const bf16* k,
@@ -1207,16 +1206,10 @@ static void attention_backward_wgmma_launch(bf16* dq, bf16* dr, bf16* dk, bf16* 
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_set = true;
     }
-    attention_backward_dkv_wgmma_kernel<PROBE><<<grid, ATTN_THREADS, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar, Tg, Bv,
-                                                                            B, T, H, stride);
+    attention_backward_dkv_wgmma_kernel<PROBE><<<grid, ATTN_THREADS, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar,
+                                                                                     Tg, Bv, B, T, H, stride);
     cudaCheckLaunch();
 }
-
-// Tg, Bv: fp32 scratch of B*H*T each.
-static void attention_backward_wgmma(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
-                                     const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
-                                     const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,
-                                     int stride, cudaStream_t stream);
 
 // Tg, Bv: fp32 scratch of B*H*T each.
 static void attention_backward(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
@@ -1234,6 +1227,7 @@ static void attention_backward(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg
 #undef ATTN_BWD
 }
 
+// version 4's backward (Tg, Bv as above); head dims other than 64 take version 3
 static void attention_backward_wgmma(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
                                      const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
                                      const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,
