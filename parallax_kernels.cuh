@@ -119,9 +119,60 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// mbarriers (PTX ISA, mbarrier): a 64-bit shared-memory object whose phase completes when the count of
+// arrivals given at init has arrived; waiting is on the parity of the phase (0 for the first).
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+// one arrival on bar once every cp.async this thread has issued so far has landed (.noinc: the arrival is one
+// of the count given at init)
+__device__ __forceinline__ void cp_async_mbar_arrive(uint64_t* bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(smem_u32(bar)), "r"(parity)
+                     : "memory");
+}
+
 // Every attention kernel here runs one warpgroup (4 warps) per block; the tile loaders below rely on it (their
 // loops have a fixed trip count, the per-thread addresses are computed once per tile).
 constexpr int ATTN_THREADS = 128;
+
+// A ring of STAGES shared-memory buffers that every thread of the block fills with cp.async, tile after tile,
+// with two mbarriers per buffer instead of __syncthreads: full (every thread's copies of the tile have landed)
+// and empty (every thread is done reading it). Tile i lives in buffer i % STAGES. A warp waits only for the
+// data it reads, and refills a buffer only once the slowest warp has left it, so warps may drift apart by a
+// tile without stopping each other (measured: dev/cuda/NOTES.md, session 5).
+template <int STAGES>
+struct StageRing {
+    uint64_t* full;    // [STAGES]
+    uint64_t* empty;   // [STAGES]
+    __device__ StageRing(uint64_t* bars) : full(bars), empty(bars + STAGES) {}
+    // thread 0 sets the counts; the block must __syncthreads before the first use
+    __device__ void init() {
+        if (threadIdx.x == 0)
+            for (int s = 0; s < STAGES; s++) {
+                mbar_init(&full[s], ATTN_THREADS);
+                mbar_init(&empty[s], ATTN_THREADS);
+            }
+    }
+    // before loading tile i: every thread is done with tile i - STAGES, the buffer's previous tile
+    __device__ void wait_empty(int i) {
+        if (i >= STAGES) mbar_wait(&empty[i % STAGES], (i / STAGES - 1) & 1);
+    }
+    // after issuing this thread's copies of tile i
+    __device__ void loaded(int i) { cp_async_mbar_arrive(&full[i % STAGES]); }
+    __device__ void wait_full(int i) { mbar_wait(&full[i % STAGES], (i / STAGES) & 1); }
+    __device__ void release(int i) { mbar_arrive(&empty[i % STAGES]); }
+};
+constexpr int STAGE_RING_BYTES = 2 * 8;   // shared memory per stage for the two mbarriers
 
 // Starts copying ROWS token rows (D wide, from row0 of sequence b, head h) of a strided bf16 tensor into
 // shared memory dst[row][d] (leading dim D + 8); rows past T become zeros. Each thread copies chunk
@@ -375,13 +426,31 @@ __device__ __forceinline__ void forward_store(bf16* o, bf16* vbar, float* L, flo
 // is enough: exact at T = 1, about 2e-3 of o otherwise, against 2.7e-3 with tau = 0 (dev/cuda/NOTES.md).
 // K and V tiles are double-buffered in shared memory (K[key][d], V[key][d]).
 
+// K, V buffers of the forward (measured: Parallax 4, softmax 3, where 4 would cost a block per SM) and its
+// dynamic shared memory: the K tiles, the V tiles, the ring's mbarriers
+#ifndef FWD_STAGES_PROBE
+#define FWD_STAGES_PROBE 4
+#endif
+#ifndef FWD_STAGES_SOFTMAX
+#define FWD_STAGES_SOFTMAX 3
+#endif
+__host__ __device__ constexpr int forward_stages(bool probe) { return probe ? FWD_STAGES_PROBE : FWD_STAGES_SOFTMAX; }
+template <int D, bool PROBE>
+constexpr int forward_smem_bytes() {
+    constexpr int BK = D == 64 ? ATTN_FWD_BK64 : 32;
+    return forward_stages(PROBE) * (2 * BK * (D + 8) * (int)sizeof(bf16) + STAGE_RING_BYTES);
+}
+
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][0] : 1)
 attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r, const bf16* k,
                          const bf16* v, int B, int T, int H, int stride) {
     constexpr int BQ = 64, BK = D == 64 ? ATTN_FWD_BK64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8;
-    __shared__ __align__(16) bf16 Ks[2][BK * LD];
-    __shared__ __align__(16) bf16 Vs[2][BK * LD];
+    constexpr int STAGES = forward_stages(PROBE);
+    extern __shared__ __align__(128) unsigned char smem_raw[];   // forward_smem_bytes<D, PROBE>()
+    bf16 (*Ks)[BK * LD] = (bf16 (*)[BK * LD])smem_raw;            // Ks[STAGES][BK * LD], then Vs likewise
+    bf16 (*Vs)[BK * LD] = Ks + STAGES;
+    StageRing<STAGES> ring((uint64_t*)(Vs + STAGES));
     int qt = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
     int bh = blockIdx.y, b = bh / H, h = bh % H;
     int q0 = qt * BQ + (threadIdx.x / 32) * 16;   // this warp's first row
@@ -389,28 +458,24 @@ attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16*
 
     int kv_end = min(T, (qt + 1) * BQ);  // causal: keys past the tile's last query are never needed
     int ntiles = ceil_div(kv_end, BK);
-    load_tile_async<D, BK>(Ks[0], k, stride, b, h, 0, T);
-    load_tile_async<D, BK>(Vs[0], v, stride, b, h, 0, T);
-    cp_async_commit();
+    ring.init();
+    __syncthreads();
+    for (int i = 0; i < STAGES - 1 && i < ntiles; i++) {
+        load_tile_async<D, BK>(Ks[i], k, stride, b, h, i * BK, T);
+        load_tile_async<D, BK>(Vs[i], v, stride, b, h, i * BK, T);
+        ring.loaded(i);
+    }
 
     uint32_t qa[KD][4], ra[KD][4];
     ForwardRows<ND> st;
     forward_rows_begin<D, PROBE>(qa, ra, st, q, r, stride, b, h, q0, T);
 
     for (int it = 0; it < ntiles; it++) {
-        int k0 = it * BK, buf = it & 1;
-        if (it + 1 < ntiles) {  // the next tile goes to the other buffer while this one is used
-            load_tile_async<D, BK>(Ks[buf ^ 1], k, stride, b, h, k0 + BK, T);
-            load_tile_async<D, BK>(Vs[buf ^ 1], v, stride, b, h, k0 + BK, T);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        int k0 = it * BK;
+        ring.wait_full(it);
         if (k0 <= q0 + 15) {  // else every key of this tile is after every row of this warp
-            const bf16* Kb = Ks[buf];
-            const bf16* Vb = Vs[buf];
+            const bf16* Kb = Ks[it % STAGES];
+            const bf16* Vb = Vs[it % STAGES];
             float S[NT][4], Tt[NT][4];
             for (int nt = 0; nt < NT; nt++)
                 for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = 0.0f;
@@ -430,7 +495,14 @@ attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16*
             if (PROBE) forward_tile_probe<NT, ND>(S, Tt, st, it == 0);
             mma_frags_times_tile<BK, ND, PROBE>(st.O1, st.O2, S, Tt, Vb, LD);   // O1 += W V, O2 += U V
         }
-        __syncthreads();  // this buffer is refilled by the next iteration's prefetch
+        ring.release(it);
+        int next = it + STAGES - 1;   // into tile it - 1's buffer
+        if (next < ntiles) {
+            ring.wait_empty(next);
+            load_tile_async<D, BK>(Ks[next % STAGES], k, stride, b, h, next * BK, T);
+            load_tile_async<D, BK>(Vs[next % STAGES], v, stride, b, h, next * BK, T);
+            ring.loaded(next);
+        }
     }
     forward_store<D, PROBE>(o, vbar, L, tbar, st, b, bh, h, H, T, q0);
 }
@@ -747,14 +819,29 @@ __device__ __forceinline__ void dkv_tile_terms(float (*S)[4], float (*Tt)[4], fl
 // dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), B*H), 128 threads; each warp owns 16 query rows (Q, R, dO
 // fragments in registers) and streams over key tiles of 32; K and V tiles
 // (K[key][d], V[key][d]) are double-buffered: plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K, dT K.
+// keys per tile and K, V buffers of the dq pass, and its dynamic shared memory (the K tiles, the V tiles, the
+// ring's mbarriers)
+#ifndef DQ_BK
+#define DQ_BK 32
+#endif
+#ifndef DQ_STAGES
+#define DQ_STAGES 3
+#endif
+template <int D>
+constexpr int dq_smem_bytes() {
+    return DQ_STAGES * (2 * DQ_BK * (D + 8) * (int)sizeof(bf16) + STAGE_RING_BYTES);
+}
+
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][1] : 1)
 attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf16* dO, const bf16* q,
                              const bf16* r, const bf16* k, const bf16* v, const bf16* o, const bf16* vbar,
                              const float* L, const float* tbar, int B, int T, int H, int stride) {
-    constexpr int BQ = 64, BK = 32, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8;
-    __shared__ __align__(16) bf16 Ks[2][BK * LD];
-    __shared__ __align__(16) bf16 Vs[2][BK * LD];
+    constexpr int BQ = 64, BK = DQ_BK, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8, STAGES = DQ_STAGES;
+    extern __shared__ __align__(128) unsigned char smem_raw[];   // dq_smem_bytes<D>()
+    bf16 (*Ks)[BK * LD] = (bf16 (*)[BK * LD])smem_raw;            // Ks[STAGES][BK * LD], then Vs likewise
+    bf16 (*Vs)[BK * LD] = Ks + STAGES;
+    StageRing<STAGES> ring((uint64_t*)(Vs + STAGES));
     int qt = gridDim.x - 1 - blockIdx.x;
     int bh = blockIdx.y, b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32;
@@ -762,28 +849,24 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf1
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
     int kv_end = min(T, (qt + 1) * BQ), ntiles = ceil_div(kv_end, BK);
-    load_tile_async<D, BK>(Ks[0], k, stride, b, h, 0, T);
-    load_tile_async<D, BK>(Vs[0], v, stride, b, h, 0, T);
-    cp_async_commit();
+    ring.init();
+    __syncthreads();
+    for (int i = 0; i < STAGES - 1 && i < ntiles; i++) {
+        load_tile_async<D, BK>(Ks[i], k, stride, b, h, i * BK, T);
+        load_tile_async<D, BK>(Vs[i], v, stride, b, h, i * BK, T);
+        ring.loaded(i);
+    }
 
     uint32_t qa[KD][4], ra[KD][4], ga[KD][4];
     DqRows rs = dq_rows_begin<D, PROBE>(qa, ra, ga, Tg, Bv, q, r, dO, o, vbar, L, tbar, stride, b, h, bh, H, q0, T);
     float dQ[ND][4] = {}, dR[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
-        int k0 = it * BK, buf = it & 1;
-        if (it + 1 < ntiles) {
-            load_tile_async<D, BK>(Ks[buf ^ 1], k, stride, b, h, k0 + BK, T);
-            load_tile_async<D, BK>(Vs[buf ^ 1], v, stride, b, h, k0 + BK, T);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        int k0 = it * BK;
+        ring.wait_full(it);
         if (k0 <= q0 + 15) {
-            const bf16* Kb = Ks[buf];
-            const bf16* Vb = Vs[buf];
+            const bf16* Kb = Ks[it % STAGES];
+            const bf16* Vb = Vs[it % STAGES];
             float S[NT][4], Tt[NT][4], A[NT][4];
             for (int nt = 0; nt < NT; nt++)
                 for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
@@ -804,7 +887,14 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf1
             dq_tile_terms<NT, PROBE>(S, Tt, A, rs, k0, q0, T, sc);
             mma_frags_times_tile<BK, ND, PROBE>(dQ, dR, S, Tt, Kb, LD);   // dQ += dS K, dR += dT K
         }
-        __syncthreads();  // this buffer is refilled by the next iteration's prefetch
+        ring.release(it);
+        int next = it + STAGES - 1;   // into tile it - 1's buffer
+        if (next < ntiles) {
+            ring.wait_empty(next);
+            load_tile_async<D, BK>(Ks[next % STAGES], k, stride, b, h, next * BK, T);
+            load_tile_async<D, BK>(Vs[next % STAGES], v, stride, b, h, next * BK, T);
+            ring.loaded(next);
+        }
     }
     store_rows_frag<D>(dq, dQ, c, stride, b, h, q0, T);
     if (PROBE) store_rows_frag<D>(dr, dR, 1.0f, stride, b, h, q0, T);
@@ -849,7 +939,6 @@ __device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ, CORE> tile, const 
         load_rows_async<BQ>(st + 1, 4, tbar, bh, q0, T);
         load_rows_async<BQ>(st + 3, 4, Bv, bh, q0, T);
     }
-    cp_async_commit();
 }
 
 // backward, pass 2: dk_j = c sum_i dS_ij q_i + sum_i dT_ij r_i and dv_j = sum_i w_ij g_i. grid (ceil(T / 64), B*H),
@@ -857,15 +946,23 @@ __device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ, CORE> tile, const 
 // from the first that can see them, computing the transposed products S^T = K Q^T, T^T = K R^T,
 // A^T = V dO^T (plain ldmatrix from Q, R, dO tiles) and dK += dS^T Q + dT^T R, dV += w^T dO (.trans).
 // The query tiles are double-buffered (DkvTile, dynamic shared memory).
+// query-tile buffers of the dk/dv pass and its dynamic shared memory (the DkvTiles, the ring's mbarriers)
+#ifndef DKV_STAGES
+#define DKV_STAGES 3
+#endif
+template <int D>
+constexpr int dkv_smem_bytes() { return DKV_STAGES * (DkvTile<D, 32, false>::BYTES + STAGE_RING_BYTES); }
+
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][2] : 1)
 attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
                                                                      const bf16* r, const bf16* k, const bf16* v,
                                                                      const float* L, const float* tbar, const float* Tg,
                                                                      const float* Bv, int B, int T, int H, int stride) {
-    constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8, LD = D + 8;
-    extern __shared__ __align__(128) unsigned char smem_raw[];
+    constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8, LD = D + 8, STAGES = DKV_STAGES;
+    extern __shared__ __align__(128) unsigned char smem_raw[];   // dkv_smem_bytes<D>()
     constexpr int BUF = DkvTile<D, BQ, false>::BYTES;
+    StageRing<STAGES> ring((uint64_t*)(smem_raw + STAGES * BUF));
     int kt = blockIdx.x;
     int bh = blockIdx.y, b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32;
@@ -873,8 +970,13 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
     int qstart = (kt * BKV / BQ) * BQ, ntiles = ceil_div(T - qstart, BQ);
-    dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw), q, r, dO, L, tbar, Tg, Bv, b, h, bh, qstart,
-                                        T, H, stride);
+    ring.init();
+    __syncthreads();
+    for (int i = 0; i < STAGES - 1 && i < ntiles; i++) {
+        dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw + i * BUF), q, r, dO, L, tbar, Tg, Bv, b,
+                                            h, bh, qstart + i * BQ, T, H, stride);
+        ring.loaded(i);
+    }
 
     uint32_t ka[KD][4], va[KD][4];
     load_rows_frag<D>(ka, k, stride, b, h, kr0, T);
@@ -882,17 +984,10 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
     float dK[ND][4] = {}, dV[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
-        int q0 = qstart + it * BQ, buf = it & 1;
-        if (it + 1 < ntiles) {
-            dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar,
-                                                Tg, Bv, b, h, bh, q0 + BQ, T, H, stride);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        int q0 = qstart + it * BQ;
+        ring.wait_full(it);
         if (q0 + BQ - 1 >= kr0) {  // else every query of this tile is before every key of this warp
-            const DkvTile<D, BQ, false> tl(smem_raw + buf * BUF);
+            const DkvTile<D, BQ, false> tl(smem_raw + (it % STAGES) * BUF);
             float S[NT][4], Tt[NT][4], A[NT][4];
             for (int nt = 0; nt < NT; nt++)
                 for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
@@ -935,7 +1030,14 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
                 }
             }
         }
-        __syncthreads();  // this buffer is refilled by the next iteration's prefetch
+        ring.release(it);
+        int next = it + STAGES - 1;   // into tile it - 1's buffer
+        if (next < ntiles) {
+            ring.wait_empty(next);
+            dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw + (next % STAGES) * BUF), q, r, dO, L,
+                                                tbar, Tg, Bv, b, h, bh, qstart + next * BQ, T, H, stride);
+            ring.loaded(next);
+        }
     }
     store_rows_frag<D>(dk, dK, 1.0f, stride, b, h, kr0, T);
     store_rows_frag<D>(dv, dV, 1.0f, stride, b, h, kr0, T);
@@ -1064,6 +1166,7 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
     int qstart = kt * BKV, ntiles = ceil_div(T - qstart, BQ);
     dkv_load_async<D, BQ, true, PROBE>(DkvTile<D, BQ, true>(smem_raw), q, r, dO, L, tbar, Tg, Bv, b, h, bh, qstart,
                                        T, H, stride);
+    cp_async_commit();
     uint32_t ka[KD][4], va[KD][4];
     load_rows_frag<D>(ka, k, stride, b, h, key0, T);
     load_rows_frag<D>(va, v, stride, b, h, key0, T);
@@ -1074,9 +1177,11 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
         cp_async_wait<0>();
         fence_proxy_async();
         __syncthreads();
-        if (it + 1 < ntiles)
+        if (it + 1 < ntiles) {
             dkv_load_async<D, BQ, true, PROBE>(DkvTile<D, BQ, true>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar,
                                                Tg, Bv, b, h, bh, q0 + BQ, T, H, stride);
+            cp_async_commit();
+        }
         const DkvTile<D, BQ, true> tl(smem_raw + buf * BUF);
         // the tile in two halves of 32 queries: half 1's products run during half 0's element-wise work,
         // and half 0's dK, dV products during half 1's
@@ -1124,8 +1229,15 @@ static void attention_forward_launch(bf16* o, bf16* vbar, float* L, float* tbar,
                                      const bf16* k, const bf16* v, int B, int T, int H, int stride,
                                      cudaStream_t stream) {
     dim3 grid(ceil_div(T, 64), B * H);
-    attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H,
-                                                                          stride);
+    constexpr int smem = forward_smem_bytes<D, PROBE>();
+    static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
+    if (!attr_set) {
+        cudaCheck(cudaFuncSetAttribute(attention_forward_kernel<D, PROBE>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        attr_set = true;
+    }
+    attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H,
+                                                                             stride);
     cudaCheckLaunch();
 }
 
@@ -1174,18 +1286,20 @@ static void attention_backward_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, fl
                                       const bf16* o, const bf16* vbar, const float* L, const float* tbar,
                                       int B, int T, int H, int stride, cudaStream_t stream) {
     dim3 grid(ceil_div(T, 64), B * H);
-    attention_backward_dq_kernel<D, PROBE><<<grid, ATTN_THREADS, 0, stream>>>(dq, dr, Tg, Bv, dO, q, r, k, v, o, vbar,
-                                                                              L, tbar, B, T, H, stride);
-    cudaCheckLaunch();
-    size_t smem = 2 * DkvTile<D, 32, false>::BYTES;  // two buffers of query tiles
+    constexpr int smem_dq = dq_smem_bytes<D>(), smem_dkv = dkv_smem_bytes<D>();
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
     if (!attr_set) {
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel<D, PROBE>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem_dq));
         cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_kernel<D, PROBE>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem_dkv));
         attr_set = true;
     }
-    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar, Tg,
-                                                                                  Bv, B, T, H, stride);
+    attention_backward_dq_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dq, stream>>>(dq, dr, Tg, Bv, dO, q, r, k, v, o,
+                                                                                    vbar, L, tbar, B, T, H, stride);
+    cudaCheckLaunch();
+    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dkv, stream>>>(dk, dv, dO, q, r, k, v, L, tbar,
+                                                                                      Tg, Bv, B, T, H, stride);
     cudaCheckLaunch();
 }
 
