@@ -15,7 +15,7 @@ REF_DIR = dev/ref
 TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
 .PHONY: all test train ref data compare bench clean
-all: train_parallax test_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study
+all: train_parallax test_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak
 
 CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
 
@@ -37,6 +37,10 @@ dev/bench_parallax: dev/bench_parallax.cu dev/cuda/attention_timing.h $(STUDY_SO
 # the attention kernel study: ./dev/cuda/attention_study [VERSION] [B T H D] [--softmax] checks and times one
 # version of the attention kernels (dev/cuda/NOTES.md)
 dev/cuda/attention_study: dev/cuda/attention_study.cu dev/cuda/attention_timing.h $(STUDY_SOURCES) $(CUDA_SOURCES)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $<
+
+# the tensor-core ceilings the attention kernels work under: ./dev/cuda/mma_peak (mma.sync and wgmma TFLOP/s)
+dev/cuda/mma_peak: dev/cuda/mma_peak.cu parallax_kernels.cuh
 	$(NVCC) $(NVCC_FLAGS) -o $@ $<
 
 # the benchmark table of issue 5: attention kernels alone, then the d12 model (needs a GPU)
@@ -78,4 +82,4 @@ compare: train_parallax data/shards/manifest.json
 	PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/compare.sh
 
 clean:
-	rm -f test_parallax train_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study
+	rm -f test_parallax train_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak
