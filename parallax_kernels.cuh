@@ -424,7 +424,7 @@ __device__ __forceinline__ void forward_store(bf16* o, bf16* vbar, float* L, flo
 // 1 + tbar - t_ij do not change when every t of a row moves by tau, so o is the same in exact arithmetic,
 // but U = W o (t - tau) is small where o = vbar (1 + tbar') - O2/d1 cancels, so U in bf16 (one product)
 // is enough: exact at T = 1, about 2e-3 of o otherwise, against 2.7e-3 with tau = 0 (dev/cuda/NOTES.md).
-// K and V tiles are double-buffered in shared memory (K[key][d], V[key][d]).
+// K and V tiles (K[key][d], V[key][d]) arrive through a StageRing of forward_stages(PROBE) buffers.
 
 // K, V buffers of the forward (measured: Parallax 4, softmax 3, where 4 would cost a block per SM) and its
 // dynamic shared memory: the K tiles, the V tiles, the ring's mbarriers
@@ -818,7 +818,8 @@ __device__ __forceinline__ void dkv_tile_terms(float (*S)[4], float (*Tt)[4], fl
 // backward, pass 1: the row dots Tg, B (written for pass 2), then dq_i = c sum_j dS_ij k_j and
 // dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), B*H), 128 threads; each warp owns 16 query rows (Q, R, dO
 // fragments in registers) and streams over key tiles of 32; K and V tiles
-// (K[key][d], V[key][d]) are double-buffered: plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K, dT K.
+// (K[key][d], V[key][d]) arrive through a StageRing: plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K,
+// dT K.
 // keys per tile and K, V buffers of the dq pass, and its dynamic shared memory (the K tiles, the V tiles, the
 // ring's mbarriers)
 #ifndef DQ_BK
@@ -945,7 +946,7 @@ __device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ, CORE> tile, const 
 // 128 threads; each warp owns 16 keys (K, V fragments in registers) and streams over query tiles of 32
 // from the first that can see them, computing the transposed products S^T = K Q^T, T^T = K R^T,
 // A^T = V dO^T (plain ldmatrix from Q, R, dO tiles) and dK += dS^T Q + dT^T R, dV += w^T dO (.trans).
-// The query tiles are double-buffered (DkvTile, dynamic shared memory).
+// The query tiles arrive through a StageRing of DkvTile buffers (dynamic shared memory).
 // query-tile buffers of the dk/dv pass and its dynamic shared memory (the DkvTiles, the ring's mbarriers)
 #ifndef DKV_STAGES
 #define DKV_STAGES 3
