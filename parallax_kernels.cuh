@@ -171,27 +171,6 @@ struct StageRing {
     __device__ void loaded(int i) { cp_async_mbar_arrive(&full[i % STAGES]); }
     __device__ void wait_full(int i) { mbar_wait(&full[i % STAGES], (i / STAGES) & 1); }
     __device__ void release(int i) { mbar_arrive(&empty[i % STAGES]); }
-
-    // The schedule of the version 3 kernels, around their loop over ntiles tiles; load(i) issues this
-    // thread's copies of tile i into buffer i % STAGES. Before the loop: the first STAGES - 1 tiles.
-    template <typename Load>
-    __device__ void prime(int ntiles, Load load) {
-        for (int i = 0; i < STAGES - 1 && i < ntiles; i++) {
-            load(i);
-            loaded(i);
-        }
-    }
-    // After reading tile it: release it, and refill tile it - 1's buffer with tile it + STAGES - 1.
-    template <typename Load>
-    __device__ void advance(int it, int ntiles, Load load) {
-        release(it);
-        int next = it + STAGES - 1;
-        if (next < ntiles) {
-            wait_empty(next);
-            load(next);
-            loaded(next);
-        }
-    }
 };
 constexpr int STAGE_RING_BYTES = 2 * 8;   // shared memory per stage for the two mbarriers
 
@@ -479,13 +458,13 @@ attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16*
 
     int kv_end = min(T, (qt + 1) * BQ);  // causal: keys past the tile's last query are never needed
     int ntiles = ceil_div(kv_end, BK);
-    auto load_kv = [&](int i) {
-        load_tile_async<D, BK>(Ks[i % STAGES], k, stride, b, h, i * BK, T);
-        load_tile_async<D, BK>(Vs[i % STAGES], v, stride, b, h, i * BK, T);
-    };
     ring.init();
     __syncthreads();
-    ring.prime(ntiles, load_kv);
+    for (int i = 0; i < STAGES - 1 && i < ntiles; i++) {
+        load_tile_async<D, BK>(Ks[i], k, stride, b, h, i * BK, T);
+        load_tile_async<D, BK>(Vs[i], v, stride, b, h, i * BK, T);
+        ring.loaded(i);
+    }
 
     uint32_t qa[KD][4], ra[KD][4];
     ForwardRows<ND> st;
@@ -516,7 +495,14 @@ attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16*
             if (PROBE) forward_tile_probe<NT, ND>(S, Tt, st, it == 0);
             mma_frags_times_tile<BK, ND, PROBE>(st.O1, st.O2, S, Tt, Vb, LD);   // O1 += W V, O2 += U V
         }
-        ring.advance(it, ntiles, load_kv);
+        ring.release(it);
+        int next = it + STAGES - 1;   // into tile it - 1's buffer
+        if (next < ntiles) {
+            ring.wait_empty(next);
+            load_tile_async<D, BK>(Ks[next % STAGES], k, stride, b, h, next * BK, T);
+            load_tile_async<D, BK>(Vs[next % STAGES], v, stride, b, h, next * BK, T);
+            ring.loaded(next);
+        }
     }
     forward_store<D, PROBE>(o, vbar, L, tbar, st, b, bh, h, H, T, q0);
 }
@@ -864,13 +850,13 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf1
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
     int kv_end = min(T, (qt + 1) * BQ), ntiles = ceil_div(kv_end, BK);
-    auto load_kv = [&](int i) {
-        load_tile_async<D, BK>(Ks[i % STAGES], k, stride, b, h, i * BK, T);
-        load_tile_async<D, BK>(Vs[i % STAGES], v, stride, b, h, i * BK, T);
-    };
     ring.init();
     __syncthreads();
-    ring.prime(ntiles, load_kv);
+    for (int i = 0; i < STAGES - 1 && i < ntiles; i++) {
+        load_tile_async<D, BK>(Ks[i], k, stride, b, h, i * BK, T);
+        load_tile_async<D, BK>(Vs[i], v, stride, b, h, i * BK, T);
+        ring.loaded(i);
+    }
 
     uint32_t qa[KD][4], ra[KD][4], ga[KD][4];
     DqRows rs = dq_rows_begin<D, PROBE>(qa, ra, ga, Tg, Bv, q, r, dO, o, vbar, L, tbar, stride, b, h, bh, H, q0, T);
@@ -902,7 +888,14 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf1
             dq_tile_terms<NT, PROBE>(S, Tt, A, rs, k0, q0, T, sc);
             mma_frags_times_tile<BK, ND, PROBE>(dQ, dR, S, Tt, Kb, LD);   // dQ += dS K, dR += dT K
         }
-        ring.advance(it, ntiles, load_kv);
+        ring.release(it);
+        int next = it + STAGES - 1;   // into tile it - 1's buffer
+        if (next < ntiles) {
+            ring.wait_empty(next);
+            load_tile_async<D, BK>(Ks[next % STAGES], k, stride, b, h, next * BK, T);
+            load_tile_async<D, BK>(Vs[next % STAGES], v, stride, b, h, next * BK, T);
+            ring.loaded(next);
+        }
     }
     store_rows_frag<D>(dq, dQ, c, stride, b, h, q0, T);
     if (PROBE) store_rows_frag<D>(dr, dR, 1.0f, stride, b, h, q0, T);
@@ -978,13 +971,13 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
     int qstart = (kt * BKV / BQ) * BQ, ntiles = ceil_div(T - qstart, BQ);
-    auto load_q = [&](int i) {
-        dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw + (i % STAGES) * BUF), q, r, dO, L, tbar,
-                                            Tg, Bv, b, h, bh, qstart + i * BQ, T, H, stride);
-    };
     ring.init();
     __syncthreads();
-    ring.prime(ntiles, load_q);
+    for (int i = 0; i < STAGES - 1 && i < ntiles; i++) {
+        dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw + i * BUF), q, r, dO, L, tbar, Tg, Bv, b,
+                                            h, bh, qstart + i * BQ, T, H, stride);
+        ring.loaded(i);
+    }
 
     uint32_t ka[KD][4], va[KD][4];
     load_rows_frag<D>(ka, k, stride, b, h, kr0, T);
@@ -1038,7 +1031,14 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
                 }
             }
         }
-        ring.advance(it, ntiles, load_q);
+        ring.release(it);
+        int next = it + STAGES - 1;   // into tile it - 1's buffer
+        if (next < ntiles) {
+            ring.wait_empty(next);
+            dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw + (next % STAGES) * BUF), q, r, dO, L,
+                                                tbar, Tg, Bv, b, h, bh, qstart + next * BQ, T, H, stride);
+            ring.loaded(next);
+        }
     }
     store_rows_frag<D>(dk, dK, 1.0f, stride, b, h, kr0, T);
     store_rows_frag<D>(dv, dV, 1.0f, stride, b, h, kr0, T);
