@@ -40,7 +40,7 @@ dev/cuda/attention_study: dev/cuda/attention_study.cu dev/cuda/attention_timing.
 	$(NVCC) $(NVCC_FLAGS) -o $@ $<
 
 # the tensor-core ceilings the attention kernels work under: ./dev/cuda/mma_peak (mma.sync and wgmma TFLOP/s)
-dev/cuda/mma_peak: dev/cuda/mma_peak.cu parallax_kernels.cuh
+dev/cuda/mma_peak: dev/cuda/mma_peak.cu parallax_kernels.cuh trainer/cuda_common.h
 	$(NVCC) $(NVCC_FLAGS) -o $@ $<
 
 # the benchmark table of issue 5: attention kernels alone, then the d12 model (needs a GPU)
