@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include "trainer/cuda_common.h"
+#include "trainer/async_copy.cuh"   // defines: smem_u32, cp_async16, cp_async4, cp_async_commit, cp_async_wait
 
 // Blocks per SM that each D = 64 kernel is compiled for: __launch_bounds__ caps the registers so that
 // they fit (2 blocks: up to 255 per thread, 3: 168, 4: 128), trading spills for warps to hide latency.
@@ -82,13 +83,6 @@ __device__ __forceinline__ void frag_a_residual_from_c(uint32_t* a, const float*
     a[3] = pack_bf16(bf16_residual(c1[2]), bf16_residual(c1[3]));
 }
 
-// 2^x on the special-function unit (one MUFU.EX2; 2^-inf = 0). exp2f without fast-math adds a range
-// check and a multiply around the same instruction.
-__device__ __forceinline__ float fast_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
 
 // sum / max over the 4 threads (t = 0..3) that share a row of a C fragment
 __device__ __forceinline__ float quad_sum(float v) {
@@ -102,22 +96,7 @@ __device__ __forceinline__ float quad_max(float v) {
 
 
 // ---------------------------------------------------------------------------------------------------------
-// shared memory: cp.async copies and ldmatrix fragment loads
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-// 16 bytes global -> shared without passing through registers; bytes = 0 fills the 16 bytes with zeros
-// (src must still be a valid address)
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async4(void* dst, const void* src, int bytes) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-// wait until at most N of this thread's committed groups are still in flight
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+// shared memory: mbarriers and ldmatrix fragment loads (the cp.async wrappers are in trainer/async_copy.cuh)
 
 // mbarriers (PTX ISA, mbarrier): a 64-bit shared-memory object whose phase completes when the count of
 // arrivals given at init has arrived; waiting is on the parity of the phase (0 for the first).

@@ -1,4 +1,4 @@
-// Checking wrappers for CUDA and cuBLAS calls, the bf16 type, and small host helpers.
+// Checking wrappers for CUDA and cuBLAS calls, the bf16 type, small host helpers and two device helpers.
 // Every call that can fail goes through one of these: a failure prints the file, the line, the call and,
 // where it helps, a hint, then exits.
 #pragma once
@@ -43,6 +43,14 @@ static void* malloc_check_(size_t n, const char* file, int line) {
 
 __host__ __device__ static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+// 2^x on the special-function unit (one MUFU.EX2; 2^-inf = 0). exp2f without fast-math adds a range
+// check and a multiply around the same instruction.
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // The number of CUDA devices, 0 when there is no usable GPU (no driver, no device): callers skip GPU work.
 static int cuda_device_count() {
     int n = 0;
@@ -51,4 +59,15 @@ static int cuda_device_count() {
         return 0;
     }
     return n;
+}
+
+// hash-random values in [-scale, scale) (a cheap hash: the values only need to be non-trivial), for tests,
+// benchmarks and tuning: bf16 into xb, or fp32 (rounded through bf16) into xf
+__global__ void fill_hash_kernel(bf16* xb, float* xf, size_t n, unsigned seed, float scale) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    unsigned h = (unsigned)(i * 2654435761u) ^ seed;
+    h ^= h >> 13; h *= 0x5bd1e995; h ^= h >> 15;
+    bf16 v = __float2bfloat16(scale * ((h & 0xFFFF) / 32768.0f - 1.0f));
+    if (xb) xb[i] = v; else xf[i] = __bfloat162float(v);
 }
