@@ -118,7 +118,7 @@ struct Activations {
     bf16* dbig;       // (N, max(4C, nC)): d act / d u, or d qkvr
     float* Tg;        // (B, H, T)
     float* Bv;        // (B, H, T)
-    float* scratch;   // QKR_BACKWARD_BLOCKS * 3 * D floats, and SUMSQ_PARTS
+    float* scratch;   // the q/k/r backward's gain partials (qkr_backward_scratch_floats), and SUMSQ_PARTS
     int* tokens;      // (N) inputs, (N) targets
     int* groups;      // embedding backward grouping, 3N + 1
     void* base;       // the one allocation all of the above are carved from (activations_alloc)
@@ -206,7 +206,7 @@ static void model_sync_bf16(Model* m) { to_bf16(m->params_bf16, m->params, m->n_
 // in table order, each slice starting on a 256-byte boundary (vector loads and cuBLAS want alignment).
 static void activations_alloc(Activations* a, const Config& cfg, int B, int T) {
     size_t N = (size_t)B * T, C = cfg.C, L = cfg.L, nC = cfg.n_proj() * C, rows = (size_t)B * cfg.H * T;
-    size_t scratch = std::max((size_t)QKR_BACKWARD_BLOCKS * 3 * cfg.D, (size_t)SUMSQ_PARTS);
+    size_t scratch = std::max(qkr_backward_scratch_floats(cfg.D), (size_t)SUMSQ_PARTS);
     struct { void** ptr; size_t bytes; } table[] = {
         {(void**)&a->res, (2 * L + 1) * N * C * sizeof(float)},
         {(void**)&a->rstd, (2 * L + 1) * N * sizeof(float)},
@@ -610,7 +610,7 @@ static void usage(const Options& o) {
            "  --attention NAME    parallax or softmax (default %s)\n"
            "  --optimizer NAME    muon (Muon + AdamW) or adamw (default %s)\n"
            "  --depth N           layers (default %d); width defaults to 64 x depth\n"
-           "  --width C           model width (default 64 x depth)\n"
+           "  --width C           model width, a multiple of 128 up to 4096 (default 64 x depth)\n"
            "  --head-dim D        64 or 128 (default %d)\n"
            "  --seq-len T         sequence length (default %d)\n"
            "  --max-seq-len T     longest sequence allowed (default %d)\n"
@@ -723,6 +723,9 @@ static Options parse_args(int argc, char** argv) {
     if (o.head_dim != 64 && o.head_dim != 128) flag_error("--head-dim", "must be 64 or 128");
     if (o.width % o.head_dim) flag_error("--width", std::to_string(o.width) + " is not a multiple of --head-dim " + std::to_string(o.head_dim));
     if (o.width % 128) flag_error("--width", std::to_string(o.width) + " must be a multiple of 128");
+    if (o.width > RMSNORM_MAX_C)   // also when it comes from --depth
+        flag_error("--width", std::to_string(o.width) + " is above " + std::to_string(RMSNORM_MAX_C) +
+                              " (the norms hold a row in one block of threads)");
     if (o.seq_len > o.max_seq_len) flag_error("--seq-len", std::to_string(o.seq_len) + " is above the maximum " + std::to_string(o.max_seq_len) + " (raise --max-seq-len)");
     long bt = (long)o.batch * o.seq_len;
     if (o.total_batch % bt) flag_error("--total-batch", std::to_string(o.total_batch) + " is not a multiple of --batch x --seq-len = " + std::to_string(bt));

@@ -48,6 +48,8 @@ def main(argv):
             (["--total-batch", "1000"], "--total-batch", "batch not dividing the total batch"),
             (["--seq-len", "2048"], "--seq-len", "sequence length over the maximum"),
             (["--head-dim", "96"], "--head-dim", "unsupported head dim"),
+            (["--width", "4224"], "--width", "width above the norms' 4096"),
+            (["--depth", "72"], "--width", "width from --depth above 4096"),
             (["--train-data", os.path.join(d, "none*.bin")], "none*.bin", "no shard matches"),
             (["--train-data", os.path.join(d, "magic.bin")], "magic.bin", "bad magic"),
             (["--train-data", os.path.join(d, "version.bin")], "version.bin", "wrong version"),
