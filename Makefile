@@ -15,7 +15,7 @@ REF_DIR = dev/ref
 TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
 .PHONY: all test train ref data compare bench clean
-all: train_parallax test_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak
+all: train_parallax test_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak dev/cuda/residual_study
 
 CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
 
@@ -40,8 +40,12 @@ dev/cuda/attention_study: dev/cuda/attention_study.cu dev/cuda/attention_timing.
 	$(NVCC) $(NVCC_FLAGS) -o $@ $<
 
 # the tensor-core ceilings the attention kernels work under: ./dev/cuda/mma_peak (mma.sync and wgmma TFLOP/s)
-dev/cuda/mma_peak: dev/cuda/mma_peak.cu parallax_kernels.cuh trainer/cuda_common.h
+dev/cuda/mma_peak: dev/cuda/mma_peak.cu parallax_kernels.cuh trainer/cuda_common.h trainer/async_copy.cuh
 	$(NVCC) $(NVCC_FLAGS) -o $@ $<
+
+# the residual add and the norm after it, computed several ways (cuBLASLt algorithms, fused kernel): which is fastest
+dev/cuda/residual_study: dev/cuda/residual_study.cu dev/cuda/attention_timing.h $(STUDY_SOURCES) $(CUDA_SOURCES)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
 # the benchmark table of issue 5: attention kernels alone, then the d12 model (needs a GPU)
 bench: dev/bench_parallax

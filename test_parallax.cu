@@ -254,6 +254,66 @@ static void test_model(const std::string& path) {
     model_free(&m);
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// the four GEMMs of a linear layer at a size that gemm() tunes (at least GEMM_TUNE_MIN_MACS: the algorithm is
+// picked by timing among those whose bits match cuBLASLt's first pick), against float64 on 64 random rows
+// (columns for dW): y = x W^T (bf16), y = r + x W^T (fp32), dx = dy W (fp32), dW += dy^T x (fp32)
+
+static void test_tuned_gemms(unsigned seed, int N, int in, int out) {
+    std::string name = "gemm N" + std::to_string(N) + " in" + std::to_string(in) + " out" + std::to_string(out);
+    std::mt19937 rng(seed);
+    std::vector<bf16> x = random_bf16((size_t)N * in, 1.0, rng), W = random_bf16((size_t)out * in, 0.05, rng);
+    std::vector<bf16> dy = random_bf16((size_t)N * out, 1.0, rng);
+    std::vector<float> r((size_t)N * out), dW0((size_t)out * in);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& e : r) e = normal(rng);
+    for (float& e : dW0) e = normal(rng);
+    bf16 *d_x = device_copy(x), *d_W = device_copy(W), *d_dy = device_copy(dy), *d_y16;
+    float *d_r = device_copy(r), *d_dW = device_copy(dW0), *d_y, *d_dx;
+    cudaCheck(cudaMalloc(&d_y16, r.size() * sizeof(bf16)));
+    cudaCheck(cudaMalloc(&d_y, r.size() * sizeof(float)));
+    cudaCheck(cudaMalloc(&d_dx, x.size() * sizeof(float)));
+    cudaCheck(cudaMemset(d_y16, 0xFF, r.size() * sizeof(bf16)));
+    cudaCheck(cudaMemset(d_y, 0xFF, r.size() * sizeof(float)));
+    cudaCheck(cudaMemset(d_dx, 0xFF, x.size() * sizeof(float)));
+    linear_forward(d_y16, d_x, d_W, N, in, out, 0);
+    matmul_residual(d_y, d_r, d_x, d_W, N, in, out, 0);
+    linear_backward_input(d_dx, d_dy, d_W, N, in, out, true, 0);
+    linear_backward_weight(d_dW, d_dy, d_x, N, in, out, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    std::vector<bf16> y16 = host_copy(d_y16, r.size());
+    std::vector<float> y = host_copy(d_y, r.size()), dx = host_copy(d_dx, x.size()), dW = host_copy(d_dW, dW0.size());
+    auto f = [](bf16 v) { return (double)__bfloat162float(v); };
+    std::vector<double> got[4], ref[4];
+    std::uniform_int_distribution<int> pick_row(0, N - 1), pick_out(0, out - 1);
+    for (int t = 0; t < 64; t++) {
+        int row = t == 0 ? N - 1 : pick_row(rng), o = t == 0 ? out - 1 : pick_out(rng);
+        for (int j = 0; j < out; j++) {   // row `row` of x W^T
+            double acc = 0.0;
+            for (int i = 0; i < in; i++) acc += f(x[(size_t)row * in + i]) * f(W[(size_t)j * in + i]);
+            got[0].push_back(f(y16[(size_t)row * out + j]));
+            ref[0].push_back(acc);
+            got[1].push_back(y[(size_t)row * out + j]);
+            ref[1].push_back(acc + r[(size_t)row * out + j]);
+        }
+        for (int i = 0; i < in; i++) {    // row `row` of dy W, and row `o` of dW
+            double acc = 0.0, accw = dW0[(size_t)o * in + i];
+            for (int j = 0; j < out; j++) acc += f(dy[(size_t)row * out + j]) * f(W[(size_t)j * in + i]);
+            for (int n = 0; n < N; n++) accw += f(dy[(size_t)n * out + o]) * f(x[(size_t)n * in + i]);
+            got[2].push_back(dx[(size_t)row * in + i]);
+            ref[2].push_back(acc);
+            got[3].push_back(dW[(size_t)o * in + i]);
+            ref[3].push_back(accw);
+        }
+    }
+    report(name + " y = x W^T (bf16)", rel_error(got[0], ref[0]), SMALL_KERNEL_MAX_REL);
+    report(name + " y = r + x W^T", rel_error(got[1], ref[1]), 1e-5);
+    report(name + " dx = dy W", rel_error(got[2], ref[2]), 1e-5);
+    report(name + " dW += dy^T x", rel_error(got[3], ref[3]), 1e-5);
+    void* ptrs[] = {d_x, d_W, d_dy, d_y16, d_r, d_dW, d_y, d_dx};
+    for (void* p : ptrs) cudaCheck(cudaFree(p));
+}
+
 int main(int argc, char** argv) {
     std::string ref_dir = "dev/ref";
     for (int i = 1; i < argc; i++) {
@@ -272,6 +332,8 @@ int main(int argc, char** argv) {
     test_random_attention(seed);
     for (const KernelCheck& k : small_kernel_checks(seed)) report(k.name, k.err, k.max_rel);
     matmul_init();
+    test_tuned_gemms(seed, 8192, 768, 768);     // 4.8 G multiply-adds each: tuned
+    test_tuned_gemms(seed + 1, 2056, 3072, 768);
     // every exported model: d12 (D = 64) and a 2-layer D = 128 model, both variants (make test writes them)
     glob_t g;
     std::string pattern = ref_dir + "/model_*.ptf";

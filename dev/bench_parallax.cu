@@ -1,5 +1,6 @@
 // bench_parallax: the benchmark table of issue #5 (one GPU). Not a test: it checks nothing, it times.
-//   make bench        (builds dev/bench_parallax and runs it)
+//   make bench        (builds dev/bench_parallax and runs it: every section)
+//   ./dev/bench_parallax attention|model    (section 1 only, or sections 2-4 only)
 // 1. Attention kernels alone, both variants, forward and forward + backward, at 16x1024x12x64,
 //    4x4096x12x64 and 8x2048x8x128, the trainer's kernels (version 3) and the study's versions 4 (wgmma
 //    forward, D = 64; D = 128 runs version 3) and 2: median
@@ -76,6 +77,17 @@ static double bench_breakdown(bool probe, float micro_ms) {
     return rest;
 }
 
+// the GEMM shapes gemm() tuned during this run, and which of cuBLASLt's candidates each one kept (0: the
+// heuristic's first pick; trainer/matmul.cuh says how the pick is made)
+static void bench_gemm_plans() {
+    printf("\nGEMM shapes tuned in this run (row-major D (m x n) = op(A) op(B), k summed)\n\n"
+           "| m | n | k | op(A) op(B) | D | beta | candidate kept |\n|---|---|---|---|---|---|---|\n");
+    for (const GemmPlan& p : gemm_plans)
+        if (p.tuned)
+            printf("| %d | %d | %d | %s %s | %s | %s | %d |\n", p.s.m, p.s.n, p.s.k, p.s.trans_a ? "T" : "N",
+                   p.s.trans_b ? "T" : "N", p.s.c_fp32 ? "fp32" : "bf16", p.s.beta_zero ? "0" : "1", p.candidate);
+}
+
 // one small kernel timed alone: prints its row (ms, GB/s over the bytes it must move, calls per micro-batch)
 // and returns ms x calls
 static double small_row(const char* name, float ms, double bytes, int calls) {
@@ -100,7 +112,7 @@ static void bench_small_kernels(bool probe, double rest_ms) {
     cudaCheck(cudaMalloc(&rope, (size_t)T * D * sizeof(float)));
     cudaCheck(cudaMalloc(&gains, 3 * D * sizeof(float)));
     cudaCheck(cudaMalloc(&dgains, 3 * D * sizeof(float)));
-    cudaCheck(cudaMalloc(&scratch, (size_t)QKR_BACKWARD_BLOCKS * 3 * D * sizeof(float)));
+    cudaCheck(cudaMalloc(&scratch, qkr_backward_scratch_floats(D) * sizeof(float)));
     cudaCheck(cudaMalloc(&losses, N * sizeof(float)));
     cudaCheck(cudaMalloc(&h, NC * sizeof(bf16)));
     cudaCheck(cudaMalloc(&qkvr, NC * n * sizeof(bf16)));
@@ -209,21 +221,34 @@ static float bench_model(bool probe, bool muon, double peak) {
     return ms_micro;
 }
 
-int main() {
+int main(int argc, char** argv) {
+    // which sections: all (default), attention (section 1), model (sections 2-4)
+    const char* part = argc > 1 ? argv[1] : "all";
+    bool attention = !strcmp(part, "all") || !strcmp(part, "attention"), model = !strcmp(part, "all") || !strcmp(part, "model");
+    if (argc > 2 || (!attention && !model)) {
+        fprintf(stderr, "usage: bench_parallax [all|attention|model]\n");
+        return 2;
+    }
     if (cuda_device_count() == 0) { printf("bench_parallax: skipped: no GPU\n"); return 0; }
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
     timing_init();
     matmul_init();
     printf("bench_parallax on %s\n\n", prop.name);
-    printf("| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
-           "|---|---|---|---|---|---|---|\n");
-    const int shapes[][4] = {{16, 1024, 12, 64}, {4, 4096, 12, 64}, {8, 2048, 8, 128}};
-    for (const auto& sh : shapes)
-        for (int probe = 1; probe >= 0; probe--) {
-            for (const AttentionVersion& ver : ATTENTION_VERSIONS)   // all but version 1 (far too slow here)
-                if (ver.number != 1) bench_attention(sh[0], sh[1], sh[2], sh[3], probe, ver);
-        }
+    if (attention) {
+        printf("| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
+               "|---|---|---|---|---|---|---|\n");
+        const int shapes[][4] = {{16, 1024, 12, 64}, {4, 4096, 12, 64}, {8, 2048, 8, 128}};
+        for (const auto& sh : shapes)
+            for (int probe = 1; probe >= 0; probe--) {
+                for (const AttentionVersion& ver : ATTENTION_VERSIONS)   // all but version 1 (far too slow here)
+                    if (ver.number != 1) bench_attention(sh[0], sh[1], sh[2], sh[3], probe, ver);
+            }
+    }
+    if (!model) {
+        cudaCheck(cudaFree(l2_flush_buf));
+        return 0;
+    }
     printf("\nd12, T = 1024, micro-batch 32, step = 16 micro-batches = 2^19 tokens (random tokens)\n\n");
     printf("| attention | optimizer | fwd+bwd ms / micro-batch | update ms | tokens/s | MFU | update share "
            "| GPU memory |\n|---|---|---|---|---|---|---|---|\n");
@@ -234,6 +259,7 @@ int main() {
         double rest = bench_breakdown(probe, micro_ms[probe]);
         bench_small_kernels(probe, rest);
     }
+    bench_gemm_plans();
     cudaCheck(cudaFree(l2_flush_buf));
     return 0;
 }

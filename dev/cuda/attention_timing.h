@@ -47,16 +47,8 @@ static float time_median(F fn, int warmup, int reps) {
     return ms[ms.size() / 2];
 }
 
-__global__ void fill_random_kernel(bf16* x, size_t n, unsigned seed, float scale) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    unsigned h = (unsigned)(i * 2654435761u) ^ seed;   // a cheap hash; the values only need to be non-trivial
-    h ^= h >> 13; h *= 0x5bd1e995; h ^= h >> 15;
-    x[i] = __float2bfloat16(scale * ((h & 0xFFFF) / 32768.0f - 1.0f));
-}
-
 static void fill_random(bf16* x, size_t n, unsigned seed, float scale) {
-    fill_random_kernel<<<(unsigned)((n + 255) / 256), 256>>>(x, n, seed, scale);
+    fill_hash_kernel<<<(unsigned)((n + 255) / 256), 256>>>(x, NULL, n, seed, scale);
     cudaCheckLaunch();
 }
 
