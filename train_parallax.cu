@@ -399,7 +399,7 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
     std::vector<int> groups;
     int n_unique = tokens_by_value(&groups, inputs, (int)N);
     cudaCheck(cudaMemcpy(a->groups, groups.data(), groups.size() * sizeof(int), cudaMemcpyHostToDevice));
-    embedding_backward(grad(m, P_WTE), a->dres, a->groups, n_unique, c.C, st);
+    embedding_backward(grad(m, P_WTE), a->dres, a->groups, groups, n_unique, c.C, st);
 }
 
 // ---------------------------------------------------------------------------------------------------------

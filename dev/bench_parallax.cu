@@ -157,7 +157,7 @@ static void bench_small_kernels(bool probe, double rest_ms) {
         cudaCheck(cudaMalloc(&dwte, (size_t)V * C * sizeof(float)));
         cudaCheck(cudaMemset(dwte, 0, (size_t)V * C * sizeof(float)));
         sum += small_row("embedding backward (Zipf ids)", time_median([&]() {
-            embedding_backward(dwte, x, d_groups, n_unique, C, 0); }, 3, 20), NC * 4.0 + n_unique * C * 8.0, 1);
+            embedding_backward(dwte, x, d_groups, groups, n_unique, C, 0); }, 3, 20), NC * 4.0 + n_unique * C * 8.0, 1);
         cudaCheck(cudaFree(d_groups)); cudaCheck(cudaFree(dwte));
     }
     sum += small_row("cross-entropy (fused)", time_median([&]() {

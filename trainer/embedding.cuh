@@ -18,24 +18,35 @@ __global__ void embedding_forward_kernel(float* x, const float* wte, const int* 
     for (int i = threadIdx.x; i < C / 4; i += blockDim.x) dst[i] = src[i];
 }
 
-#define EMB_ACC 8   // partial sums per thread in the backward
+#define EMB_ACC 8          // partial sums per thread in the backward
+#define EMB_SLICES 8       // threads per column for the groups of EMB_BIG_GROUP positions or more
+#define EMB_BIG_GROUP 256
 
 // tokens (n_unique), start (n_unique + 1), positions (N): the positions of tokens[u] are
-// positions[start[u] .. start[u+1]). grid (n_unique, ceil(C / blockDim)): one column per thread; position
-// k of the group goes to partial sum k % EMB_ACC, and the partial sums are added in order.
+// positions[start[u] .. start[u+1]). grid (groups, ceil(C / blockDim.x)), block (128, slices): column i per
+// thread row; slice s takes the runs of EMB_ACC positions k = EMB_ACC (s + slices m) + a, position k into
+// partial sum a; each thread adds its partial sums in order, then slice 0 adds the slices in order.
 __global__ void embedding_backward_kernel(float* dwte, const float* dx, const int* tokens, const int* start,
                                           const int* positions, int C) {
-    int u = blockIdx.x, i = blockIdx.y * blockDim.x + threadIdx.x;
-    if (i >= C) return;
+    __shared__ float slice_sum[EMB_SLICES][128];
+    int u = blockIdx.x, i = blockIdx.y * blockDim.x + threadIdx.x, s = threadIdx.y, slices = blockDim.y;
     int first = start[u], n = start[u + 1] - first;
     float acc[EMB_ACC] = {};
-    int k = 0;
-    for (; k + EMB_ACC <= n; k += EMB_ACC)
-        for (int a = 0; a < EMB_ACC; a++) acc[a] += dx[(size_t)positions[first + k + a] * C + i];
-    for (int a = 0; k + a < n; a++) acc[a] += dx[(size_t)positions[first + k + a] * C + i];
+    if (i < C) {
+        int k = s * EMB_ACC;
+        for (; k + EMB_ACC <= n; k += slices * EMB_ACC)
+            for (int a = 0; a < EMB_ACC; a++) acc[a] += dx[(size_t)positions[first + k + a] * C + i];
+        for (int a = 0; k + a < n && a < EMB_ACC; a++) acc[a] += dx[(size_t)positions[first + k + a] * C + i];
+    }
     float sum = 0.0f;
     for (int a = 0; a < EMB_ACC; a++) sum += acc[a];
-    dwte[(size_t)tokens[u] * C + i] += sum;
+    if (slices > 1) {
+        slice_sum[s][threadIdx.x] = sum;
+        __syncthreads();
+        if (s > 0) return;
+        for (int t = 1; t < slices; t++) sum += slice_sum[t][threadIdx.x];
+    }
+    if (i < C) dwte[(size_t)tokens[u] * C + i] += sum;
 }
 
 // Host side: the grouping the backward needs, written as one int array [tokens | start | positions]
@@ -67,12 +78,27 @@ static void embedding_forward(float* x, const float* wte, const int* idx, int N,
     cudaCheckLaunch();
 }
 
-// groups: device copy of tokens_by_value's array.
-static void embedding_backward(float* dwte, const float* dx, const int* groups, int n_unique, int C,
-                               cudaStream_t stream) {
+// groups: device copy of tokens_by_value's array; counts: the host's copy of it (its start part says how
+// long each group is). The groups of EMB_BIG_GROUP positions or more, which tokens_by_value puts first, run
+// EMB_SLICES threads per column, so that the longest group (in real text, thousands of positions for one
+// token) is not one thread's chain of loads; the rest run one thread per column.
+static void embedding_backward(float* dwte, const float* dx, const int* groups, const std::vector<int>& host_groups,
+                               int n_unique, int C, cudaStream_t stream) {
     const int block = 128;
-    dim3 grid(n_unique, ceil_div(C, block));
-    embedding_backward_kernel<<<grid, block, 0, stream>>>(dwte, dx, groups, groups + n_unique,
-                                                          groups + 2 * n_unique + 1, C);
-    cudaCheckLaunch();
+    const int* start = host_groups.data() + n_unique;
+    int n_big = 0;
+    while (n_big < n_unique && start[n_big + 1] - start[n_big] >= EMB_BIG_GROUP) n_big++;
+    const int* tokens = groups;
+    const int* starts = groups + n_unique;
+    const int* positions = groups + 2 * n_unique + 1;
+    if (n_big > 0) {
+        embedding_backward_kernel<<<dim3(n_big, ceil_div(C, block)), dim3(block, EMB_SLICES), 0, stream>>>(
+            dwte, dx, tokens, starts, positions, C);
+        cudaCheckLaunch();
+    }
+    if (n_big < n_unique) {
+        embedding_backward_kernel<<<dim3(n_unique - n_big, ceil_div(C, block)), dim3(block, 1), 0, stream>>>(
+            dwte, dx, tokens + n_big, starts + n_big, positions, C);
+        cudaCheckLaunch();
+    }
 }

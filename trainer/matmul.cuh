@@ -11,7 +11,7 @@
 // first GEMM_CANDIDATES runs once, only those whose output has the first pick's bits exactly may be chosen
 // (no split-K or other reordered sums: a run computes the same bits whichever wins, so results never depend
 // on timing noise and resumed runs repeat bit for bit), and the fastest of those (median of 5) is kept.
-// Smaller shapes (Muon, sampling, small evaluations) take the first pick. If the tuning buffers do not fit
+// Smaller shapes (sampling, small evaluations) take the first pick. If the tuning buffers do not fit
 // in GPU memory, the shape takes the first pick too.
 #pragma once
 
@@ -23,7 +23,7 @@
 static cublasLtHandle_t cublaslt_handle;
 static void* cublaslt_workspace;
 static const size_t CUBLASLT_WORKSPACE_BYTES = 32 << 20;
-#define GEMM_CANDIDATES 8
+#define GEMM_CANDIDATES 16
 #define GEMM_TUNE_MIN_MACS (1LL << 32)
 
 static unsigned long long* gemm_hash_sum;   // device scratch of the tuning's output hash

@@ -14,7 +14,7 @@
 
 #define RMSNORM_EPS 1e-6f
 #define RMSNORM_MAX_C 4096   // 1024 threads of one block
-#define RMSNORM_FWD_ROWS 4
+#define RMSNORM_FWD_ROWS 8
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);

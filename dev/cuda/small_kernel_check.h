@@ -240,7 +240,7 @@ static void embedding_check(std::vector<KernelCheck>* out, int N, int V, int C, 
     int n_unique = tokens_by_value(&groups, idx.data(), N);
     float *d_dx = device_copy(dx), *d_dwte = device_copy(dwte);
     int* d_groups = device_copy(groups);
-    embedding_backward(d_dwte, d_dx, d_groups, n_unique, C, 0);
+    embedding_backward(d_dwte, d_dx, d_groups, groups, n_unique, C, 0);
     cudaCheck(cudaDeviceSynchronize());
     std::vector<float> h = host_copy(d_dwte, dwte.size());
     std::vector<double> got(h.begin(), h.end());
@@ -266,5 +266,7 @@ static std::vector<KernelCheck> small_kernel_checks(unsigned seed) {
     cross_entropy_check(&out, 2, 70001, 70008, rng);   // a 140 KB row in shared memory: one block per SM
     embedding_check(&out, 2000, 300, 768, rng);
     embedding_check(&out, 37, 50, 200, rng);   // C not a multiple of the block
+    embedding_check(&out, 20000, 1000, 256, rng);   // groups of thousands: EMB_SLICES threads per column
+    embedding_check(&out, 4000, 20, 200, rng);      // large groups, C not a multiple of the block
     return out;
 }
