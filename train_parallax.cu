@@ -113,7 +113,7 @@ struct Activations {
     float* losses;    // (N)
     // backward scratch
     float* dres;      // (N, C) fp32 gradient of the residual stream
-    float* dh;        // (N, C) fp32 gradient entering a rmsnorm
+    bf16* dh;         // (N, C) bf16 gradient entering a rmsnorm (a GEMM's output, like every activation)
     bf16* dres_bf16;  // (N, C) bf16 copy for the GEMMs
     bf16* dbig;       // (N, max(4C, nC)): d act / d u, or d qkvr
     float* Tg;        // (B, H, T)
@@ -222,7 +222,7 @@ static void activations_alloc(Activations* a, const Config& cfg, int B, int T) {
         {(void**)&a->logits, N * cfg.Vp * sizeof(bf16)},
         {(void**)&a->losses, N * sizeof(float)},
         {(void**)&a->dres, N * C * sizeof(float)},
-        {(void**)&a->dh, N * C * sizeof(float)},
+        {(void**)&a->dh, N * C * sizeof(bf16)},
         {(void**)&a->dres_bf16, N * C * sizeof(bf16)},
         {(void**)&a->dbig, N * std::max((size_t)4 * C, nC) * sizeof(bf16)},
         {(void**)&a->Tg, rows * sizeof(float)},
@@ -368,7 +368,7 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
     // head: logits = hf W_head^T
     bf16* hf = a->h + 2 * c.L * N * C;
     linear_backward_weight(grad(m, P_HEAD), a->logits, hf, (int)N, c.C, c.Vp, st);
-    linear_backward_input(a->dh, a->logits, param_bf16(m, P_HEAD), (int)N, c.C, c.Vp, true, st);
+    linear_backward_input(a->dh, a->logits, param_bf16(m, P_HEAD), (int)N, c.C, c.Vp, false, st);
     cudaCheck(cudaMemsetAsync(a->dres, 0, N * C * sizeof(float), st));
     rmsnorm_backward(a->dres, a->dres_bf16, a->dh, a->res + 2 * c.L * N * C, a->rstd + 2 * c.L * N, (int)N, c.C, st);
 
@@ -380,11 +380,11 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
                               false, st);
         relu2_backward(a->dbig, la.u, N * 4 * C, st);
         linear_backward_weight(grad(m, P_FC) + l * 4 * C * C, a->dbig, la.h2, (int)N, c.C, 4 * c.C, st);
-        linear_backward_input(a->dh, a->dbig, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, true, st);
+        linear_backward_input(a->dh, a->dbig, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, false, st);
         rmsnorm_backward(a->dres, a->dres_bf16, a->dh, la.x_mid, la.rstd2, (int)N, c.C, st);
         // attention: x_mid = x + o W_o^T
         linear_backward_weight(grad(m, P_ATTPROJ) + l * C * C, a->dres_bf16, la.o, (int)N, c.C, c.C, st);
-        bf16* dO = (bf16*)a->dh;  // reuse: (N, C) bf16 fits in the fp32 scratch
+        bf16* dO = a->dh;  // reuse: free until the q/k/v/r GEMM below
         linear_backward_input(dO, a->dres_bf16, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, false, st);
         bf16* dq = a->dbig;
         attention_backward(dq, c.probe ? dq + 3 * C : NULL, dq + C, dq + 2 * C, a->Tg, a->Bv, dO, la.qkr,
@@ -393,7 +393,7 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
         qkr_norm_rope_backward(a->dbig, la.dgains, a->scratch, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D,
                                c.n_proj(), st);
         linear_backward_weight(grad(m, P_QKVR) + l * nC * C, a->dbig, la.h, (int)N, c.C, (int)nC, st);
-        linear_backward_input(a->dh, a->dbig, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, true, st);
+        linear_backward_input(a->dh, a->dbig, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, false, st);
         rmsnorm_backward(a->dres, l > 0 ? a->dres_bf16 : NULL, a->dh, la.x, la.rstd, (int)N, c.C, st);
     }
     std::vector<int> groups;

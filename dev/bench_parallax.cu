@@ -19,9 +19,9 @@
 #include "cuda/small_kernel_check.h"   // defines: zipf_tokens, device_copy
 
 // one linear layer's three products (forward, backward to the input, backward to the weight) at N tokens,
-// as the trainer calls them; returns the summed ms and prints a row per product
+// as the trainer calls them (dx in bf16); returns the summed ms and prints a row per product
 // residual: the forward is the block's residual add y = x_res + x W^T (fp32, cuBLASLt), as the trainer does
-static double bench_linear(const char* name, int N, int in, int out, bool residual, bool dx_fp32) {
+static double bench_linear(const char* name, int N, int in, int out, bool residual) {
     bf16 *x, *W, *dy;
     void *y, *dx;
     float *dW, *x_res;
@@ -42,7 +42,7 @@ static double bench_linear(const char* name, int N, int in, int out, bool residu
             if (residual) matmul_residual((float*)y, x_res, x, W, N, in, out, 0);
             else linear_forward((bf16*)y, x, W, N, in, out, 0);
         }, 3, 20),
-        time_median([&]() { linear_backward_input(dx, dy, W, N, in, out, dx_fp32, 0); }, 3, 20),
+        time_median([&]() { linear_backward_input(dx, dy, W, N, in, out, false, 0); }, 3, 20),
         time_median([&]() { linear_backward_weight(dW, dy, x, N, in, out, 0); }, 3, 20)};
     const char* what[3] = {residual ? "y = r + x W^T" : "y = x W^T", "dx = dy W", "dW += dy^T x"};
     double flops = 2.0 * N * in * out;
@@ -60,11 +60,11 @@ static double bench_breakdown(bool probe, float micro_ms) {
     const int N = 32 * 1024, C = 768, L = 12, n = probe ? 4 : 3;
     printf("\n%s: GEMMs of one micro-batch (N = %d tokens), each timed alone\n\n", probe ? "parallax" : "softmax", N);
     printf("| layer | product | N x out x in | ms | TFLOP/s |\n|---|---|---|---|---|\n");
-    double block = bench_linear(probe ? "qkvr" : "qkv", N, C, n * C, false, true);
-    block += bench_linear("attproj", N, C, C, true, false);
-    block += bench_linear("fc", N, C, 4 * C, false, true);
-    block += bench_linear("fcproj", N, 4 * C, C, true, false);
-    double head = bench_linear("head", N, C, 50304, false, true);
+    double block = bench_linear(probe ? "qkvr" : "qkv", N, C, n * C, false);
+    block += bench_linear("attproj", N, C, C, true);
+    block += bench_linear("fc", N, C, 4 * C, false);
+    block += bench_linear("fcproj", N, 4 * C, C, true);
+    double head = bench_linear("head", N, C, 50304, false);
     double gemm = L * block + head;
     // attention forward + backward of one layer at B = 32 (the trainer's kernels, version 3)
     printf("\n| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
@@ -102,12 +102,13 @@ static void bench_small_kernels(bool probe, double rest_ms) {
     const int B = 32, T = 1024, N = B * T, C = 768, H = 12, D = 64, L = 12, V = 50257, Vp = 50304;
     const int n = probe ? 4 : 3, n_norm = probe ? 3 : 2;
     size_t NC = (size_t)N * C;
-    float *x, *dx, *dh, *rstd, *rope, *gains, *dgains, *scratch, *losses;
+    float *x, *dx, *rstd, *rope, *gains, *dgains, *scratch, *losses;
+    bf16* dh;
     bf16 *h, *qkvr, *qkr, *u, *act, *logits;
     int* targets;
     cudaCheck(cudaMalloc(&x, NC * sizeof(float)));
     cudaCheck(cudaMalloc(&dx, NC * sizeof(float)));
-    cudaCheck(cudaMalloc(&dh, NC * sizeof(float)));
+    cudaCheck(cudaMalloc(&dh, NC * sizeof(bf16)));
     cudaCheck(cudaMalloc(&rstd, N * sizeof(float)));
     cudaCheck(cudaMalloc(&rope, (size_t)T * D * sizeof(float)));
     cudaCheck(cudaMalloc(&gains, 3 * D * sizeof(float)));
@@ -122,7 +123,7 @@ static void bench_small_kernels(bool probe, double rest_ms) {
     cudaCheck(cudaMalloc(&logits, (size_t)N * Vp * sizeof(bf16)));
     cudaCheck(cudaMalloc(&targets, N * sizeof(int)));
     void* zeroed[] = {x, dx, dh, rope, gains, dgains};
-    size_t zero_bytes[] = {NC * 4, NC * 4, NC * 4, (size_t)T * D * 4, 3 * D * 4, 3 * D * 4};
+    size_t zero_bytes[] = {NC * 4, NC * 4, NC * 2, (size_t)T * D * 4, 3 * D * 4, 3 * D * 4};
     for (int i = 0; i < 6; i++) cudaCheck(cudaMemset(zeroed[i], 0, zero_bytes[i]));
     cudaCheck(cudaMemset(targets, 0, N * sizeof(int)));
     fill_random(qkvr, NC * n, 6, 1.7f);
@@ -139,7 +140,7 @@ static void bench_small_kernels(bool probe, double rest_ms) {
     sum += small_row("rmsnorm forward", time_median([&]() { rmsnorm_forward(h, rstd, x, N, C, 0); }, 3, 20),
                      NC * 6.0, 2 * L + 1);
     sum += small_row("rmsnorm backward (+ bf16 copy)", time_median([&]() {
-        rmsnorm_backward(dx, h, dh, x, rstd, N, C, 0); }, 3, 20), NC * 18.0, 2 * L + 1);
+        rmsnorm_backward(dx, h, dh, x, rstd, N, C, 0); }, 3, 20), NC * 16.0, 2 * L + 1);
     sum += small_row("qkr norm + rope forward",
                      time_median([&]() { qkr_norm_rope_forward(qkr, qkvr, g, rope, N, T, H, D, n, 0); }, 3, 20),
                      qkr_bytes * 2, L);

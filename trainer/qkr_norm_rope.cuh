@@ -19,6 +19,7 @@
 
 #include "cuda_common.h"
 #include "rmsnorm.cuh"
+#include "async_copy.cuh"
 
 #define QKR_PAIRS 8     // rotation pairs per thread
 #define QKR_BLOCK 256   // threads per block, both directions
@@ -108,31 +109,56 @@ static int qkr_backward_blocks(int n_norm) { return QKR_BACKWARD_WAVE / n_norm; 
 // the backward's scratch: one gain-gradient partial (3 D-vectors) per block, for 2 or 3 projections
 static size_t qkr_backward_scratch_floats(int D) { return (size_t)qkr_backward_blocks(2) * 3 * D; }
 
+// issues the copies of one row chunk of the backward's inputs into this thread's slots: raw's two halves
+// (y1, y2) and dqkvr's (d1, d2); zeros when the chunk is past the last row
+__device__ __forceinline__ void qkr_stage(uint4 (*slot)[QKR_BLOCK], const bf16* raw, const bf16* dqkvr, bool valid,
+                                          size_t base, int i0, int half) {
+    int n = valid ? 16 : 0;
+    const bf16* r = valid ? raw + base + i0 : raw;   // zero-fill copies still need a valid address
+    const bf16* d = valid ? dqkvr + base + i0 : dqkvr;
+    cp_async16(&slot[0][threadIdx.x], r, n);
+    cp_async16(&slot[1][threadIdx.x], r + half, n);
+    cp_async16(&slot[2][threadIdx.x], d, n);
+    cp_async16(&slot[3][threadIdx.x], d + half, n);
+}
+
 // dqkvr: on entry the gradient wrt `out` (from attention), on exit the gradient wrt `raw` (in place; the v
 // columns are left as they are). dgain_partial: (blocks, 3, D) per-block sums of dn y, reduced below.
 // grid (qkr_backward_blocks, projections), QKR_BLOCK threads; each thread loops over rows with a fixed stride
 // (so its 8 pairs are the same elements of every row it takes) and adds its dn y into its own 16 floats of
-// shared memory, which keeps the registers within 4 blocks per SM.
+// shared memory, which keeps the registers within 4 blocks per SM; its inputs arrive by cp.async one
+// iteration ahead, into its own slots (no barrier), so two row chunks per thread are in flight.
 __global__ void __launch_bounds__(QKR_BLOCK, 4) qkr_norm_rope_backward_kernel(bf16* dqkvr, float* dgain_partial,
         const bf16* raw, QKRGains gains, const float* rope, int N, int T, int H, int D, int n_proj) {
     __shared__ float4 acc[2 * QKR_PAIRS / 4][QKR_BLOCK];   // thread th's 16 sums: acc[0..3][th] (no bank conflicts)
+    __shared__ uint4 stage[2][4][QKR_BLOCK];   // two row chunks of y1, y2, d1, d2 per thread (48 KB with acc)
     int j = blockIdx.y, half = D / 2, tpr = D / (2 * QKR_PAIRS);
     for (int k = 0; k < 2 * QKR_PAIRS / 4; k++) acc[k][threadIdx.x] = make_float4(0, 0, 0, 0);
     const float* g = qkr_gain(gains, j);
     long long stride = (long long)gridDim.x * blockDim.x, rows_threads = (long long)N * H * tpr;
     // every lane of a warp runs the same number of iterations (the shuffles need all 32)
     long long first = (long long)blockIdx.x * blockDim.x + (threadIdx.x / 32) * 32;
-    for (long long t0 = first; t0 < rows_threads; t0 += stride) {
-        size_t base;
-        int pos, i0;
-        bool valid = qkr_locate(&base, &pos, &i0, t0 + threadIdx.x % 32, j, N, T, H, D, n_proj);
-        float y1[QKR_PAIRS] = {}, y2[QKR_PAIRS] = {}, d1[QKR_PAIRS] = {}, d2[QKR_PAIRS] = {};
-        if (valid) {
-            bf16x8_to_float(y1, *(const uint4*)(raw + base + i0));
-            bf16x8_to_float(y2, *(const uint4*)(raw + base + half + i0));
-            bf16x8_to_float(d1, *(const uint4*)(dqkvr + base + i0));
-            bf16x8_to_float(d2, *(const uint4*)(dqkvr + base + half + i0));
-        }
+    int lane = threadIdx.x % 32;
+    // each iteration copies the next row chunk into the other stage while it works on this one
+    size_t nbase = 0;
+    int npos = 0, ni0 = 0;
+    bool nvalid = qkr_locate(&nbase, &npos, &ni0, first + lane, j, N, T, H, D, n_proj);
+    qkr_stage(stage[0], raw, dqkvr, nvalid, nbase, ni0, half);
+    cp_async_commit();
+    int b = 0;
+    for (long long t0 = first; t0 < rows_threads; t0 += stride, b ^= 1) {
+        size_t base = nbase;
+        int pos = npos, i0 = ni0;
+        bool valid = nvalid;
+        nvalid = qkr_locate(&nbase, &npos, &ni0, t0 + stride + lane, j, N, T, H, D, n_proj);
+        qkr_stage(stage[b ^ 1], raw, dqkvr, nvalid, nbase, ni0, half);
+        cp_async_commit();
+        cp_async_wait<1>();   // this thread's copies of this iteration's chunk have landed
+        float y1[QKR_PAIRS], y2[QKR_PAIRS], d1[QKR_PAIRS], d2[QKR_PAIRS];
+        bf16x8_to_float(y1, stage[b][0][threadIdx.x]);
+        bf16x8_to_float(y2, stage[b][1][threadIdx.x]);
+        bf16x8_to_float(d1, stage[b][2][threadIdx.x]);
+        bf16x8_to_float(d2, stage[b][3][threadIdx.x]);
         float ss = 0.0f;
         for (int k = 0; k < QKR_PAIRS; k++) ss += y1[k] * y1[k] + y2[k] * y2[k];
         float s = rsqrtf(group_sum(ss, tpr) / D + RMSNORM_EPS);
@@ -171,6 +197,7 @@ __global__ void __launch_bounds__(QKR_BLOCK, 4) qkr_norm_rope_backward_kernel(bf
         *(uint4*)(dqkvr + base + i0) = float_to_bf16x8(d1);
         *(uint4*)(dqkvr + base + half + i0) = float_to_bf16x8(d2);
     }
+    cp_async_wait<0>();   // the last prefetch (past the rows: zero fills) before the thread is done
     __syncthreads();
     // element e of the D-vector: lane slot q = (e % half) / 8 of every row group, in thread order
     const float* sums = (const float*)acc;   // float index: (k / 4) * 4 QKR_BLOCK + 4 th + k % 4

@@ -1,6 +1,6 @@
 // rmsnorm without a weight (spec section 2): h = x / sqrt(mean(x^2) + 1e-6), over rows of C.
 //   forward   x fp32 (N, C) -> h bf16 (N, C) and rstd fp32 (N)
-//   backward  dh fp32 (N, C), x, rstd -> dx += rstd (dh - y mean(dh y)), y = x rstd   (dx fp32, accumulated),
+//   backward  dh bf16 (N, C), x, rstd -> dx += rstd (dh - y mean(dh y)), y = x rstd   (dx fp32, accumulated),
 //             and the new dx rounded to bf16 into dx_bf16 unless it is NULL (the next GEMMs' operand, so no
 //             separate conversion pass reads dx again)
 // One float4 (4 columns) of a row per thread: blocks of C / 4 threads, C a multiple of 128 (whole warps) and
@@ -56,11 +56,14 @@ __global__ void rmsnorm_forward_kernel(bf16* h, float* rstd, const float* x, int
     }
 }
 
-__global__ void rmsnorm_backward_kernel(float* dx, bf16* dx_bf16, const float* dh, const float* x, const float* rstd,
+__global__ void rmsnorm_backward_kernel(float* dx, bf16* dx_bf16, const bf16* dh, const float* x, const float* rstd,
                                         int C) {
     __shared__ float part[32];
     size_t i = (size_t)blockIdx.x * (C / 4) + threadIdx.x;
-    float4 v = ((const float4*)x)[i], g = ((const float4*)dh)[i], o = ((const float4*)dx)[i];
+    float4 v = ((const float4*)x)[i], o = ((const float4*)dx)[i];
+    uint2 gb = ((const uint2*)dh)[i];   // 4 bf16
+    float4 g = make_float4(__uint_as_float(gb.x << 16), __uint_as_float(gb.x & 0xffff0000u),
+                           __uint_as_float(gb.y << 16), __uint_as_float(gb.y & 0xffff0000u));
     float s = rstd[blockIdx.x];
     // mean(dh y) = s * sum(dh x) / C; dx = s dh - s * y * mean(dh y) = s dh - s^3 x sum(dh x) / C
     float k = s * s * s * block_sum(v.x * g.x + v.y * g.y + v.z * g.z + v.w * g.w, part) / C;
@@ -88,7 +91,7 @@ static void rmsnorm_forward(bf16* h, float* rstd, const float* x, int N, int C, 
     cudaCheckLaunch();
 }
 
-static void rmsnorm_backward(float* dx, bf16* dx_bf16, const float* dh, const float* x, const float* rstd, int N,
+static void rmsnorm_backward(float* dx, bf16* dx_bf16, const bf16* dh, const float* x, const float* rstd, int N,
                              int C, cudaStream_t stream) {
     rmsnorm_check_width(C);
     rmsnorm_backward_kernel<<<N, C / 4, 0, stream>>>(dx, dx_bf16, dh, x, rstd, C);

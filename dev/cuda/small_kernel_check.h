@@ -46,9 +46,11 @@ static std::vector<bf16> random_bf16(size_t n, double scale, std::mt19937& rng) 
 static void rmsnorm_check(std::vector<KernelCheck>* out, int N, int C, std::mt19937& rng) {
     std::string name = "rmsnorm N" + std::to_string(N) + "C" + std::to_string(C);
     std::normal_distribution<float> normal(0.0f, 1.0f);
-    std::vector<float> x((size_t)N * C), dh(x.size()), dx0(x.size());
+    std::vector<float> x((size_t)N * C), dx0(x.size());
     for (float& e : x) e = 2.0f * normal(rng);
-    for (float& e : dh) e = normal(rng);
+    std::vector<bf16> dh_b = random_bf16(x.size(), 1.0, rng);   // dh arrives in bf16 (a GEMM's output)
+    std::vector<float> dh(x.size());
+    for (size_t i = 0; i < dh.size(); i++) dh[i] = __bfloat162float(dh_b[i]);
     for (float& e : dx0) e = normal(rng);
     std::vector<double> ref_h, ref_dx;
     for (int r = 0; r < N; r++) {
@@ -63,8 +65,8 @@ static void rmsnorm_check(std::vector<KernelCheck>* out, int N, int C, std::mt19
             ref_dx.push_back(dx0[(size_t)r * C + i] + s * (g[i] - xr[i] * s * dot / C));
         }
     }
-    float *d_x = device_copy(x), *d_dh = device_copy(dh), *d_dx = device_copy(dx0), *d_rstd;
-    bf16 *d_h, *d_dxb;
+    float *d_x = device_copy(x), *d_dx = device_copy(dx0), *d_rstd;
+    bf16 *d_dh = device_copy(dh_b), *d_h, *d_dxb;
     cudaCheck(cudaMalloc(&d_rstd, N * sizeof(float)));
     cudaCheck(cudaMalloc(&d_h, x.size() * sizeof(bf16)));
     cudaCheck(cudaMalloc(&d_dxb, x.size() * sizeof(bf16)));
