@@ -18,17 +18,18 @@ __global__ void embedding_forward_kernel(float* x, const float* wte, const int* 
     for (int i = threadIdx.x; i < C / 4; i += blockDim.x) dst[i] = src[i];
 }
 
+#define EMB_BLOCK 128      // columns per block in the backward
 #define EMB_ACC 8          // partial sums per thread in the backward
 #define EMB_SLICES 8       // threads per column for the groups of EMB_BIG_GROUP positions or more
 #define EMB_BIG_GROUP 256
 
 // tokens (n_unique), start (n_unique + 1), positions (N): the positions of tokens[u] are
-// positions[start[u] .. start[u+1]). grid (groups, ceil(C / blockDim.x)), block (128, slices): column i per
+// positions[start[u] .. start[u+1]). grid (groups, ceil(C / EMB_BLOCK)), block (EMB_BLOCK, slices): column i per
 // thread row; slice s takes the runs of EMB_ACC positions k = EMB_ACC (s + slices m) + a, position k into
 // partial sum a; each thread adds its partial sums in order, then slice 0 adds the slices in order.
 __global__ void embedding_backward_kernel(float* dwte, const float* dx, const int* tokens, const int* start,
                                           const int* positions, int C) {
-    __shared__ float slice_sum[EMB_SLICES][128];
+    __shared__ float slice_sum[EMB_SLICES][EMB_BLOCK];
     int u = blockIdx.x, i = blockIdx.y * blockDim.x + threadIdx.x, s = threadIdx.y, slices = blockDim.y;
     int first = start[u], n = start[u + 1] - first;
     float acc[EMB_ACC] = {};
@@ -84,7 +85,7 @@ static void embedding_forward(float* x, const float* wte, const int* idx, int N,
 // token) is not one thread's chain of loads; the rest run one thread per column.
 static void embedding_backward(float* dwte, const float* dx, const int* groups, const std::vector<int>& host_groups,
                                int n_unique, int C, cudaStream_t stream) {
-    const int block = 128;
+    const int block = EMB_BLOCK;
     const int* start = host_groups.data() + n_unique;
     int n_big = 0;
     while (n_big < n_unique && start[n_big + 1] - start[n_big] >= EMB_BIG_GROUP) n_big++;

@@ -16,7 +16,8 @@
 #pragma once
 
 #include <algorithm>
-#include <vector>
+#include <map>
+#include <tuple>
 #include <cublasLt.h>
 #include "cuda_common.h"
 
@@ -40,10 +41,10 @@ struct GemmShape {
     bool trans_a, trans_b, c_fp32, beta_zero;
     int batch;
     long long stride_a, stride_b, stride_c;
-    bool operator==(const GemmShape& o) const {
-        return m == o.m && n == o.n && k == o.k && trans_a == o.trans_a && trans_b == o.trans_b &&
-               c_fp32 == o.c_fp32 && beta_zero == o.beta_zero && batch == o.batch && stride_a == o.stride_a &&
-               stride_b == o.stride_b && stride_c == o.stride_c;
+    bool operator<(const GemmShape& o) const {   // the plans' map key
+        return std::tie(m, n, k, trans_a, trans_b, c_fp32, beta_zero, batch, stride_a, stride_b, stride_c) <
+               std::tie(o.m, o.n, o.k, o.trans_a, o.trans_b, o.c_fp32, o.beta_zero, o.batch, o.stride_a, o.stride_b,
+                        o.stride_c);
     }
 };
 
@@ -55,7 +56,8 @@ struct GemmPlan {
     int candidate;   // which of the heuristic's list algo is (0: its first pick)
     bool tuned;
 };
-static std::vector<GemmPlan> gemm_plans;
+// every shape met so far (sampling meets a new T at every token: a map keeps the lookup short)
+static std::map<GemmShape, GemmPlan> gemm_plans;
 
 static cublasLtMatrixLayout_t gemm_layout(cudaDataType_t type, int rows, int cols, int batch, long long stride) {
     cublasLtMatrixLayout_t l;
@@ -183,16 +185,15 @@ static int gemm_candidates(const GemmPlan& p, cublasLtMatmulHeuristicResult_t* h
 
 // the plan of a shape: made (and tuned, if large) at the shape's first call
 static const GemmPlan& gemm_plan(const GemmShape& s) {
-    for (const GemmPlan& p : gemm_plans)
-        if (p.s == s) return p;
+    auto it = gemm_plans.find(s);
+    if (it != gemm_plans.end()) return it->second;
     GemmPlan p = gemm_describe(s);
     cublasLtMatmulHeuristicResult_t heur[GEMM_CANDIDATES];
     int found = gemm_candidates(p, heur, GEMM_CANDIDATES);
     p.tuned = (long long)s.m * s.n * s.k * s.batch >= GEMM_TUNE_MIN_MACS;
     p.candidate = p.tuned ? gemm_tune(p, heur, found) : 0;
     p.algo = heur[p.candidate].algo;
-    gemm_plans.push_back(p);
-    return gemm_plans.back();
+    return gemm_plans[s] = p;
 }
 
 // D (m x n) = alpha * op(A) op(B) + beta * C, row-major; C may be D itself (or anything when beta = 0).
