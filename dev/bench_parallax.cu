@@ -81,11 +81,11 @@ static double bench_breakdown(bool probe, float micro_ms) {
 // heuristic's first pick; trainer/matmul.cuh says how the pick is made)
 static void bench_gemm_plans() {
     printf("\nGEMM shapes tuned in this run (row-major D (m x n) = op(A) op(B), k summed)\n\n"
-           "| m | n | k | op(A) op(B) | D | beta | candidate kept |\n|---|---|---|---|---|---|---|\n");
+           "| m | n | k | batch | op(A) op(B) | D | beta | candidate kept |\n|---|---|---|---|---|---|---|---|\n");
     for (const auto& entry : gemm_plans) {
         const GemmPlan& p = entry.second;
         if (p.tuned)
-            printf("| %d | %d | %d | %s %s | %s | %s | %d |\n", p.s.m, p.s.n, p.s.k, p.s.trans_a ? "T" : "N",
+            printf("| %d | %d | %d | %d | %s %s | %s | %s | %d |\n", p.s.m, p.s.n, p.s.k, p.s.batch, p.s.trans_a ? "T" : "N",
                    p.s.trans_b ? "T" : "N", p.s.c_fp32 ? "fp32" : "bf16", p.s.beta_zero ? "0" : "1", p.candidate);
     }
 }
