@@ -20,15 +20,16 @@
 //   C (16 x 8, fp32)        c0 c1 (g, 2t..2t+1)  c2 c3 (g+8, 2t..2t+1)
 // A C tile pair converts to an A fragment in registers: that is how P feeds P V without shared memory.
 // Shared-memory tiles are token rows, row-major with D + 8 bf16 per row (the 16-byte pad puts the 8 rows
-// that one ldmatrix reads on different banks); they arrive by cp.async, the next tile while the tensor
-// cores work on this one. B fragments come from them with ldmatrix: plain where the product contracts
+// that one ldmatrix reads on different banks); they arrive by bulk copies (one per token row, issued by
+// one warp per tile), the next tiles while the tensor cores work on this one. B fragments come from them with ldmatrix: plain where the product contracts
 // over d (Q K^T: storage K[key][d] = B^T), transposed (.trans) where it contracts over tokens (W V:
 // storage V[key][d] = B), so no tile is ever stored twice.
 #pragma once
 
 #include <cstdint>
 #include "trainer/cuda_common.h"
-#include "trainer/async_copy.cuh"   // defines: smem_u32, cp_async16, cp_async4, cp_async_commit, cp_async_wait
+#include <cudaTypedefs.h>   // PFN_cuTensorMapEncodeTiled_v12000
+#include "trainer/async_copy.cuh"   // defines: smem_u32, cp_async16, cp_async4, cp_async_commit, cp_async_wait, tma_load_3d
 
 // Blocks per SM that each D = 64 kernel is compiled for: __launch_bounds__ caps the registers so that
 // they fit (2 blocks: up to 255 per thread, 3: 168, 4: 128), trading spills for warps to hide latency.
@@ -111,6 +112,15 @@ __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
 __device__ __forceinline__ void cp_async_mbar_arrive(uint64_t* bar) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(bar)) : "memory");
 }
+// one arrival on bar that also raises its transaction count by `bytes`: the phase completes once its arrivals
+// are in and that many bytes of bulk copies (bulk_copy_g2s) have landed; copies may land before this arrival
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
+                 : "memory");
+}
+// shared-memory state written by ordinary stores (an mbarrier's init, a tile) becomes visible to the async
+// proxy: the bulk copies' transaction counts, the tensor cores' reads
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
     uint32_t done = 0;
     while (!done)
@@ -120,53 +130,81 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
                      : "memory");
 }
 
-// Every attention kernel here runs one warpgroup (4 warps) per block; the tile loaders below rely on it (their
-// loops have a fixed trip count, the per-thread addresses are computed once per tile).
-constexpr int ATTN_THREADS = 128;
+// Every attention kernel here runs one warpgroup (4 warps) per block.
+constexpr int ATTN_THREADS = 128, ATTN_WARPS = ATTN_THREADS / 32;
 
-// A ring of STAGES shared-memory buffers that every thread of the block fills with cp.async, tile after tile,
-// with two mbarriers per buffer instead of __syncthreads: full (every thread's copies of the tile have landed)
-// and empty (every thread is done reading it). Tile i lives in buffer i % STAGES. A warp waits only for the
-// data it reads, and refills a buffer only once the slowest warp has left it, so warps may drift apart by a
-// tile without stopping each other (measured: dev/cuda/NOTES.md, session 5).
-template <int STAGES>
+// A ring of STAGES shared-memory buffers filled tile after tile by bulk copies, with two mbarriers per buffer
+// instead of __syncthreads: full (the tile's bytes have landed) and empty (every thread is done reading it).
+// Tile i lives in buffer i % STAGES and is copied by one warp, warp i % 4, its producer: that warp waits
+// until the slowest warp has left the buffer's previous tile, then its lane 0 announces the tile's bytes on
+// full and issues one TMA copy per tensor (per 64 columns). The other three warps never wait for a buffer to
+// empty and issue no copies: a warp waits only for the data it reads (dev/cuda/NOTES.md, sessions 5 and 7).
+// FULL_COUNT: the arrivals that complete full, 1 (the producer's lane 0), plus 32 where the producer's lanes
+// also copy with cp.async (the dk/dv pass's row statistics, `loaded`).
+template <int STAGES, int FULL_COUNT>
 struct StageRing {
     uint64_t* full;    // [STAGES]
     uint64_t* empty;   // [STAGES]
     __device__ StageRing(uint64_t* bars) : full(bars), empty(bars + STAGES) {}
     // thread 0 sets the counts; the block must __syncthreads before the first use
     __device__ void init() {
-        if (threadIdx.x == 0)
+        if (threadIdx.x == 0) {
             for (int s = 0; s < STAGES; s++) {
-                mbar_init(&full[s], ATTN_THREADS);
+                mbar_init(&full[s], FULL_COUNT);
                 mbar_init(&empty[s], ATTN_THREADS);
             }
+            fence_proxy_async();   // the counts, before the first bulk copy reports to them
+        }
     }
-    // before loading tile i: every thread is done with tile i - STAGES, the buffer's previous tile
+    __device__ static bool producer(int i) { return threadIdx.x / 32 == i % ATTN_WARPS; }
+    // the producer, before loading tile i: every thread is done with tile i - STAGES, the buffer's last tile
     __device__ void wait_empty(int i) {
         if (i >= STAGES) mbar_wait(&empty[i % STAGES], (i / STAGES - 1) & 1);
     }
-    // after issuing this thread's copies of tile i
+    // the producer, once per tile: `bytes` of bulk copies will report to full_bar(i)
+    __device__ void expect(int i, uint32_t bytes) {
+        if (threadIdx.x % 32 == 0) mbar_arrive_expect_tx(&full[i % STAGES], bytes);
+    }
+    __device__ uint64_t* full_bar(int i) { return &full[i % STAGES]; }
+    // the producer's lanes, after issuing their cp.async copies of tile i (FULL_COUNT 33)
     __device__ void loaded(int i) { cp_async_mbar_arrive(&full[i % STAGES]); }
     __device__ void wait_full(int i) { mbar_wait(&full[i % STAGES], (i / STAGES) & 1); }
     __device__ void release(int i) { mbar_arrive(&empty[i % STAGES]); }
 };
 constexpr int STAGE_RING_BYTES = 2 * 8;   // shared memory per stage for the two mbarriers
 
-// Starts copying ROWS token rows (D wide, from row0 of sequence b, head h) of a strided bf16 tensor into
-// shared memory dst[row][d] (leading dim D + 8); rows past T become zeros. Each thread copies chunk
-// threadIdx.x % (D / 8) of every STEP-th row.
+// Shared-memory tiles of ROWS token rows x D bf16 are laid out as the TMA writes them with the 128-byte
+// swizzle: in blocks of 64 columns (D = 128: two blocks, one after the other), a row of a block is 128 bytes
+// and its 16-byte chunk c (columns 8 c..8 c+7) sits at chunk c ^ (row % 8), so the 8 rows that one ldmatrix
+// reads fall on 8 different bank groups. The byte offset of chunk c (0..D/8-1) of a row:
+__device__ __forceinline__ int tile_offset(int rows, int row, int c) {
+    return (c / 8) * rows * 128 + row * 128 + (((c % 8) ^ (row % 8)) << 4);
+}
+constexpr int TILE_ALIGN = 1024;   // the swizzle repeats every 8 rows of 128 bytes: tiles start on 1024 bytes
+
+// The first TILE_ALIGN-aligned address (in the shared window) of a block's dynamic shared memory; kernels ask
+// for TILE_ALIGN bytes more than they use.
+__device__ __forceinline__ unsigned char* align_tiles(unsigned char* smem) {
+    return smem + (TILE_ALIGN - smem_u32(smem) % TILE_ALIGN) % TILE_ALIGN;
+}
+
+// The producer's lane 0: TMA copies of ROWS token rows from row0 of sequence b, head h, of the tensor behind
+// `map` (make_tile_map: dims column, token, sequence) into a tile at dst; rows past T arrive as zeros.
 template <int D, int ROWS>
-__device__ __forceinline__ void load_tile_async(bf16* dst, const bf16* src, int stride, int b, int h, int row0,
-                                                int T) {
-    constexpr int CHUNKS = D / 8, STEP = ATTN_THREADS / CHUNKS;
-    static_assert(ROWS % STEP == 0, "the block copies STEP rows per pass");
-    int row = threadIdx.x / CHUNKS, c8 = (threadIdx.x % CHUNKS) * 8;
-    const bf16* from = src + ((size_t)b * T + row0 + row) * stride + h * D + c8;
-    bf16* to = dst + row * (D + 8) + c8;
-    for (int i = 0; i < ROWS / STEP; i++) {
-        bool ok = row0 + row + i * STEP < T;
-        cp_async16(to + i * STEP * (D + 8), ok ? from + (size_t)i * STEP * stride : src, ok ? 16 : 0);
+__device__ __forceinline__ void load_tile_tma(bf16* dst, const CUtensorMap* map, int b, int h, int row0,
+                                              uint64_t* bar) {
+    for (int half = 0; half < D / 64; half++)
+        tma_load_3d(dst + half * ROWS * 64, map, h * D + half * 64, row0, b, bar);
+}
+
+// The producer's part of loading key tile i (BK keys from i BK) of the forward or the dq pass: K and V.
+template <int D, int BK, int STAGES>
+__device__ __forceinline__ void load_kv_tile(StageRing<STAGES, 1>& ring, int i, bf16* Kd, bf16* Vd,
+                                             const CUtensorMap* tm_k, const CUtensorMap* tm_v, int b, int h) {
+    if (threadIdx.x % 32 == 0) {
+        ring.expect(i, 2 * BK * D * sizeof(bf16));
+        load_tile_tma<D, BK>(Kd, tm_k, b, h, i * BK, ring.full_bar(i));
+        load_tile_tma<D, BK>(Vd, tm_v, b, h, i * BK, ring.full_bar(i));
     }
 }
 
@@ -183,25 +221,25 @@ __device__ __forceinline__ void load_rows_async(float* dst, int dst_stride, cons
     }
 }
 
-// B fragments of the n-tiles n0 and n0 + 8 at k = k0..k0+15, from storage M[n][k] (row-major, leading dim
-// ld): one ldmatrix.x4; lane l gives the address of row l % 8 of 8 x 8 matrix l / 8, the matrices being
-// (n0, k0) (n0, k0+8) (n0+8, k0) (n0+8, k0+8).
-__device__ __forceinline__ void ldsm_b_pair(uint32_t* b0, uint32_t* b1, const bf16* m, int ld, int n0, int k0) {
+// B fragments of the n-tiles n0 and n0 + 8 at k = k0..k0+15 (n0 a multiple of 8, k0 of 16), from a tile of
+// `rows` rows (tile_offset) storing M[n][k]: one ldmatrix.x4; lane l gives the address of row l % 8 of 8 x 8
+// matrix l / 8, the matrices being (n0, k0) (n0, k0+8) (n0+8, k0) (n0+8, k0+8).
+__device__ __forceinline__ void ldsm_b_pair(uint32_t* b0, uint32_t* b1, const bf16* m, int rows, int n0, int k0) {
     int lane = threadIdx.x % 32;
-    const bf16* p = m + (n0 + (lane & 7) + (lane >> 4) * 8) * ld + k0 + ((lane >> 3) & 1) * 8;
+    int off = tile_offset(rows, n0 + (lane & 7) + (lane >> 4) * 8, k0 / 8 + ((lane >> 3) & 1));
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(b0[0]), "=r"(b0[1]), "=r"(b1[0]), "=r"(b1[1])
-                 : "r"(smem_u32(p)));
+                 : "r"(smem_u32(m) + off));
 }
 
-// The same fragments from storage X[k][n] (row-major in k: token rows when the product contracts over
-// tokens): ldmatrix.trans, matrices (k0, n0) (k0+8, n0) (k0, n0+8) (k0+8, n0+8).
-__device__ __forceinline__ void ldsm_bt_pair(uint32_t* b0, uint32_t* b1, const bf16* x, int ld, int k0, int n0) {
+// The same fragments from a tile storing X[k][n] (token rows when the product contracts over tokens):
+// ldmatrix.trans, matrices (k0, n0) (k0+8, n0) (k0, n0+8) (k0+8, n0+8).
+__device__ __forceinline__ void ldsm_bt_pair(uint32_t* b0, uint32_t* b1, const bf16* x, int rows, int k0, int n0) {
     int lane = threadIdx.x % 32;
-    const bf16* p = x + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0 + (lane >> 4) * 8;
+    int off = tile_offset(rows, k0 + (lane & 7) + ((lane >> 3) & 1) * 8, n0 / 8 + (lane >> 4));
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(b0[0]), "=r"(b0[1]), "=r"(b1[0]), "=r"(b1[1])
-                 : "r"(smem_u32(p)));
+                 : "r"(smem_u32(x) + off));
 }
 
 // Fragments of this warp's 16 token rows (row0..row0+15) of a strided bf16 tensor, straight from global
@@ -233,19 +271,19 @@ __device__ __forceinline__ void store_rows_frag(bf16* dst, const float (*acc)[4]
 }
 
 // acc1 += C1 X and, if TWO, acc2 += C2 X: C1, C2 are C fragments of this warp's 16 rows over K tokens (taken
-// as bf16 A fragments), X a shared-memory tile of K token rows by 8 ND columns (leading dim ld) read with
+// as bf16 A fragments), X a shared-memory tile of K token rows by 8 ND columns (tile_offset) read with
 // ldmatrix .trans; the B fragments are loaded once for both products (W V and U V in the forward, dS K and
 // dT K in the dq pass).
 template <int K, int ND, bool TWO>
 __device__ __forceinline__ void mma_frags_times_tile(float (*acc1)[4], float (*acc2)[4], const float (*c1)[4],
-                                                     const float (*c2)[4], const bf16* X, int ld) {
+                                                     const float (*c2)[4], const bf16* X) {
     for (int kk = 0; kk < K / 16; kk++) {
         uint32_t a1[4], a2[4];
         frag_a_from_c(a1, c1[2 * kk], c1[2 * kk + 1]);
         if (TWO) frag_a_from_c(a2, c2[2 * kk], c2[2 * kk + 1]);
         for (int nd = 0; nd < ND; nd += 2) {
             uint32_t b0[2], b1[2];
-            ldsm_bt_pair(b0, b1, X, ld, kk * 16, nd * 8);
+            ldsm_bt_pair(b0, b1, X, K, kk * 16, nd * 8);
             mma_bf16(acc1[nd], a1, b0);
             mma_bf16(acc1[nd + 1], a1, b1);
             if (TWO) {
@@ -417,19 +455,20 @@ __host__ __device__ constexpr int forward_stages(bool probe) { return probe ? FW
 template <int D, bool PROBE>
 constexpr int forward_smem_bytes() {
     constexpr int BK = D == 64 ? ATTN_FWD_BK64 : 32;
-    return forward_stages(PROBE) * (2 * BK * (D + 8) * (int)sizeof(bf16) + STAGE_RING_BYTES);
+    return TILE_ALIGN + forward_stages(PROBE) * (2 * BK * D * (int)sizeof(bf16) + STAGE_RING_BYTES);
 }
 
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][0] : 1)
-attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r, const bf16* k,
-                         const bf16* v, int B, int T, int H, int stride) {
-    constexpr int BQ = 64, BK = D == 64 ? ATTN_FWD_BK64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8;
+attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
+                         const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v, int B,
+                         int T, int H, int stride) {
+    constexpr int BQ = 64, BK = D == 64 ? ATTN_FWD_BK64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8;
     constexpr int STAGES = forward_stages(PROBE);
     extern __shared__ __align__(128) unsigned char smem_raw[];   // forward_smem_bytes<D, PROBE>()
-    bf16 (*Ks)[BK * LD] = (bf16 (*)[BK * LD])smem_raw;            // Ks[STAGES][BK * LD], then Vs likewise
-    bf16 (*Vs)[BK * LD] = Ks + STAGES;
-    StageRing<STAGES> ring((uint64_t*)(Vs + STAGES));
+    bf16 (*Ks)[BK * D] = (bf16 (*)[BK * D])align_tiles(smem_raw);   // Ks[STAGES][BK * D], then Vs likewise
+    bf16 (*Vs)[BK * D] = Ks + STAGES;
+    StageRing<STAGES, 1> ring((uint64_t*)(Vs + STAGES));
     int qt = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
     int bh = blockIdx.y, b = bh / H, h = bh % H;
     int q0 = qt * BQ + (threadIdx.x / 32) * 16;   // this warp's first row
@@ -439,11 +478,8 @@ attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16*
     int ntiles = ceil_div(kv_end, BK);
     ring.init();
     __syncthreads();
-    for (int i = 0; i < STAGES - 1 && i < ntiles; i++) {
-        load_tile_async<D, BK>(Ks[i], k, stride, b, h, i * BK, T);
-        load_tile_async<D, BK>(Vs[i], v, stride, b, h, i * BK, T);
-        ring.loaded(i);
-    }
+    for (int i = 0; i < STAGES - 1 && i < ntiles; i++)
+        if (ring.producer(i)) load_kv_tile<D, BK>(ring, i, Ks[i], Vs[i], &tm_k, &tm_v, b, h);
 
     uint32_t qa[KD][4], ra[KD][4];
     ForwardRows<ND> st;
@@ -461,7 +497,7 @@ attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16*
             for (int nt = 0; nt < NT; nt += 2)
                 for (int kk = 0; kk < KD; kk++) {
                     uint32_t b0[2], b1[2];
-                    ldsm_b_pair(b0, b1, Kb, LD, nt * 8, kk * 16);
+                    ldsm_b_pair(b0, b1, Kb, BK, nt * 8, kk * 16);
                     mma_bf16(S[nt], qa[kk], b0);
                     mma_bf16(S[nt + 1], qa[kk], b1);
                     if (PROBE) {
@@ -472,15 +508,13 @@ attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16*
             bool mask = k0 + BK - 1 > q0 || k0 + BK > T;   // only tiles reaching past a row or past T
             forward_tile_softmax<NT, ND, PROBE>(S, st, mask, k0, q0, T, sc);
             if (PROBE) forward_tile_probe<NT, ND>(S, Tt, st, it == 0);
-            mma_frags_times_tile<BK, ND, PROBE>(st.O1, st.O2, S, Tt, Vb, LD);   // O1 += W V, O2 += U V
+            mma_frags_times_tile<BK, ND, PROBE>(st.O1, st.O2, S, Tt, Vb);   // O1 += W V, O2 += U V
         }
         ring.release(it);
         int next = it + STAGES - 1;   // into tile it - 1's buffer
-        if (next < ntiles) {
+        if (next < ntiles && ring.producer(next)) {
             ring.wait_empty(next);
-            load_tile_async<D, BK>(Ks[next % STAGES], k, stride, b, h, next * BK, T);
-            load_tile_async<D, BK>(Vs[next % STAGES], v, stride, b, h, next * BK, T);
-            ring.loaded(next);
+            load_kv_tile<D, BK>(ring, next, Ks[next % STAGES], Vs[next % STAGES], &tm_k, &tm_v, b, h);
         }
     }
     forward_store<D, PROBE>(o, vbar, L, tbar, st, b, bh, h, H, T, q0);
@@ -517,8 +551,6 @@ __device__ __forceinline__ void fence_frags(float (*x)[4]) {
     for (int j = 0; j < N; j++)
         for (int i = 0; i < 4; i++) asm volatile("" : "+f"(x[j][i])::"memory");
 }
-// shared-memory writes made by ordinary or cp.async stores become visible to the tensor cores' reads
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 // d (+)= A B for one k = 16 slice: m64 n64 k16, bf16 in, fp32 accumulate; accumulate = 0 overwrites d.
 // TRANS_B = 0: B K-major (Q K^T), 1: B MN-major (W V).
@@ -809,19 +841,20 @@ __device__ __forceinline__ void dkv_tile_terms(float (*S)[4], float (*Tt)[4], fl
 #endif
 template <int D>
 constexpr int dq_smem_bytes() {
-    return DQ_STAGES * (2 * DQ_BK * (D + 8) * (int)sizeof(bf16) + STAGE_RING_BYTES);
+    return TILE_ALIGN + DQ_STAGES * (2 * DQ_BK * D * (int)sizeof(bf16) + STAGE_RING_BYTES);
 }
 
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][1] : 1)
 attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf16* dO, const bf16* q,
-                             const bf16* r, const bf16* k, const bf16* v, const bf16* o, const bf16* vbar,
+                             const bf16* r, const __grid_constant__ CUtensorMap tm_k,
+                             const __grid_constant__ CUtensorMap tm_v, const bf16* o, const bf16* vbar,
                              const float* L, const float* tbar, int B, int T, int H, int stride) {
-    constexpr int BQ = 64, BK = DQ_BK, KD = D / 16, NT = BK / 8, ND = D / 8, LD = D + 8, STAGES = DQ_STAGES;
+    constexpr int BQ = 64, BK = DQ_BK, KD = D / 16, NT = BK / 8, ND = D / 8, STAGES = DQ_STAGES;
     extern __shared__ __align__(128) unsigned char smem_raw[];   // dq_smem_bytes<D>()
-    bf16 (*Ks)[BK * LD] = (bf16 (*)[BK * LD])smem_raw;            // Ks[STAGES][BK * LD], then Vs likewise
-    bf16 (*Vs)[BK * LD] = Ks + STAGES;
-    StageRing<STAGES> ring((uint64_t*)(Vs + STAGES));
+    bf16 (*Ks)[BK * D] = (bf16 (*)[BK * D])align_tiles(smem_raw);   // Ks[STAGES][BK * D], then Vs likewise
+    bf16 (*Vs)[BK * D] = Ks + STAGES;
+    StageRing<STAGES, 1> ring((uint64_t*)(Vs + STAGES));
     int qt = gridDim.x - 1 - blockIdx.x;
     int bh = blockIdx.y, b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32;
@@ -831,11 +864,8 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf1
     int kv_end = min(T, (qt + 1) * BQ), ntiles = ceil_div(kv_end, BK);
     ring.init();
     __syncthreads();
-    for (int i = 0; i < STAGES - 1 && i < ntiles; i++) {
-        load_tile_async<D, BK>(Ks[i], k, stride, b, h, i * BK, T);
-        load_tile_async<D, BK>(Vs[i], v, stride, b, h, i * BK, T);
-        ring.loaded(i);
-    }
+    for (int i = 0; i < STAGES - 1 && i < ntiles; i++)
+        if (ring.producer(i)) load_kv_tile<D, BK>(ring, i, Ks[i], Vs[i], &tm_k, &tm_v, b, h);
 
     uint32_t qa[KD][4], ra[KD][4], ga[KD][4];
     DqRows rs = dq_rows_begin<D, PROBE>(qa, ra, ga, Tg, Bv, q, r, dO, o, vbar, L, tbar, stride, b, h, bh, H, q0, T);
@@ -853,8 +883,8 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf1
             for (int nt = 0; nt < NT; nt += 2)
                 for (int kk = 0; kk < KD; kk++) {
                     uint32_t bk0[2], bk1[2], bv0[2], bv1[2];
-                    ldsm_b_pair(bk0, bk1, Kb, LD, nt * 8, kk * 16);
-                    ldsm_b_pair(bv0, bv1, Vb, LD, nt * 8, kk * 16);
+                    ldsm_b_pair(bk0, bk1, Kb, BK, nt * 8, kk * 16);
+                    ldsm_b_pair(bv0, bv1, Vb, BK, nt * 8, kk * 16);
                     mma_bf16(S[nt], qa[kk], bk0);
                     mma_bf16(S[nt + 1], qa[kk], bk1);
                     if (PROBE) {
@@ -865,15 +895,13 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf1
                     mma_bf16(A[nt + 1], ga[kk], bv1);
                 }
             dq_tile_terms<NT, PROBE>(S, Tt, A, rs, k0, q0, T, sc);
-            mma_frags_times_tile<BK, ND, PROBE>(dQ, dR, S, Tt, Kb, LD);   // dQ += dS K, dR += dT K
+            mma_frags_times_tile<BK, ND, PROBE>(dQ, dR, S, Tt, Kb);   // dQ += dS K, dR += dT K
         }
         ring.release(it);
         int next = it + STAGES - 1;   // into tile it - 1's buffer
-        if (next < ntiles) {
+        if (next < ntiles && ring.producer(next)) {
             ring.wait_empty(next);
-            load_tile_async<D, BK>(Ks[next % STAGES], k, stride, b, h, next * BK, T);
-            load_tile_async<D, BK>(Vs[next % STAGES], v, stride, b, h, next * BK, T);
-            ring.loaded(next);
+            load_kv_tile<D, BK>(ring, next, Ks[next % STAGES], Vs[next % STAGES], &tm_k, &tm_v, b, h);
         }
     }
     store_rows_frag<D>(dq, dQ, c, stride, b, h, q0, T);
@@ -881,12 +909,14 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf1
 }
 
 // One buffer of the dk/dv pass: the Q, R and dO tiles of BQ queries, then the per-query statistics as one
-// float4 per query: (L, tbar, Tg, B) (tbar and B unused without the probe). CORE = false: tiles row-major
-// with D + 8 per row (version 3, ldmatrix); true: the core-matrix layout of the wgmma kernels (BQ = D = 64).
-template <int D, int BQ, bool CORE>
+// float4 per query: (L, tbar, Tg, B) (tbar and B unused without the probe). Tiles in the TMA's swizzled
+// layout (tile_offset; version 3) or the core-matrix layout of the wgmma kernels (BQ = D = 64); buffers start
+// on TILE_ALIGN bytes.
+template <int D, int BQ>
 struct DkvTile {
-    static constexpr int TILE = BQ * (CORE ? D : D + 8);
-    static constexpr int BYTES = 3 * TILE * (int)sizeof(bf16) + 4 * BQ * (int)sizeof(float);
+    static constexpr int TILE = BQ * D;
+    static constexpr int BYTES =
+        (3 * TILE * (int)sizeof(bf16) + 4 * BQ * (int)sizeof(float) + TILE_ALIGN - 1) / TILE_ALIGN * TILE_ALIGN;
     bf16 *Q, *R, *G;
     float4* st;
     __device__ DkvTile(unsigned char* base) {
@@ -897,21 +927,43 @@ struct DkvTile {
     }
 };
 
-// Starts loading the query tile at q0 into one buffer of the dk/dv pass.
-template <int D, int BQ, bool CORE, bool PROBE>
-__device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ, CORE> tile, const bf16* q, const bf16* r,
-                                               const bf16* dO, const float* L, const float* tbar, const float* Tg,
-                                               const float* Bv, int b, int h, int bh, int q0, int T, int H,
-                                               int stride) {
-    if (CORE) {
-        load_tile_core_async<true>(tile.Q, q, stride, b, h, q0, T);
-        if (PROBE) load_tile_core_async<true>(tile.R, r, stride, b, h, q0, T);
-        load_tile_core_async<true>(tile.G, dO, H * D, b, h, q0, T);
-    } else {
-        load_tile_async<D, BQ>(tile.Q, q, stride, b, h, q0, T);
-        if (PROBE) load_tile_async<D, BQ>(tile.R, r, stride, b, h, q0, T);
-        load_tile_async<D, BQ>(tile.G, dO, H * D, b, h, q0, T);
+// The producer's part of loading query tile i (32 queries from q0) into one buffer of the dk/dv pass: lane 0
+// copies the Q, R and dO rows by TMA, and lane l the statistics of query q0 + l by cp.async (4-byte values
+// interleaved into float4s, below the TMA's 16-byte grain; zeros past T).
+template <int D, bool PROBE, int STAGES>
+__device__ __forceinline__ void dkv_load_tile(StageRing<STAGES, 33>& ring, int i, DkvTile<D, 32> tile,
+                                              const CUtensorMap* tm_q, const CUtensorMap* tm_r,
+                                              const CUtensorMap* tm_g, const float* L, const float* tbar,
+                                              const float* Tg, const float* Bv, int b, int h, int bh, int q0, int T) {
+    constexpr int BQ = 32;
+    int lane = threadIdx.x % 32, row = q0 + lane;
+    if (lane == 0) {
+        ring.expect(i, (PROBE ? 3 : 2) * BQ * D * sizeof(bf16));
+        load_tile_tma<D, BQ>(tile.Q, tm_q, b, h, q0, ring.full_bar(i));
+        if (PROBE) load_tile_tma<D, BQ>(tile.R, tm_r, b, h, q0, ring.full_bar(i));
+        load_tile_tma<D, BQ>(tile.G, tm_g, b, h, q0, ring.full_bar(i));
     }
+    bool ok = row < T;
+    size_t ri = (size_t)bh * T + row;
+    float* st = (float*)&tile.st[lane];
+    cp_async4(st, ok ? L + ri : L, ok ? 4 : 0);
+    cp_async4(st + 2, ok ? Tg + ri : Tg, ok ? 4 : 0);
+    if (PROBE) {
+        cp_async4(st + 1, ok ? tbar + ri : tbar, ok ? 4 : 0);
+        cp_async4(st + 3, ok ? Bv + ri : Bv, ok ? 4 : 0);
+    }
+    ring.loaded(i);
+}
+
+// Starts loading the query tile at q0 into one buffer of the dk/dv pass on wgmma (every thread copies).
+template <int D, int BQ, bool PROBE>
+__device__ __forceinline__ void dkv_load_core_async(DkvTile<D, BQ> tile, const bf16* q, const bf16* r,
+                                                    const bf16* dO, const float* L, const float* tbar,
+                                                    const float* Tg, const float* Bv, int b, int h, int bh, int q0,
+                                                    int T, int H, int stride) {
+    load_tile_core_async<true>(tile.Q, q, stride, b, h, q0, T);
+    if (PROBE) load_tile_core_async<true>(tile.R, r, stride, b, h, q0, T);
+    load_tile_core_async<true>(tile.G, dO, H * D, b, h, q0, T);
     float* st = (float*)tile.st;
     load_rows_async<BQ>(st, 4, L, bh, q0, T);
     load_rows_async<BQ>(st + 2, 4, Tg, bh, q0, T);
@@ -931,18 +983,19 @@ __device__ __forceinline__ void dkv_load_async(DkvTile<D, BQ, CORE> tile, const 
 #define DKV_STAGES 3
 #endif
 template <int D>
-constexpr int dkv_smem_bytes() { return DKV_STAGES * (DkvTile<D, 32, false>::BYTES + STAGE_RING_BYTES); }
+constexpr int dkv_smem_bytes() { return TILE_ALIGN + DKV_STAGES * (DkvTile<D, 32>::BYTES + STAGE_RING_BYTES); }
 
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][2] : 1)
-attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
-                                                                     const bf16* r, const bf16* k, const bf16* v,
-                                                                     const float* L, const float* tbar, const float* Tg,
-                                                                     const float* Bv, int B, int T, int H, int stride) {
-    constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8, LD = D + 8, STAGES = DKV_STAGES;
+attention_backward_dkv_kernel(bf16* dk, bf16* dv, const __grid_constant__ CUtensorMap tm_g,
+                              const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_r,
+                              const bf16* k, const bf16* v, const float* L, const float* tbar, const float* Tg,
+                              const float* Bv, int B, int T, int H, int stride) {
+    constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8, STAGES = DKV_STAGES;
     extern __shared__ __align__(128) unsigned char smem_raw[];   // dkv_smem_bytes<D>()
-    constexpr int BUF = DkvTile<D, BQ, false>::BYTES;
-    StageRing<STAGES> ring((uint64_t*)(smem_raw + STAGES * BUF));
+    unsigned char* smem = align_tiles(smem_raw);
+    constexpr int BUF = DkvTile<D, BQ>::BYTES;
+    StageRing<STAGES, 33> ring((uint64_t*)(smem + STAGES * BUF));
     int kt = blockIdx.x;
     int bh = blockIdx.y, b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32;
@@ -952,11 +1005,10 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
     int qstart = (kt * BKV / BQ) * BQ, ntiles = ceil_div(T - qstart, BQ);
     ring.init();
     __syncthreads();
-    for (int i = 0; i < STAGES - 1 && i < ntiles; i++) {
-        dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw + i * BUF), q, r, dO, L, tbar, Tg, Bv, b,
-                                            h, bh, qstart + i * BQ, T, H, stride);
-        ring.loaded(i);
-    }
+    for (int i = 0; i < STAGES - 1 && i < ntiles; i++)
+        if (ring.producer(i))
+            dkv_load_tile<D, PROBE>(ring, i, DkvTile<D, BQ>(smem + i * BUF), &tm_q, &tm_r, &tm_g, L, tbar, Tg, Bv,
+                                    b, h, bh, qstart + i * BQ, T);
 
     uint32_t ka[KD][4], va[KD][4];
     load_rows_frag<D>(ka, k, stride, b, h, kr0, T);
@@ -967,22 +1019,22 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
         int q0 = qstart + it * BQ;
         ring.wait_full(it);
         if (q0 + BQ - 1 >= kr0) {  // else every query of this tile is before every key of this warp
-            const DkvTile<D, BQ, false> tl(smem_raw + (it % STAGES) * BUF);
+            const DkvTile<D, BQ> tl(smem + (it % STAGES) * BUF);
             float S[NT][4], Tt[NT][4], A[NT][4];
             for (int nt = 0; nt < NT; nt++)
                 for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
             for (int nt = 0; nt < NT; nt += 2)
                 for (int kk = 0; kk < KD; kk++) {
                     uint32_t bq0[2], bq1[2], bg0[2], bg1[2];
-                    ldsm_b_pair(bq0, bq1, tl.Q, LD, nt * 8, kk * 16);
-                    ldsm_b_pair(bg0, bg1, tl.G, LD, nt * 8, kk * 16);
+                    ldsm_b_pair(bq0, bq1, tl.Q, BQ, nt * 8, kk * 16);
+                    ldsm_b_pair(bg0, bg1, tl.G, BQ, nt * 8, kk * 16);
                     mma_bf16(S[nt], ka[kk], bq0);
                     mma_bf16(S[nt + 1], ka[kk], bq1);
                     mma_bf16(A[nt], va[kk], bg0);
                     mma_bf16(A[nt + 1], va[kk], bg1);
                     if (PROBE) {
                         uint32_t br0[2], br1[2];
-                        ldsm_b_pair(br0, br1, tl.R, LD, nt * 8, kk * 16);
+                        ldsm_b_pair(br0, br1, tl.R, BQ, nt * 8, kk * 16);
                         mma_bf16(Tt[nt], ka[kk], br0);
                         mma_bf16(Tt[nt + 1], ka[kk], br1);
                     }
@@ -995,15 +1047,15 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
                 if (PROBE) frag_a_from_c(at, Tt[2 * kk], Tt[2 * kk + 1]);
                 for (int nd = 0; nd < ND; nd += 2) {
                     uint32_t bq0[2], bq1[2], bg0[2], bg1[2];
-                    ldsm_bt_pair(bq0, bq1, tl.Q, LD, kk * 16, nd * 8);
-                    ldsm_bt_pair(bg0, bg1, tl.G, LD, kk * 16, nd * 8);
+                    ldsm_bt_pair(bq0, bq1, tl.Q, BQ, kk * 16, nd * 8);
+                    ldsm_bt_pair(bg0, bg1, tl.G, BQ, kk * 16, nd * 8);
                     mma_bf16(dK[nd], as, bq0);
                     mma_bf16(dK[nd + 1], as, bq1);
                     mma_bf16(dV[nd], aw, bg0);
                     mma_bf16(dV[nd + 1], aw, bg1);
                     if (PROBE) {
                         uint32_t br0[2], br1[2];
-                        ldsm_bt_pair(br0, br1, tl.R, LD, kk * 16, nd * 8);
+                        ldsm_bt_pair(br0, br1, tl.R, BQ, kk * 16, nd * 8);
                         mma_bf16(dK[nd], at, br0);
                         mma_bf16(dK[nd + 1], at, br1);
                     }
@@ -1012,11 +1064,10 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
         }
         ring.release(it);
         int next = it + STAGES - 1;   // into tile it - 1's buffer
-        if (next < ntiles) {
+        if (next < ntiles && ring.producer(next)) {
             ring.wait_empty(next);
-            dkv_load_async<D, BQ, false, PROBE>(DkvTile<D, BQ, false>(smem_raw + (next % STAGES) * BUF), q, r, dO, L,
-                                                tbar, Tg, Bv, b, h, bh, qstart + next * BQ, T, H, stride);
-            ring.loaded(next);
+            dkv_load_tile<D, PROBE>(ring, next, DkvTile<D, BQ>(smem + (next % STAGES) * BUF), &tm_q, &tm_r, &tm_g,
+                                    L, tbar, Tg, Bv, b, h, bh, qstart + next * BQ, T);
         }
     }
     store_rows_frag<D>(dk, dK, 1.0f, stride, b, h, kr0, T);
@@ -1136,7 +1187,7 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
                                     const bf16* k, const bf16* v, const float* L, const float* tbar, const float* Tg,
                                     const float* Bv, int B, int T, int H, int stride) {
     constexpr int D = 64, BKV = 64, BQ = 64, KD = 4, NT = 8, ND = 8;
-    constexpr int BUF = DkvTile<D, BQ, true>::BYTES;
+    constexpr int BUF = DkvTile<D, BQ>::BYTES;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     int kt = blockIdx.x;
     int bh = blockIdx.y, b = bh / H, h = bh % H;
@@ -1144,7 +1195,7 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
     int qstart = kt * BKV, ntiles = ceil_div(T - qstart, BQ);
-    dkv_load_async<D, BQ, true, PROBE>(DkvTile<D, BQ, true>(smem_raw), q, r, dO, L, tbar, Tg, Bv, b, h, bh, qstart,
+    dkv_load_core_async<D, BQ, PROBE>(DkvTile<D, BQ>(smem_raw), q, r, dO, L, tbar, Tg, Bv, b, h, bh, qstart,
                                        T, H, stride);
     cp_async_commit();
     uint32_t ka[KD][4], va[KD][4];
@@ -1158,11 +1209,11 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
         fence_proxy_async();
         __syncthreads();
         if (it + 1 < ntiles) {
-            dkv_load_async<D, BQ, true, PROBE>(DkvTile<D, BQ, true>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar,
+            dkv_load_core_async<D, BQ, PROBE>(DkvTile<D, BQ>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar,
                                                Tg, Bv, b, h, bh, q0 + BQ, T, H, stride);
             cp_async_commit();
         }
-        const DkvTile<D, BQ, true> tl(smem_raw + buf * BUF);
+        const DkvTile<D, BQ> tl(smem_raw + buf * BUF);
         // the tile in two halves of 32 queries: half 1's products run during half 0's element-wise work,
         // and half 0's dK, dV products during half 1's
         float S[2][NT / 2][4], Tt[2][NT / 2][4], A[2][NT / 2][4];
@@ -1204,6 +1255,42 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
 // ---------------------------------------------------------------------------------------------------------
 // launchers. r == NULL selects the softmax variant. D must be 64 or 128.
 
+// The driver's tensor-map encoder, looked up once through the runtime (so nothing links against libcuda).
+static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+    if (!encode) {
+        void* fn = NULL;
+        cudaDriverEntryPointQueryResult found;
+        cudaCheck(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+        if (found != cudaDriverEntryPointSuccess || fn == NULL) {
+            fprintf(stderr, "attention: the CUDA driver has no cuTensorMapEncodeTiled (CUDA 12 or later is needed)\n");
+            exit(EXIT_FAILURE);
+        }
+        encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+    }
+    return encode;
+}
+
+// The TMA descriptor of the kernels' tiles of one attention input (q, k, v, r or dO, layout at the top): a
+// bf16 tensor of dims (column 0..H D-1, token 0..T-1, sequence 0..B-1) with token stride `stride` elements,
+// read in boxes of 64 columns x `rows` tokens of one sequence, written to shared memory with the 128-byte
+// swizzle (tile_offset). A box that runs past T is filled with zeros, so tiles never mix two sequences.
+static CUtensorMap make_tile_map(const bf16* x, int B, int T, int H, int D, int stride, int rows) {
+    CUtensorMap map;
+    cuuint64_t dims[3] = {(cuuint64_t)H * D, (cuuint64_t)T, (cuuint64_t)B};
+    cuuint64_t strides[2] = {(cuuint64_t)stride * sizeof(bf16), (cuuint64_t)stride * sizeof(bf16) * T};   // bytes
+    cuuint32_t box[3] = {64, (cuuint32_t)rows, 1}, step[3] = {1, 1, 1};
+    CUresult res = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void*)x, dims, strides, box, step,
+                                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                        CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (res != CUDA_SUCCESS) {
+        fprintf(stderr, "attention: cuTensorMapEncodeTiled failed (error %d) for B %d T %d H %d D %d, stride %d\n",
+                (int)res, B, T, H, D, stride);
+        exit(EXIT_FAILURE);
+    }
+    return map;
+}
+
 template <int D, bool PROBE>
 static void attention_forward_launch(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
                                      const bf16* k, const bf16* v, int B, int T, int H, int stride,
@@ -1216,8 +1303,10 @@ static void attention_forward_launch(bf16* o, bf16* vbar, float* L, float* tbar,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr_set = true;
     }
-    attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H,
-                                                                             stride);
+    constexpr int BK = D == 64 ? ATTN_FWD_BK64 : 32;
+    CUtensorMap tm_k = make_tile_map(k, B, T, H, D, stride, BK), tm_v = make_tile_map(v, B, T, H, D, stride, BK);
+    attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(o, vbar, L, tbar, q, r, tm_k, tm_v, B, T,
+                                                                             H, stride);
     cudaCheckLaunch();
 }
 
@@ -1275,11 +1364,16 @@ static void attention_backward_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, fl
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem_dkv));
         attr_set = true;
     }
-    attention_backward_dq_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dq, stream>>>(dq, dr, Tg, Bv, dO, q, r, k, v, o,
-                                                                                    vbar, L, tbar, B, T, H, stride);
+    CUtensorMap tm_k = make_tile_map(k, B, T, H, D, stride, DQ_BK), tm_v = make_tile_map(v, B, T, H, D, stride, DQ_BK);
+    attention_backward_dq_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dq, stream>>>(dq, dr, Tg, Bv, dO, q, r, tm_k,
+                                                                                    tm_v, o, vbar, L, tbar, B, T, H,
+                                                                                    stride);
     cudaCheckLaunch();
-    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dkv, stream>>>(dk, dv, dO, q, r, k, v, L, tbar,
-                                                                                      Tg, Bv, B, T, H, stride);
+    CUtensorMap tm_g = make_tile_map(dO, B, T, H, D, H * D, 32), tm_q = make_tile_map(q, B, T, H, D, stride, 32);
+    CUtensorMap tm_r = PROBE ? make_tile_map(r, B, T, H, D, stride, 32) : tm_q;   // not read without the probe
+    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dkv, stream>>>(dk, dv, tm_g, tm_q, tm_r, k, v,
+                                                                                      L, tbar, Tg, Bv, B, T, H,
+                                                                                      stride);
     cudaCheckLaunch();
 }
 
@@ -1293,7 +1387,7 @@ static void attention_backward_wgmma_launch(bf16* dq, bf16* dr, bf16* dk, bf16* 
     attention_backward_dq_wgmma_kernel<PROBE><<<grid, ATTN_THREADS, 0, stream>>>(dq, dr, Tg, Bv, dO, q, r, k, v, o,
                                                                                  vbar, L, tbar, B, T, H, stride);
     cudaCheckLaunch();
-    size_t smem = 2 * DkvTile<64, 64, true>::BYTES;  // two buffers of query tiles
+    size_t smem = 2 * DkvTile<64, 64>::BYTES;  // two buffers of query tiles
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
     if (!attr_set) {
         cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_wgmma_kernel<PROBE>,

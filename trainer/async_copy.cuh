@@ -1,9 +1,12 @@
-// PTX wrappers for cp.async: copies from global to shared memory that do not pass through registers, so a
-// thread can have many in flight and keep working (or wait) while they land. Used by the attention kernels'
-// tile rings and by the cross-entropy's row stash.
+// PTX wrappers for asynchronous copies from global to shared memory that do not pass through registers, so a
+// thread can have many in flight and keep working (or wait) while they land: cp.async (16 or 4 bytes per
+// thread, used by the cross-entropy's row stash and the attention kernels) and the tensor memory
+// accelerator's tile copy (a whole box of a tensor per instruction, completion counted on an mbarrier; used by
+// the attention kernels' tile rings).
 #pragma once
 
 #include <cstdint>
+#include <cuda.h>   // CUtensorMap (a type only: nothing is linked from the driver library)
 #include "cuda_common.h"
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
@@ -20,3 +23,15 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 // wait until at most N of this thread's committed groups are still in flight
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// TMA (sm_90): one instruction copies the box of tensor map `map` (built on the host by cuTensorMapEncodeTiled)
+// at element coordinates (c0, c1, c2) into shared memory dst (1024-byte aligned for the 128-byte swizzle);
+// boxes that reach past the tensor's bounds are filled with zeros. When the bytes have landed they count
+// against the transaction count of the mbarrier `bar` (mbar_arrive_expect_tx in parallax_kernels.cuh). The own
+// block's shared-memory addresses are valid .shared::cluster addresses without a cluster launch.
+__device__ __forceinline__ void tma_load_3d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n"
+        ::"r"(smem_u32(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_u32(bar))
+        : "memory");
+}
