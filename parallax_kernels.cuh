@@ -19,24 +19,25 @@
 //   B (16 x 8, k x n)       b0 (k = 2t..2t+1, n = g)  b1 (k = 2t+8.., n = g)
 //   C (16 x 8, fp32)        c0 c1 (g, 2t..2t+1)  c2 c3 (g+8, 2t..2t+1)
 // A C tile pair converts to an A fragment in registers: that is how P feeds P V without shared memory.
-// Shared-memory tiles are token rows, row-major with D + 8 bf16 per row (the 16-byte pad puts the 8 rows
-// that one ldmatrix reads on different banks); they arrive by bulk copies (one per token row, issued by
-// one warp per tile), the next tiles while the tensor cores work on this one. B fragments come from them with ldmatrix: plain where the product contracts
+// Shared-memory tiles are token rows in 128-byte rows of 64 columns, each row's 16-byte chunks permuted by
+// the TMA's swizzle (tile_offset) so that the 8 rows that one ldmatrix reads fall on different banks; they
+// arrive by TMA (one copy per tensor and tile, issued by one thread), the next tiles while the tensor cores
+// work on this one. B fragments come from them with ldmatrix: plain where the product contracts
 // over d (Q K^T: storage K[key][d] = B^T), transposed (.trans) where it contracts over tokens (W V:
 // storage V[key][d] = B), so no tile is ever stored twice.
 #pragma once
 
 #include <cstdint>
 #include "trainer/cuda_common.h"
-#include <cudaTypedefs.h>   // PFN_cuTensorMapEncodeTiled_v12000
-#include "trainer/async_copy.cuh"   // defines: smem_u32, cp_async16, cp_async4, cp_async_commit, cp_async_wait, tma_load_3d
+#include <cudaTypedefs.h>          // PFN_cuTensorMapEncodeTiled_v12000
+#include "trainer/async_copy.cuh"   // smem_u32, cp_async16, cp_async4, cp_async_commit, cp_async_wait, tma_load_3d
 
 // Blocks per SM that each D = 64 kernel is compiled for: __launch_bounds__ caps the registers so that
 // they fit (2 blocks: up to 255 per thread, 3: 168, 4: 128), trading spills for warps to hide latency.
 // Chosen by measurement (dev/cuda/NOTES.md); the D = 128 kernels take 1. The macros are for experiments.
 //                     forward  dq pass  dk/dv pass
 #ifndef ATTN_BLOCKS_PROBE
-#define ATTN_BLOCKS_PROBE    2,      2,       3
+#define ATTN_BLOCKS_PROBE    2,      2,       2
 #endif
 #ifndef ATTN_BLOCKS_SOFTMAX
 #define ATTN_BLOCKS_SOFTMAX  4,      4,       3
@@ -208,6 +209,39 @@ __device__ __forceinline__ void load_kv_tile(StageRing<STAGES, 1>& ring, int i, 
     }
 }
 
+// This warp's 16 rows of C fragments (D columns), rounded to bf16, into a shared-memory tile of 16 rows
+// (tile_offset): for each n-tile the warp's 4-byte stores fall on 32 different banks.
+template <int D>
+__device__ __forceinline__ void stage_rows_frag(bf16* tile, const float (*acc)[4]) {
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int j = 0; j < 2; j++)
+        for (int nd = 0; nd < D / 8; nd++)
+            *(uint32_t*)((unsigned char*)tile + tile_offset(16, g + 8 * j, nd) + 4 * t) =
+                pack_bf16(acc[nd][2 * j], acc[nd][2 * j + 1]);
+}
+
+// The end of a kernel: this warp's 16 rows (from row0 of sequence b, head h) of one or two sets of C fragments
+// (D columns) leave through shared memory and the TMA, whole rows instead of scattered 4-byte stores, for the
+// tensors behind map1 (and map2 if TWO); rows past T are not written. `stage` is shared memory free for two
+// 16-row tiles per warp (warp w: 2 w and 2 w + 1; the ring, once every warp of the block is done with it).
+template <int D, bool TWO>
+__device__ __forceinline__ void store_rows_tma(bf16* stage, const CUtensorMap* map1, const float (*acc1)[4],
+                                               const CUtensorMap* map2, const float (*acc2)[4], int b, int h,
+                                               int row0) {
+    bf16* tile = stage + (threadIdx.x / 32) * 2 * 16 * D;
+    stage_rows_frag<D>(tile, acc1);
+    if (TWO) stage_rows_frag<D>(tile + 16 * D, acc2);
+    fence_proxy_async();   // this thread's writes, before the TMA reads them
+    __syncwarp();
+    if (threadIdx.x % 32 == 0) {
+        for (int half = 0; half < D / 64; half++) {
+            tma_store_3d(map1, tile + half * 16 * 64, h * D + half * 64, row0, b);
+            if (TWO) tma_store_3d(map2, tile + 16 * D + half * 16 * 64, h * D + half * 64, row0, b);
+        }
+        tma_store_wait();   // shared memory must outlive the TMA's reads
+    }
+}
+
 // Starts copying ROWS per-row fp32 values (b, h, row0..) into shared memory dst[i * dst_stride]; zeros past
 // T. One per thread.
 template <int ROWS>
@@ -322,14 +356,14 @@ __device__ __forceinline__ void forward_rows_begin(uint32_t (*qa)[4], uint32_t (
         for (int i = 0; i < 4; i++) st.O1[nd][i] = st.O2[nd][i] = 0.0f;
 }
 
-// S times sc (log2 units) and the row maxima mx of this warp's rows over one key tile; MASK: -inf where
-// key > row or key >= T (compiled out for the tiles below the diagonal).
+// The row maxima mx of this warp's rows of S (unscaled: sc > 0 scales the max too) over one key tile; MASK:
+// S = -inf where key > row or key >= T (compiled out for the tiles below the diagonal).
 template <int NT, bool MASK>
-__device__ __forceinline__ void forward_tile_scale(float (*S)[4], float* mx, int k0, int q0, int T, float sc) {
+__device__ __forceinline__ void forward_tile_max(float (*S)[4], float* mx, int k0, int q0, int T) {
     int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     for (int nt = 0; nt < NT; nt++)
         for (int i = 0; i < 4; i++) {
-            float s = S[nt][i] * sc;
+            float s = S[nt][i];
             if (MASK) {
                 int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8;
                 if (key > row || key >= T) s = -INFINITY;
@@ -339,18 +373,18 @@ __device__ __forceinline__ void forward_tile_scale(float (*S)[4], float* mx, int
         }
 }
 
-// Online softmax over one key tile, in place: S becomes W = 2^(S sc - m_new) (masked where key > row or
-// key >= T, if `mask`); m, d1, d2 advance and O1, O2 are rescaled by a = 2^(m - m_new).
+// Online softmax over one key tile, in place: S (unscaled Q K^T) becomes W = 2^(S sc - m_new) (masked where
+// key > row or key >= T, if `mask`); m, d1, d2 advance and O1, O2 are rescaled by a = 2^(m - m_new).
 template <int NT, int ND, bool PROBE>
 __device__ __forceinline__ void forward_tile_softmax(float (*S)[4], ForwardRows<ND>& st, bool mask, int k0, int q0,
                                                      int T, float sc) {
     float *m = st.m, *d1 = st.d1, *d2 = st.d2;
     float mx[2] = {-INFINITY, -INFINITY};
-    if (mask) forward_tile_scale<NT, true>(S, mx, k0, q0, T, sc);
-    else forward_tile_scale<NT, false>(S, mx, k0, q0, T, sc);
+    if (mask) forward_tile_max<NT, true>(S, mx, k0, q0, T);
+    else forward_tile_max<NT, false>(S, mx, k0, q0, T);
     float a[2], mu[2];
     for (int j = 0; j < 2; j++) {
-        float m_new = fmaxf(m[j], quad_max(mx[j]));
+        float m_new = fmaxf(m[j], quad_max(mx[j]) * sc);
         mu[j] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet (padding rows)
         a[j] = fast_exp2(m[j] - mu[j]);
         m[j] = m_new;
@@ -366,7 +400,7 @@ __device__ __forceinline__ void forward_tile_softmax(float (*S)[4], ForwardRows<
             }
     for (int nt = 0; nt < NT; nt++)
         for (int i = 0; i < 4; i++) {
-            float w = fast_exp2(S[nt][i] - mu[i >> 1]);
+            float w = fast_exp2(fmaf(S[nt][i], sc, -mu[i >> 1]));   // scale and shift in one instruction
             S[nt][i] = w;  // S now holds W
             d1[i >> 1] += w;
         }
@@ -397,36 +431,23 @@ __device__ __forceinline__ void forward_tile_probe(const float (*S)[4], float (*
         }
 }
 
-// The end of the forward for this warp's rows: o, vbar (bf16), L and tbar from the running state.
+// The end of the forward for this warp's rows: L and tbar into global memory, and in registers O1 becomes
+// vbar = O1/d1 and O2 becomes o = vbar (1 + tbar') - O2/d1 (without the probe o = vbar: O2 is left alone).
 template <int D, bool PROBE>
-__device__ __forceinline__ void forward_store(bf16* o, bf16* vbar, float* L, float* tbar, ForwardRows<D / 8>& st,
-                                              int b, int bh, int h, int H, int T, int q0) {
-    constexpr int ND = D / 8;
+__device__ __forceinline__ void forward_finish(ForwardRows<D / 8>& st, float* L, float* tbar, int bh, int T, int q0) {
     int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const float(*O1)[4] = st.O1, (*O2)[4] = st.O2;
-    float *m = st.m, *d1 = st.d1, *d2 = st.d2, *tau = st.tau;
     for (int j = 0; j < 2; j++) {
-        d1[j] = quad_sum(d1[j]);
-        d2[j] = quad_sum(d2[j]);
-    }
-    for (int j = 0; j < 2; j++) {
-        int row = q0 + g + j * 8;
-        if (row >= T) continue;
-        float inv = 1.0f / d1[j], tb = PROBE ? d2[j] * inv : 0.0f;   // tbar' = tbar - tau
-        size_t out = (size_t)(b * T + row) * H * D + h * D;
-        for (int nd = 0; nd < ND; nd++) {
-            int col = nd * 8 + 2 * t;
-            float v0 = O1[nd][2 * j] * inv, v1 = O1[nd][2 * j + 1] * inv;
-            *(uint32_t*)(vbar + out + col) = pack_bf16(v0, v1);
-            if (PROBE) {
-                v0 = v0 * (1.0f + tb) - O2[nd][2 * j] * inv;
-                v1 = v1 * (1.0f + tb) - O2[nd][2 * j + 1] * inv;
+        float d1 = quad_sum(st.d1[j]), d2 = quad_sum(st.d2[j]);
+        float inv = 1.0f / d1, tb = PROBE ? d2 * inv : 0.0f;   // tbar' = tbar - tau
+        for (int nd = 0; nd < D / 8; nd++)
+            for (int i = 2 * j; i < 2 * j + 2; i++) {
+                st.O1[nd][i] *= inv;
+                if (PROBE) st.O2[nd][i] = st.O1[nd][i] * (1.0f + tb) - st.O2[nd][i] * inv;
             }
-            *(uint32_t*)(o + out + col) = pack_bf16(v0, v1);
-        }
-        if (t == 0) {
-            L[(size_t)bh * T + row] = m[j] * LN2 + logf(d1[j]);
-            tbar[(size_t)bh * T + row] = tb + tau[j];
+        int row = q0 + g + j * 8;
+        if (t == 0 && row < T) {
+            L[(size_t)bh * T + row] = st.m[j] * LN2 + logf(d1);
+            tbar[(size_t)bh * T + row] = tb + st.tau[j];
         }
     }
 }
@@ -443,10 +464,10 @@ __device__ __forceinline__ void forward_store(bf16* o, bf16* vbar, float* L, flo
 // is enough: exact at T = 1, about 2e-3 of o otherwise, against 2.7e-3 with tau = 0 (dev/cuda/NOTES.md).
 // K and V tiles (K[key][d], V[key][d]) arrive through a StageRing of forward_stages(PROBE) buffers.
 
-// K, V buffers of the forward (measured: Parallax 4, softmax 3, where 4 would cost a block per SM) and its
+// K, V buffers of the forward (measured: Parallax 3, softmax 3, where 2 is slower) and its
 // dynamic shared memory: the K tiles, the V tiles, the ring's mbarriers
 #ifndef FWD_STAGES_PROBE
-#define FWD_STAGES_PROBE 4
+#define FWD_STAGES_PROBE 3
 #endif
 #ifndef FWD_STAGES_SOFTMAX
 #define FWD_STAGES_SOFTMAX 3
@@ -460,9 +481,9 @@ constexpr int forward_smem_bytes() {
 
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][0] : 1)
-attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                         const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v, int B,
-                         int T, int H, int stride) {
+attention_forward_kernel(const __grid_constant__ CUtensorMap tm_o, const __grid_constant__ CUtensorMap tm_vbar,
+                         float* L, float* tbar, const bf16* q, const bf16* r, const __grid_constant__ CUtensorMap tm_k,
+                         const __grid_constant__ CUtensorMap tm_v, int B, int T, int H, int stride) {
     constexpr int BQ = 64, BK = D == 64 ? ATTN_FWD_BK64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8;
     constexpr int STAGES = forward_stages(PROBE);
     extern __shared__ __align__(128) unsigned char smem_raw[];   // forward_smem_bytes<D, PROBE>()
@@ -517,7 +538,10 @@ attention_forward_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16*
             load_kv_tile<D, BK>(ring, next, Ks[next % STAGES], Vs[next % STAGES], &tm_k, &tm_v, b, h);
         }
     }
-    forward_store<D, PROBE>(o, vbar, L, tbar, st, b, bh, h, H, T, q0);
+    forward_finish<D, PROBE>(st, L, tbar, bh, T, q0);
+    static_assert(ATTN_WARPS * 2 * 16 * D <= 2 * STAGES * BK * D, "the ring holds the results");
+    __syncthreads();   // every warp is done with the ring
+    store_rows_tma<D, true>(Ks[0], &tm_o, PROBE ? st.O2 : st.O1, &tm_vbar, st.O1, b, h, q0);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -604,7 +628,7 @@ __device__ __forceinline__ void load_tile_core_async(bf16* dst, const bf16* src,
 }
 
 // The forward on wgmma, D = 64 (version 4): the same blocks, rows per warp and per-tile arithmetic as
-// attention_forward_kernel (forward_tile_softmax, _probe, forward_store), but S = Q K^T, Tt = R K^T, O1 += W V and
+// attention_forward_kernel (forward_tile_softmax, _probe, forward_finish), but S = Q K^T, Tt = R K^T, O1 += W V and
 // O2 += U V each run as four wgmma k-slices for the whole 64-row block: the K and V tiles are read from
 // shared memory once per block instead of once per warp. Tt = R K^T runs during the softmax of S, and the
 // next K and V tiles load during the element-wise work; the other products are waited for at once.
@@ -685,18 +709,21 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const
         fence_frags<ND>(st.O1);
         if (PROBE) fence_frags<ND>(st.O2);
     }
-    forward_store<D, PROBE>(o, vbar, L, tbar, st, b, bh, h, H, T, q0);
+    forward_finish<D, PROBE>(st, L, tbar, bh, T, q0);
+    store_rows_frag<D>(o, PROBE ? st.O2 : st.O1, 1.0f, H * D, b, h, q0, T);
+    store_rows_frag<D>(vbar, st.O1, 1.0f, H * D, b, h, q0, T);
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The per-pair gradient terms, given the score s (in log2 units, already scaled), t = r.k and A = g.v:
-//   p = 2^(s - L log2 e);  dS = p [(A - Tg) + (tbar - t)(A - B)];  dT = -p (A - B);  w = p (1 + tbar - t)
+// The per-pair gradient terms, given the score s (unscaled q.k: sc takes it to log2 units), t = r.k and A = g.v:
+//   p = 2^(s sc - L log2 e);  dS = p [(A - Tg) + (tbar - t)(A - B)];  dT = -p (A - B);  w = p (1 + tbar - t)
 // written as dT = p (B - A), dS = p (A - Tg) - (tbar - t) dT, w = p + p (tbar - t): 9 instructions.
 struct PairTerms { float dS, dT, w; };
 
 template <bool PROBE>
-__device__ __forceinline__ PairTerms pair_terms(float s2, float tt, float A, float L2, float tb, float Tg, float Bi) {
-    float p = fast_exp2(s2 - L2);
+__device__ __forceinline__ PairTerms pair_terms(float s, float sc, float tt, float A, float L2, float tb, float Tg,
+                                                float Bi) {
+    float p = fast_exp2(fmaf(s, sc, -L2));   // s unscaled: scale and shift in one instruction
     PairTerms r;
     if (PROBE) {
         float e = tb - tt;
@@ -768,7 +795,7 @@ __device__ __forceinline__ void dq_tile_terms_mask(float (*S)[4], float (*Tt)[4]
     for (int nt = 0; nt < NT; nt++)
         for (int i = 0; i < 4; i++) {
             int j = i >> 1;
-            PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], rs.L2[j], rs.tb[j], rs.tg[j],
+            PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], rs.L2[j], rs.tb[j], rs.tg[j],
                                              rs.bi[j]);
             if (MASK) {
                 int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + j * 8;
@@ -803,7 +830,7 @@ __device__ __forceinline__ void dkv_tile_terms_mask(float (*S)[4], float (*Tt)[4
             float L2 = s.x * LOG2E;
             for (int j = 0; j < 2; j++) {
                 int i = 2 * j + col;
-                PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], L2, s.y, s.z, s.w);
+                PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], L2, s.y, s.z, s.w);
                 if (MASK) {
                     int key = key0 + g + j * 8, query = q0 + qi;
                     if (key > query || query >= T || key >= T) pt.dS = pt.dT = pt.w = 0.0f;
@@ -828,30 +855,34 @@ __device__ __forceinline__ void dkv_tile_terms(float (*S)[4], float (*Tt)[4], fl
 
 // backward, pass 1: the row dots Tg, B (written for pass 2), then dq_i = c sum_j dS_ij k_j and
 // dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), B*H), 128 threads; each warp owns 16 query rows (Q, R, dO
-// fragments in registers) and streams over key tiles of 32; K and V tiles
+// fragments in registers) and streams over key tiles of dq_keys_per_tile; K and V tiles
 // (K[key][d], V[key][d]) arrive through a StageRing: plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K,
 // dT K.
 // keys per tile and K, V buffers of the dq pass, and its dynamic shared memory (the K tiles, the V tiles, the
 // ring's mbarriers)
-#ifndef DQ_BK
-#define DQ_BK 32
+#ifndef DQ_BK_PROBE64
+#define DQ_BK_PROBE64 64
 #endif
 #ifndef DQ_STAGES
 #define DQ_STAGES 3
 #endif
-template <int D>
+// (measured: 64 keys for the D = 64 Parallax pass, 2.5% faster than 32; 32 for softmax and D = 128, where 64
+// is 9-13% slower)
+__host__ __device__ constexpr int dq_keys_per_tile(int D, bool probe) { return D == 64 && probe ? DQ_BK_PROBE64 : 32; }
+template <int D, bool PROBE>
 constexpr int dq_smem_bytes() {
-    return TILE_ALIGN + DQ_STAGES * (2 * DQ_BK * D * (int)sizeof(bf16) + STAGE_RING_BYTES);
+    return TILE_ALIGN + DQ_STAGES * (2 * dq_keys_per_tile(D, PROBE) * D * (int)sizeof(bf16) + STAGE_RING_BYTES);
 }
 
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][1] : 1)
-attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf16* dO, const bf16* q,
+attention_backward_dq_kernel(const __grid_constant__ CUtensorMap tm_dq, const __grid_constant__ CUtensorMap tm_dr,
+                             float* Tg, float* Bv, const bf16* dO, const bf16* q,
                              const bf16* r, const __grid_constant__ CUtensorMap tm_k,
                              const __grid_constant__ CUtensorMap tm_v, const bf16* o, const bf16* vbar,
                              const float* L, const float* tbar, int B, int T, int H, int stride) {
-    constexpr int BQ = 64, BK = DQ_BK, KD = D / 16, NT = BK / 8, ND = D / 8, STAGES = DQ_STAGES;
-    extern __shared__ __align__(128) unsigned char smem_raw[];   // dq_smem_bytes<D>()
+    constexpr int BQ = 64, BK = dq_keys_per_tile(D, PROBE), KD = D / 16, NT = BK / 8, ND = D / 8, STAGES = DQ_STAGES;
+    extern __shared__ __align__(128) unsigned char smem_raw[];   // dq_smem_bytes<D, PROBE>()
     bf16 (*Ks)[BK * D] = (bf16 (*)[BK * D])align_tiles(smem_raw);   // Ks[STAGES][BK * D], then Vs likewise
     bf16 (*Vs)[BK * D] = Ks + STAGES;
     StageRing<STAGES, 1> ring((uint64_t*)(Vs + STAGES));
@@ -904,8 +935,11 @@ attention_backward_dq_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf1
             load_kv_tile<D, BK>(ring, next, Ks[next % STAGES], Vs[next % STAGES], &tm_k, &tm_v, b, h);
         }
     }
-    store_rows_frag<D>(dq, dQ, c, stride, b, h, q0, T);
-    if (PROBE) store_rows_frag<D>(dr, dR, 1.0f, stride, b, h, q0, T);
+    for (int nd = 0; nd < ND; nd++)
+        for (int i = 0; i < 4; i++) dQ[nd][i] *= c;
+    static_assert(ATTN_WARPS * 2 * 16 * D <= 2 * STAGES * BK * D, "the ring holds the results");
+    __syncthreads();   // every warp is done with the ring
+    store_rows_tma<D, PROBE>(Ks[0], &tm_dq, dQ, &tm_dr, dR, b, h, q0);
 }
 
 // One buffer of the dk/dv pass: the Q, R and dO tiles of BQ queries, then the per-query statistics as one
@@ -987,7 +1021,8 @@ constexpr int dkv_smem_bytes() { return TILE_ALIGN + DKV_STAGES * (DkvTile<D, 32
 
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][2] : 1)
-attention_backward_dkv_kernel(bf16* dk, bf16* dv, const __grid_constant__ CUtensorMap tm_g,
+attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const __grid_constant__ CUtensorMap tm_dv,
+                              const __grid_constant__ CUtensorMap tm_g,
                               const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_r,
                               const bf16* k, const bf16* v, const float* L, const float* tbar, const float* Tg,
                               const float* Bv, int B, int T, int H, int stride) {
@@ -1070,8 +1105,9 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const __grid_constant__ CUtens
                                     L, tbar, Tg, Bv, b, h, bh, qstart + next * BQ, T);
         }
     }
-    store_rows_frag<D>(dk, dK, 1.0f, stride, b, h, kr0, T);
-    store_rows_frag<D>(dv, dV, 1.0f, stride, b, h, kr0, T);
+    static_assert(ATTN_WARPS * 2 * 16 * D * (int)sizeof(bf16) <= STAGES * BUF, "the ring holds the results");
+    __syncthreads();   // every warp is done with the ring
+    store_rows_tma<D, true>((bf16*)smem, &tm_dk, dK, &tm_dv, dV, b, h, kr0);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1305,8 +1341,9 @@ static void attention_forward_launch(bf16* o, bf16* vbar, float* L, float* tbar,
     }
     constexpr int BK = D == 64 ? ATTN_FWD_BK64 : 32;
     CUtensorMap tm_k = make_tile_map(k, B, T, H, D, stride, BK), tm_v = make_tile_map(v, B, T, H, D, stride, BK);
-    attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(o, vbar, L, tbar, q, r, tm_k, tm_v, B, T,
-                                                                             H, stride);
+    CUtensorMap tm_o = make_tile_map(o, B, T, H, D, H * D, 16), tm_vbar = make_tile_map(vbar, B, T, H, D, H * D, 16);
+    attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(tm_o, tm_vbar, L, tbar, q, r, tm_k, tm_v,
+                                                                             B, T, H, stride);
     cudaCheckLaunch();
 }
 
@@ -1355,7 +1392,7 @@ static void attention_backward_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, fl
                                       const bf16* o, const bf16* vbar, const float* L, const float* tbar,
                                       int B, int T, int H, int stride, cudaStream_t stream) {
     dim3 grid(ceil_div(T, 64), B * H);
-    constexpr int smem_dq = dq_smem_bytes<D>(), smem_dkv = dkv_smem_bytes<D>();
+    constexpr int smem_dq = dq_smem_bytes<D, PROBE>(), smem_dkv = dkv_smem_bytes<D>(), BK = dq_keys_per_tile(D, PROBE);
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
     if (!attr_set) {
         cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel<D, PROBE>,
@@ -1364,15 +1401,18 @@ static void attention_backward_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, fl
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem_dkv));
         attr_set = true;
     }
-    CUtensorMap tm_k = make_tile_map(k, B, T, H, D, stride, DQ_BK), tm_v = make_tile_map(v, B, T, H, D, stride, DQ_BK);
-    attention_backward_dq_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dq, stream>>>(dq, dr, Tg, Bv, dO, q, r, tm_k,
-                                                                                    tm_v, o, vbar, L, tbar, B, T, H,
-                                                                                    stride);
+    CUtensorMap tm_k = make_tile_map(k, B, T, H, D, stride, BK), tm_v = make_tile_map(v, B, T, H, D, stride, BK);
+    CUtensorMap tm_dq = make_tile_map(dq, B, T, H, D, stride, 16);
+    CUtensorMap tm_dr = PROBE ? make_tile_map(dr, B, T, H, D, stride, 16) : tm_dq;   // not written without the probe
+    attention_backward_dq_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dq, stream>>>(tm_dq, tm_dr, Tg, Bv, dO, q, r,
+                                                                                    tm_k, tm_v, o, vbar, L, tbar, B,
+                                                                                    T, H, stride);
     cudaCheckLaunch();
     CUtensorMap tm_g = make_tile_map(dO, B, T, H, D, H * D, 32), tm_q = make_tile_map(q, B, T, H, D, stride, 32);
     CUtensorMap tm_r = PROBE ? make_tile_map(r, B, T, H, D, stride, 32) : tm_q;   // not read without the probe
-    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dkv, stream>>>(dk, dv, tm_g, tm_q, tm_r, k, v,
-                                                                                      L, tbar, Tg, Bv, B, T, H,
+    CUtensorMap tm_dk = make_tile_map(dk, B, T, H, D, stride, 16), tm_dv = make_tile_map(dv, B, T, H, D, stride, 16);
+    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dkv, stream>>>(tm_dk, tm_dv, tm_g, tm_q, tm_r,
+                                                                                      k, v, L, tbar, Tg, Bv, B, T, H,
                                                                                       stride);
     cudaCheckLaunch();
 }

@@ -1,4 +1,4 @@
-// PTX wrappers for asynchronous copies from global to shared memory that do not pass through registers, so a
+// PTX wrappers for asynchronous copies between global and shared memory that do not pass through registers, so a
 // thread can have many in flight and keep working (or wait) while they land: cp.async (16 or 4 bytes per
 // thread, used by the cross-entropy's row stash and the attention kernels) and the tensor memory
 // accelerator's tile copy (a whole box of a tensor per instruction, completion counted on an mbarrier; used by
@@ -30,8 +30,20 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 // against the transaction count of the mbarrier `bar` (mbar_arrive_expect_tx in parallax_kernels.cuh). The own
 // block's shared-memory addresses are valid .shared::cluster addresses without a cluster launch.
 __device__ __forceinline__ void tma_load_3d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n"
-        ::"r"(smem_u32(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_u32(bar))
-        : "memory");
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3, %4}], [%5];\n"
+                 ::"r"(smem_u32(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_u32(bar))
+                 : "memory");
+}
+
+// The reverse: the box at (c0, c1, c2) from shared memory src (laid out as tma_load_3d writes it); parts of the
+// box past the tensor's bounds are not written. Tracked per thread in bulk groups: tma_store_wait.
+__device__ __forceinline__ void tma_store_3d(const CUtensorMap* map, const void* src, int c0, int c1, int c2) {
+    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n"
+                 ::"l"(map), "r"(smem_u32(src)), "r"(c0), "r"(c1), "r"(c2)
+                 : "memory");
+}
+// until this thread's TMA stores so far have read their shared memory (it may then be reused or freed)
+__device__ __forceinline__ void tma_store_wait() {
+    asm volatile("cp.async.bulk.commit_group;\ncp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }

@@ -237,7 +237,7 @@ __global__ void __launch_bounds__(128) attention_backward_dq_v2_kernel(bf16* dq,
         for (int nt = 0; nt < NT; nt++)
             for (int i = 0; i < 4; i++) {
                 int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8, j = i >> 1;
-                PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], L2[j], tb[j], tg[j], bi[j]);
+                PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], L2[j], tb[j], tg[j], bi[j]);
                 bool vis = key <= row && key < T;
                 S[nt][i] = vis ? pt.dS : 0.0f;   // S now holds dS
                 Tt[nt][i] = vis ? pt.dT : 0.0f;  // Tt now holds dT
@@ -335,7 +335,7 @@ __global__ void __launch_bounds__(128) attention_backward_dkv_v2_kernel(bf16* dk
             for (int i = 0; i < 4; i++) {
                 int qi = nt * 8 + 2 * t + (i & 1), key = kr0 + g + (i >> 1) * 8, query = q0 + qi;
                 bool vis = key <= query && query < T && key < T;
-                PairTerms pt = pair_terms<PROBE>(S[nt][i] * sc, Tt[nt][i], A[nt][i], st[qi] * LOG2E,
+                PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], st[qi] * LOG2E,
                                                  PROBE ? st[BQ + qi] : 0.0f, st[2 * BQ + qi],
                                                  PROBE ? st[3 * BQ + qi] : 0.0f);
                 S[nt][i] = vis ? c * pt.dS : 0.0f;  // S now holds c dS^T
