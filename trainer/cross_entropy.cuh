@@ -22,25 +22,13 @@
 #define CE_MAX_SMEM (227 * 1024)   // the most dynamic shared memory one block may take (sm_90)
 #define CE_LOG2E 1.4426950408889634f
 
-// the two bf16 of a 32-bit word as fp32: low half, high half
-__device__ __forceinline__ float bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
-__device__ __forceinline__ float bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
-
-// the block's max or sum of v, returned to every thread; red: 32 floats of shared memory, free on entry
+// the block's max of v, returned to every thread; red: 32 floats of shared memory, free on entry
 __device__ __forceinline__ float ce_block_max(float v, float* red) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, o));
     if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
     __syncthreads();
     v = -FLT_MAX;
     for (int w = 0; w < CE_BLOCK / 32; w++) v = fmaxf(v, red[w]);
-    return v;
-}
-__device__ __forceinline__ float ce_block_sum(float v, float* red) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
-    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
-    __syncthreads();
-    v = 0.0f;
-    for (int w = 0; w < CE_BLOCK / 32; w++) v += red[w];   // every thread adds the warps in the same order
     return v;
 }
 
@@ -78,7 +66,7 @@ __global__ void __launch_bounds__(CE_BLOCK, 2) cross_entropy_kernel(bf16* logits
     }
     if (full8 * 8 < V && threadIdx.x == full8 % CE_BLOCK)
         for (int i = full8 * 8; i < V; i++) s0 += fast_exp2(fmaf(__bfloat162float(xs[i]), CE_LOG2E, -ml));
-    float s = ce_block_sum(s0 + s1, red_sum);
+    float s = block_sum(s0 + s1, red_sum);   // trainer/cuda_common.h
     float lse = m + logf(s);
     int t = targets[row];
     float xt = __bfloat162float(xs[t]);

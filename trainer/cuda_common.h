@@ -51,6 +51,26 @@ __device__ __forceinline__ float fast_exp2(float x) {
     return y;
 }
 
+// the two bf16 of a 32-bit word as fp32: low half, high half
+__device__ __forceinline__ float bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
+__device__ __forceinline__ float bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+    return v;
+}
+
+// the sum of v over the block, returned to every thread: warp sums, then every thread adds them in warp order
+// (deterministic). part: 32 floats of shared memory, not reused (one call per array).
+__device__ __forceinline__ float block_sum(float v, float* part) {
+    v = warp_sum(v);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
+    __syncthreads();
+    float s = 0.0f;
+    for (int w = 0; w < (int)blockDim.x / 32; w++) s += part[w];
+    return s;
+}
+
 // The number of CUDA devices, 0 when there is no usable GPU (no driver, no device): callers skip GPU work.
 static int cuda_device_count() {
     int n = 0;
