@@ -134,6 +134,24 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
 // Every attention kernel here runs one warpgroup (4 warps) per block.
 constexpr int ATTN_THREADS = 128, ATTN_WARPS = ATTN_THREADS / 32;
 
+// The order blocks start in. A grid (tiles, B*H) starts its blocks in the order of their linear index; this
+// hands out the work so that the longest blocks (rank 0: the most key or query tiles to visit) start first, for
+// ATTN_BH_GROUP sequence-heads at a time (so that the blocks in flight share their K and V, or Q, R and dO, in
+// L2): linear index -> (group of heads, rank, head within the group). A group of 1 is plain (rank, head) order.
+// Measured (dev/cuda/NOTES.md, session 7): groups of 64 against 1, Parallax forward + backward 16x1024x12x64
+// 0.735 -> 0.695 ms, 32x1024 1.398 -> 1.361; all heads in one group loses at 32x1024 (1.386: K, V no longer
+// fit in L2).
+#ifndef ATTN_BH_GROUP
+#define ATTN_BH_GROUP 64
+#endif
+__device__ __forceinline__ void block_rank(int& rank, int& bh) {
+    int id = blockIdx.y * gridDim.x + blockIdx.x, ntiles = gridDim.x;
+    int g0 = id / (ATTN_BH_GROUP * ntiles) * ATTN_BH_GROUP, size = min(ATTN_BH_GROUP, (int)gridDim.y - g0);
+    int rem = id - g0 * ntiles;
+    rank = rem / size;
+    bh = g0 + rem % size;
+}
+
 // A ring of STAGES shared-memory buffers filled tile after tile by bulk copies, with two mbarriers per buffer
 // instead of __syncthreads: full (the tile's bytes have landed) and empty (every thread is done reading it).
 // Tile i lives in buffer i % STAGES and is copied by one warp, warp i % 4, its producer: that warp waits
@@ -490,8 +508,10 @@ attention_forward_kernel(const __grid_constant__ CUtensorMap tm_o, const __grid_
     bf16 (*Ks)[BK * D] = (bf16 (*)[BK * D])align_tiles(smem_raw);   // Ks[STAGES][BK * D], then Vs likewise
     bf16 (*Vs)[BK * D] = Ks + STAGES;
     StageRing<STAGES, 1> ring((uint64_t*)(Vs + STAGES));
-    int qt = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles start first
-    int bh = blockIdx.y, b = bh / H, h = bh % H;
+    int rank, bh;
+    block_rank(rank, bh);
+    int qt = gridDim.x - 1 - rank;   // rank 0: the last query tile, the longest
+    int b = bh / H, h = bh % H;
     int q0 = qt * BQ + (threadIdx.x / 32) * 16;   // this warp's first row
     const float sc = rsqrtf((float)D) * LOG2E;
 
@@ -886,8 +906,10 @@ attention_backward_dq_kernel(const __grid_constant__ CUtensorMap tm_dq, const __
     bf16 (*Ks)[BK * D] = (bf16 (*)[BK * D])align_tiles(smem_raw);   // Ks[STAGES][BK * D], then Vs likewise
     bf16 (*Vs)[BK * D] = Ks + STAGES;
     StageRing<STAGES, 1> ring((uint64_t*)(Vs + STAGES));
-    int qt = gridDim.x - 1 - blockIdx.x;
-    int bh = blockIdx.y, b = bh / H, h = bh % H;
+    int rank, bh;
+    block_rank(rank, bh);
+    int qt = gridDim.x - 1 - rank;   // rank 0: the last query tile, the longest
+    int b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32;
     int q0 = qt * BQ + warp * 16;
     const float c = rsqrtf((float)D), sc = c * LOG2E;
@@ -1031,8 +1053,9 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
     unsigned char* smem = align_tiles(smem_raw);
     constexpr int BUF = DkvTile<D, BQ>::BYTES;
     StageRing<STAGES, 33> ring((uint64_t*)(smem + STAGES * BUF));
-    int kt = blockIdx.x;
-    int bh = blockIdx.y, b = bh / H, h = bh % H;
+    int kt, bh;
+    block_rank(kt, bh);   // rank 0: the first key tile, the longest
+    int b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32;
     int kr0 = kt * BKV + warp * 16;  // this warp's first key
     const float c = rsqrtf((float)D), sc = c * LOG2E;
