@@ -13,7 +13,7 @@
 //        ./dev/cuda/attention_study 1 2 1024 12 64    2.409 / 34.39 ms at 2x1024x12x64 (0.6 TFLOP/s)
 //   2  dev/cuda/attention_mma_v2.cuh   mma.sync tensor cores, FlashAttention-2 tiling, synchronous tiles
 //        ./dev/cuda/attention_study 2                 0.611 / 2.159 ms at 16x1024x12x64 (72 TFLOP/s)
-//   3  parallax_kernels.cuh            the trainer's: tiles double buffered (now by TMA), ldmatrix, no transposed copies
+//   3  parallax_kernels.cuh            the trainer's: buffered tiles (now by TMA), ldmatrix, no transposed copies
 //        ./dev/cuda/attention_study 3                 0.313 / 1.159 ms at 16x1024x12x64 (133 TFLOP/s); revised
 //        (one product less in the forward, launch bounds per kernel): 0.283 / 1.126 ms (137 TFLOP/s); fewer
 //        instructions per tile (loaders, pair terms, masks): 0.232 / 0.849 ms (182 TFLOP/s); softmax 0.148 / 0.551;
