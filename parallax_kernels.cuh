@@ -47,6 +47,7 @@ constexpr int ATTN_MIN_BLOCKS[2][3] = {{ATTN_BLOCKS_SOFTMAX}, {ATTN_BLOCKS_PROBE
 #ifndef ATTN_FWD_BK64
 #define ATTN_FWD_BK64 64
 #endif
+__host__ __device__ constexpr int forward_keys_per_tile(int D) { return D == 64 ? ATTN_FWD_BK64 : 32; }
 
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
@@ -493,7 +494,7 @@ __device__ __forceinline__ void forward_finish(ForwardRows<D / 8>& st, float* L,
 __host__ __device__ constexpr int forward_stages(bool probe) { return probe ? FWD_STAGES_PROBE : FWD_STAGES_SOFTMAX; }
 template <int D, bool PROBE>
 constexpr int forward_smem_bytes() {
-    constexpr int BK = D == 64 ? ATTN_FWD_BK64 : 32;
+    constexpr int BK = forward_keys_per_tile(D);
     return TILE_ALIGN + forward_stages(PROBE) * (2 * BK * D * (int)sizeof(bf16) + STAGE_RING_BYTES);
 }
 
@@ -502,7 +503,7 @@ __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE]
 attention_forward_kernel(const __grid_constant__ CUtensorMap tm_o, const __grid_constant__ CUtensorMap tm_vbar,
                          float* L, float* tbar, const bf16* q, const bf16* r, const __grid_constant__ CUtensorMap tm_k,
                          const __grid_constant__ CUtensorMap tm_v, int B, int T, int H, int stride) {
-    constexpr int BQ = 64, BK = D == 64 ? ATTN_FWD_BK64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8;
+    constexpr int BQ = 64, BK = forward_keys_per_tile(D), KD = D / 16, NT = BK / 8, ND = D / 8;
     constexpr int STAGES = forward_stages(PROBE);
     extern __shared__ __align__(128) unsigned char smem_raw[];   // forward_smem_bytes<D, PROBE>()
     bf16 (*Ks)[BK * D] = (bf16 (*)[BK * D])align_tiles(smem_raw);   // Ks[STAGES][BK * D], then Vs likewise
@@ -1362,7 +1363,7 @@ static void attention_forward_launch(bf16* o, bf16* vbar, float* L, float* tbar,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         attr_set = true;
     }
-    constexpr int BK = D == 64 ? ATTN_FWD_BK64 : 32;
+    constexpr int BK = forward_keys_per_tile(D);
     CUtensorMap tm_k = make_tile_map(k, B, T, H, D, stride, BK), tm_v = make_tile_map(v, B, T, H, D, stride, BK);
     CUtensorMap tm_o = make_tile_map(o, B, T, H, D, H * D, 16), tm_vbar = make_tile_map(vbar, B, T, H, D, H * D, 16);
     attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(tm_o, tm_vbar, L, tbar, q, r, tm_k, tm_v,
