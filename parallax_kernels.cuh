@@ -115,13 +115,13 @@ __device__ __forceinline__ void cp_async_mbar_arrive(uint64_t* bar) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(bar)) : "memory");
 }
 // one arrival on bar that also raises its transaction count by `bytes`: the phase completes once its arrivals
-// are in and that many bytes of bulk copies (bulk_copy_g2s) have landed; copies may land before this arrival
+// are in and that many bytes of TMA copies (tma_load_3d) have landed; copies may land before this arrival
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
                  : "memory");
 }
 // shared-memory state written by ordinary stores (an mbarrier's init, a tile) becomes visible to the async
-// proxy: the bulk copies' transaction counts, the tensor cores' reads
+// proxy: the TMA copies' transaction counts, the tensor cores' reads
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
     uint32_t done = 0;
@@ -153,7 +153,7 @@ __device__ __forceinline__ void block_rank(int& rank, int& bh) {
     bh = g0 + rem % size;
 }
 
-// A ring of STAGES shared-memory buffers filled tile after tile by bulk copies, with two mbarriers per buffer
+// A ring of STAGES shared-memory buffers filled tile after tile by TMA copies, with two mbarriers per buffer
 // instead of __syncthreads: full (the tile's bytes have landed) and empty (every thread is done reading it).
 // Tile i lives in buffer i % STAGES and is copied by one warp, warp i % 4, its producer: that warp waits
 // until the slowest warp has left the buffer's previous tile, then its lane 0 announces the tile's bytes on
@@ -173,7 +173,7 @@ struct StageRing {
                 mbar_init(&full[s], FULL_COUNT);
                 mbar_init(&empty[s], ATTN_THREADS);
             }
-            fence_proxy_async();   // the counts, before the first bulk copy reports to them
+            fence_proxy_async();   // the counts, before the first TMA copy reports to them
         }
     }
     __device__ static bool producer(int i) { return threadIdx.x / 32 == i % ATTN_WARPS; }
@@ -181,10 +181,8 @@ struct StageRing {
     __device__ void wait_empty(int i) {
         if (i >= STAGES) mbar_wait(&empty[i % STAGES], (i / STAGES - 1) & 1);
     }
-    // the producer, once per tile: `bytes` of bulk copies will report to full_bar(i)
-    __device__ void expect(int i, uint32_t bytes) {
-        if (threadIdx.x % 32 == 0) mbar_arrive_expect_tx(&full[i % STAGES], bytes);
-    }
+    // the producer's lane 0, once per tile: `bytes` of TMA copies will report to full_bar(i)
+    __device__ void expect(int i, uint32_t bytes) { mbar_arrive_expect_tx(&full[i % STAGES], bytes); }
     __device__ uint64_t* full_bar(int i) { return &full[i % STAGES]; }
     // the producer's lanes, after issuing their cp.async copies of tile i (FULL_COUNT 33)
     __device__ void loaded(int i) { cp_async_mbar_arrive(&full[i % STAGES]); }
