@@ -159,6 +159,8 @@ __device__ __forceinline__ void block_rank(int& rank, int& bh) {
 // until the slowest warp has left the buffer's previous tile, then its lane 0 announces the tile's bytes on
 // full and issues one TMA copy per tensor (per 64 columns). The other three warps never wait for a buffer to
 // empty and issue no copies: a warp waits only for the data it reads (dev/cuda/NOTES.md, sessions 5 and 7).
+// (The forward has warp 0 issue the first STAGES - 1 tiles right after init, before the block's first
+// barrier: measured -1% there, none in the backward passes; session 8.)
 // FULL_COUNT: the arrivals that complete full, 1 (the producer's lane 0), plus 32 where the producer's lanes
 // also copy with cp.async (the dk/dv pass's row statistics, `loaded`).
 template <int STAGES, int FULL_COUNT>
@@ -390,16 +392,17 @@ __device__ __forceinline__ void forward_tile_max(float (*S)[4], float* mx, int k
         }
 }
 
-// Online softmax over one key tile, in place: S (unscaled Q K^T) becomes W = 2^(S sc - m_new) (masked where
-// key > row or key >= T, if `mask`); m, d1, d2 advance and O1, O2 are rescaled by a = 2^(m - m_new).
+// Online softmax over one key tile, part 1: the row maxima move to m_new = max(m, rowmax S sc) (S unscaled
+// Q K^T, masked where key > row or key >= T if `mask`); d1, d2, O1, O2 are rescaled by a = 2^(m - m_new) and
+// mu is the shift for the exponentials (m_new, or 0 in a row with nothing visible yet).
 template <int NT, int ND, bool PROBE>
-__device__ __forceinline__ void forward_tile_softmax(float (*S)[4], ForwardRows<ND>& st, bool mask, int k0, int q0,
-                                                     int T, float sc) {
+__device__ __forceinline__ void forward_tile_rescale(float (*S)[4], ForwardRows<ND>& st, float* mu, bool mask,
+                                                     int k0, int q0, int T, float sc) {
     float *m = st.m, *d1 = st.d1, *d2 = st.d2;
     float mx[2] = {-INFINITY, -INFINITY};
     if (mask) forward_tile_max<NT, true>(S, mx, k0, q0, T);
     else forward_tile_max<NT, false>(S, mx, k0, q0, T);
-    float a[2], mu[2];
+    float a[2];
     for (int j = 0; j < 2; j++) {
         float m_new = fmaxf(m[j], quad_max(mx[j]) * sc);
         mu[j] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet (padding rows)
@@ -415,36 +418,68 @@ __device__ __forceinline__ void forward_tile_softmax(float (*S)[4], ForwardRows<
                 st.O1[nd][i] *= a[i >> 1];
                 if (PROBE) st.O2[nd][i] *= a[i >> 1];
             }
+}
+
+// Part 2, in place: S becomes W = 2^(S sc - mu) (0 where masked: S = -inf) and d1 advances.
+template <int NT, int ND>
+__device__ __forceinline__ void forward_tile_exp(float (*S)[4], ForwardRows<ND>& st, const float* mu, float sc) {
     for (int nt = 0; nt < NT; nt++)
         for (int i = 0; i < 4; i++) {
             float w = fast_exp2(fmaf(S[nt][i], sc, -mu[i >> 1]));   // scale and shift in one instruction
             S[nt][i] = w;  // S now holds W
-            d1[i >> 1] += w;
+            st.d1[i >> 1] += w;
         }
 }
 
-// The probe's part of a tile, after forward_tile_softmax: Tt becomes U = W o (Tt - tau) and d2 advances. On
-// the first tile tau is set: the W-weighted mean of t over it.
+// On the first tile, after forward_tile_exp (S holds W): tau, the W-weighted mean of t over the tile, and Tt
+// (R K^T, made before tau was known) shifted by it.
 template <int NT, int ND>
-__device__ __forceinline__ void forward_tile_probe(const float (*S)[4], float (*Tt)[4], ForwardRows<ND>& st,
-                                                   bool first) {
-    float *d2 = st.d2, *tau = st.tau;
-    if (first) {  // tau: the W-weighted mean of t over this first tile
-        float sw[2] = {0.0f, 0.0f}, swt[2] = {0.0f, 0.0f};
-        for (int nt = 0; nt < NT; nt++)
-            for (int i = 0; i < 4; i++) {
-                sw[i >> 1] += S[nt][i];
-                swt[i >> 1] += S[nt][i] * Tt[nt][i];
-            }
-        for (int j = 0; j < 2; j++) {
-            float w = quad_sum(sw[j]), wt = quad_sum(swt[j]);
-            tau[j] = w > 0.0f ? wt / w : 0.0f;  // w = 0 only in padding rows past T
-        }
-    }
+__device__ __forceinline__ void forward_first_tau(const float (*S)[4], float (*Tt)[4], ForwardRows<ND>& st) {
+    float sw[2] = {0.0f, 0.0f}, swt[2] = {0.0f, 0.0f};
     for (int nt = 0; nt < NT; nt++)
         for (int i = 0; i < 4; i++) {
-            Tt[nt][i] = S[nt][i] * (Tt[nt][i] - tau[i >> 1]);  // Tt now holds U
-            d2[i >> 1] += Tt[nt][i];
+            sw[i >> 1] += S[nt][i];
+            swt[i >> 1] += S[nt][i] * Tt[nt][i];
+        }
+    for (int j = 0; j < 2; j++) {
+        float w = quad_sum(sw[j]), wt = quad_sum(swt[j]);
+        st.tau[j] = w > 0.0f ? wt / w : 0.0f;  // w = 0 only in padding rows past T
+    }
+    for (int nt = 0; nt < NT; nt++)
+        for (int i = 0; i < 4; i++) Tt[nt][i] -= st.tau[i >> 1];
+}
+
+// The probe's part of a tile, after forward_tile_exp: Tt (t - tau) becomes U = W o (t - tau); d2 advances.
+template <int NT, int ND>
+__device__ __forceinline__ void forward_tile_probe(const float (*S)[4], float (*Tt)[4], ForwardRows<ND>& st) {
+    for (int nt = 0; nt < NT; nt++)
+        for (int i = 0; i < 4; i++) {
+            Tt[nt][i] *= S[nt][i];  // Tt now holds U
+            st.d2[i >> 1] += Tt[nt][i];
+        }
+}
+
+// S = Q K^T and Tt = R K^T - tau (per row) over a key tile Kb of 8 NT keys; the Q, R fragments are this
+// warp's, in registers. Starting Tt at -tau shifts t in the accumulator, for free: one FADD per score less
+// (before the first tile's tau is known, tau = 0 and forward_first_tau shifts).
+template <int D, int NT, bool PROBE>
+__device__ __forceinline__ void forward_products(float (*S)[4], float (*Tt)[4], const uint32_t (*qa)[4],
+                                                 const uint32_t (*ra)[4], const bf16* Kb, const float* tau) {
+    for (int nt = 0; nt < NT; nt++)
+        for (int i = 0; i < 4; i++) {
+            S[nt][i] = 0.0f;
+            Tt[nt][i] = -tau[i >> 1];
+        }
+    for (int nt = 0; nt < NT; nt += 2)
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t b0[2], b1[2];
+            ldsm_b_pair(b0, b1, Kb, 8 * NT, nt * 8, kk * 16);
+            mma_bf16(S[nt], qa[kk], b0);
+            mma_bf16(S[nt + 1], qa[kk], b1);
+            if (PROBE) {
+                mma_bf16(Tt[nt], ra[kk], b0);
+                mma_bf16(Tt[nt + 1], ra[kk], b1);
+            }
         }
 }
 
@@ -472,7 +507,7 @@ __device__ __forceinline__ void forward_finish(ForwardRows<D / 8>& st, float* L,
 // ---------------------------------------------------------------------------------------------------------
 // forward. grid (ceil(T / 64), B*H), 128 threads: each warp owns 16 query rows and streams over key tiles
 // of BK keys (the spec's recurrence, in log2 units: S is pre-multiplied by c log2 e):
-//   m_new = max(m, rowmax S); a = 2^(m - m_new); W = 2^(S - m_new); Tt = R K^T; U = W o (Tt - tau)
+//   m_new = max(m, rowmax S); a = 2^(m - m_new); W = 2^(S - m_new); Tt = R K^T - tau; U = W o Tt
 //   d1 = a d1 + rowsum W; d2 = a d2 + rowsum U; O1 = a O1 + W V; O2 = a O2 + U V
 //   end: vbar = O1/d1; tbar' = d2/d1; o = vbar (1 + tbar') - O2/d1; tbar = tbar' + tau; L = m ln 2 + ln d1
 // tau_i is a per-row shift of t, the p-weighted mean of t over the first key tile: the weights
@@ -516,14 +551,16 @@ attention_forward_kernel(const __grid_constant__ CUtensorMap tm_o, const __grid_
 
     int kv_end = min(T, (qt + 1) * BQ);  // causal: keys past the tile's last query are never needed
     int ntiles = ceil_div(kv_end, BK);
-    ring.init();
-    __syncthreads();
-    for (int i = 0; i < STAGES - 1 && i < ntiles; i++)
-        if (ring.producer(i)) load_kv_tile<D, BK>(ring, i, Ks[i], Vs[i], &tm_k, &tm_v, b, h);
-
     uint32_t qa[KD][4], ra[KD][4];
     ForwardRows<ND> st;
-    forward_rows_begin<D, PROBE>(qa, ra, st, q, r, stride, b, h, q0, T);
+    forward_rows_begin<D, PROBE>(qa, ra, st, q, r, stride, b, h, q0, T);   // loads in flight across the barrier
+    if (threadIdx.x < 32) {   // warp 0: the ring's counts and the first tiles, before the barrier (StageRing)
+        ring.init();
+        __syncwarp();
+        for (int i = 0; i < STAGES - 1 && i < ntiles; i++)
+            load_kv_tile<D, BK>(ring, i, Ks[i], Vs[i], &tm_k, &tm_v, b, h);
+    }
+    __syncthreads();
 
     for (int it = 0; it < ntiles; it++) {
         int k0 = it * BK;
@@ -531,23 +568,13 @@ attention_forward_kernel(const __grid_constant__ CUtensorMap tm_o, const __grid_
         if (k0 <= q0 + 15) {  // else every key of this tile is after every row of this warp
             const bf16* Kb = Ks[it % STAGES];
             const bf16* Vb = Vs[it % STAGES];
-            float S[NT][4], Tt[NT][4];
-            for (int nt = 0; nt < NT; nt++)
-                for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = 0.0f;
-            for (int nt = 0; nt < NT; nt += 2)
-                for (int kk = 0; kk < KD; kk++) {
-                    uint32_t b0[2], b1[2];
-                    ldsm_b_pair(b0, b1, Kb, BK, nt * 8, kk * 16);
-                    mma_bf16(S[nt], qa[kk], b0);
-                    mma_bf16(S[nt + 1], qa[kk], b1);
-                    if (PROBE) {
-                        mma_bf16(Tt[nt], ra[kk], b0);
-                        mma_bf16(Tt[nt + 1], ra[kk], b1);
-                    }
-                }
+            float S[NT][4], Tt[NT][4], mu[2];
+            forward_products<D, NT, PROBE>(S, Tt, qa, ra, Kb, st.tau);
             bool mask = k0 + BK - 1 > q0 || k0 + BK > T;   // only tiles reaching past a row or past T
-            forward_tile_softmax<NT, ND, PROBE>(S, st, mask, k0, q0, T, sc);
-            if (PROBE) forward_tile_probe<NT, ND>(S, Tt, st, it == 0);
+            forward_tile_rescale<NT, ND, PROBE>(S, st, mu, mask, k0, q0, T, sc);
+            forward_tile_exp<NT, ND>(S, st, mu, sc);
+            if (PROBE && it == 0) forward_first_tau<NT, ND>(S, Tt, st);
+            if (PROBE) forward_tile_probe<NT, ND>(S, Tt, st);
             mma_frags_times_tile<BK, ND, PROBE>(st.O1, st.O2, S, Tt, Vb);   // O1 += W V, O2 += U V
         }
         ring.release(it);
@@ -647,10 +674,11 @@ __device__ __forceinline__ void load_tile_core_async(bf16* dst, const bf16* src,
 }
 
 // The forward on wgmma, D = 64 (version 4): the same blocks, rows per warp and per-tile arithmetic as
-// attention_forward_kernel (forward_tile_softmax, _probe, forward_finish), but S = Q K^T, Tt = R K^T, O1 += W V and
-// O2 += U V each run as four wgmma k-slices for the whole 64-row block: the K and V tiles are read from
-// shared memory once per block instead of once per warp. Tt = R K^T runs during the softmax of S, and the
-// next K and V tiles load during the element-wise work; the other products are waited for at once.
+// attention_forward_kernel (forward_tile_rescale, _exp, _probe, forward_finish), but S = Q K^T,
+// Tt = R K^T - tau, O1 += W V and O2 += U V each run as four wgmma k-slices for the whole 64-row block: the
+// K and V tiles are read from shared memory once per block instead of once per warp. Tt runs during the
+// softmax of S, and the next K and V tiles load during the element-wise work; the other products are waited
+// for at once.
 // Measured (dev/cuda/NOTES.md): Parallax forward 1.5-4% faster than version 3 as it stood in session 3, but
 // 13% slower than version 3 with session 4's leaner tiles (0.264 against 0.233 ms), softmax 57% slower:
 // without FlashAttention-3's ping-pong of two warpgroups the tensor cores idle during the element-wise work.
@@ -682,13 +710,16 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const
         fence_proxy_async();  // ... is visible to the tensor cores ...
         __syncthreads();      // ... and so are every other thread's
         float S[NT][4], Tt[NT][4];
+        for (int nt = 0; nt < NT; nt++)   // Tt = R K^T - tau (forward_products)
+            for (int i = 0; i < 4; i++) Tt[nt][i] = -st.tau[i >> 1];
+        if (PROBE) fence_frags<NT>(Tt);
         wgmma_fence();
         for (int kk = 0; kk < KD; kk++)   // d = 16 kk .. 16 kk + 15: d groups 2 kk, 2 kk + 1
             wgmma_m64n64k16<0>(S, qa[kk], wgmma_desc(Ks[buf] + kk * 1024, LBO_K, SBO_K), kk > 0);
         wgmma_commit();
         if (PROBE) {
             for (int kk = 0; kk < KD; kk++)
-                wgmma_m64n64k16<0>(Tt, ra[kk], wgmma_desc(Ks[buf] + kk * 1024, LBO_K, SBO_K), kk > 0);
+                wgmma_m64n64k16<0>(Tt, ra[kk], wgmma_desc(Ks[buf] + kk * 1024, LBO_K, SBO_K), 1);
             wgmma_commit();
             wgmma_wait<1>();  // S is ready; Tt runs on during the softmax
         } else {
@@ -704,11 +735,14 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const
             cp_async_commit();
         }
         bool mask = k0 + BK - 1 > q0 || k0 + BK > T;
-        forward_tile_softmax<NT, ND, PROBE>(S, st, mask, k0, q0, T, sc);
+        float mu[2];
+        forward_tile_rescale<NT, ND, PROBE>(S, st, mu, mask, k0, q0, T, sc);
+        forward_tile_exp<NT, ND>(S, st, mu, sc);
         if (PROBE) {
             wgmma_wait<0>();
             fence_frags<NT>(Tt);
-            forward_tile_probe<NT, ND>(S, Tt, st, it == 0);
+            if (it == 0) forward_first_tau<NT, ND>(S, Tt, st);
+            forward_tile_probe<NT, ND>(S, Tt, st);
         }
         uint32_t aw[BK / 16][4], au[BK / 16][4];
         for (int kk = 0; kk < BK / 16; kk++) {
@@ -1060,6 +1094,9 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
     int qstart = (kt * BKV / BQ) * BQ, ntiles = ceil_div(T - qstart, BQ);
+    uint32_t ka[KD][4], va[KD][4];   // loads in flight across the barrier
+    load_rows_frag<D>(ka, k, stride, b, h, kr0, T);
+    load_rows_frag<D>(va, v, stride, b, h, kr0, T);
     ring.init();
     __syncthreads();
     for (int i = 0; i < STAGES - 1 && i < ntiles; i++)
@@ -1067,9 +1104,6 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
             dkv_load_tile<D, PROBE>(ring, i, DkvTile<D, BQ>(smem + i * BUF), &tm_q, &tm_r, &tm_g, L, tbar, Tg, Bv,
                                     b, h, bh, qstart + i * BQ, T);
 
-    uint32_t ka[KD][4], va[KD][4];
-    load_rows_frag<D>(ka, k, stride, b, h, kr0, T);
-    load_rows_frag<D>(va, v, stride, b, h, kr0, T);
     float dK[ND][4] = {}, dV[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
