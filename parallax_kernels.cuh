@@ -392,17 +392,16 @@ __device__ __forceinline__ void forward_tile_max(float (*S)[4], float* mx, int k
         }
 }
 
-// Online softmax over one key tile, part 1: the row maxima move to m_new = max(m, rowmax S sc) (S unscaled
-// Q K^T, masked where key > row or key >= T if `mask`); d1, d2, O1, O2 are rescaled by a = 2^(m - m_new) and
-// mu is the shift for the exponentials (m_new, or 0 in a row with nothing visible yet).
+// Online softmax over one key tile, in place: S (unscaled Q K^T) becomes W = 2^(S sc - m_new) (masked where
+// key > row or key >= T, if `mask`); m, d1, d2 advance and O1, O2 are rescaled by a = 2^(m - m_new).
 template <int NT, int ND, bool PROBE>
-__device__ __forceinline__ void forward_tile_rescale(float (*S)[4], ForwardRows<ND>& st, float* mu, bool mask,
-                                                     int k0, int q0, int T, float sc) {
+__device__ __forceinline__ void forward_tile_softmax(float (*S)[4], ForwardRows<ND>& st, bool mask, int k0, int q0,
+                                                     int T, float sc) {
     float *m = st.m, *d1 = st.d1, *d2 = st.d2;
     float mx[2] = {-INFINITY, -INFINITY};
     if (mask) forward_tile_max<NT, true>(S, mx, k0, q0, T);
     else forward_tile_max<NT, false>(S, mx, k0, q0, T);
-    float a[2];
+    float a[2], mu[2];
     for (int j = 0; j < 2; j++) {
         float m_new = fmaxf(m[j], quad_max(mx[j]) * sc);
         mu[j] = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing visible yet (padding rows)
@@ -418,20 +417,15 @@ __device__ __forceinline__ void forward_tile_rescale(float (*S)[4], ForwardRows<
                 st.O1[nd][i] *= a[i >> 1];
                 if (PROBE) st.O2[nd][i] *= a[i >> 1];
             }
-}
-
-// Part 2, in place: S becomes W = 2^(S sc - mu) (0 where masked: S = -inf) and d1 advances.
-template <int NT, int ND>
-__device__ __forceinline__ void forward_tile_exp(float (*S)[4], ForwardRows<ND>& st, const float* mu, float sc) {
     for (int nt = 0; nt < NT; nt++)
         for (int i = 0; i < 4; i++) {
             float w = fast_exp2(fmaf(S[nt][i], sc, -mu[i >> 1]));   // scale and shift in one instruction
             S[nt][i] = w;  // S now holds W
-            st.d1[i >> 1] += w;
+            d1[i >> 1] += w;
         }
 }
 
-// On the first tile, after forward_tile_exp (S holds W): tau, the W-weighted mean of t over the tile, and Tt
+// On the first tile, after forward_tile_softmax (S holds W): tau, the W-weighted mean of t over the tile, and Tt
 // (R K^T, made before tau was known) shifted by it.
 template <int NT, int ND>
 __device__ __forceinline__ void forward_first_tau(const float (*S)[4], float (*Tt)[4], ForwardRows<ND>& st) {
@@ -449,7 +443,7 @@ __device__ __forceinline__ void forward_first_tau(const float (*S)[4], float (*T
         for (int i = 0; i < 4; i++) Tt[nt][i] -= st.tau[i >> 1];
 }
 
-// The probe's part of a tile, after forward_tile_exp: Tt (t - tau) becomes U = W o (t - tau); d2 advances.
+// The probe's part of a tile, after forward_tile_softmax: Tt (t - tau) becomes U = W o (t - tau); d2 advances.
 template <int NT, int ND>
 __device__ __forceinline__ void forward_tile_probe(const float (*S)[4], float (*Tt)[4], ForwardRows<ND>& st) {
     for (int nt = 0; nt < NT; nt++)
@@ -568,11 +562,10 @@ attention_forward_kernel(const __grid_constant__ CUtensorMap tm_o, const __grid_
         if (k0 <= q0 + 15) {  // else every key of this tile is after every row of this warp
             const bf16* Kb = Ks[it % STAGES];
             const bf16* Vb = Vs[it % STAGES];
-            float S[NT][4], Tt[NT][4], mu[2];
+            float S[NT][4], Tt[NT][4];
             forward_products<D, NT, PROBE>(S, Tt, qa, ra, Kb, st.tau);
             bool mask = k0 + BK - 1 > q0 || k0 + BK > T;   // only tiles reaching past a row or past T
-            forward_tile_rescale<NT, ND, PROBE>(S, st, mu, mask, k0, q0, T, sc);
-            forward_tile_exp<NT, ND>(S, st, mu, sc);
+            forward_tile_softmax<NT, ND, PROBE>(S, st, mask, k0, q0, T, sc);
             if (PROBE && it == 0) forward_first_tau<NT, ND>(S, Tt, st);
             if (PROBE) forward_tile_probe<NT, ND>(S, Tt, st);
             mma_frags_times_tile<BK, ND, PROBE>(st.O1, st.O2, S, Tt, Vb);   // O1 += W V, O2 += U V
@@ -674,7 +667,7 @@ __device__ __forceinline__ void load_tile_core_async(bf16* dst, const bf16* src,
 }
 
 // The forward on wgmma, D = 64 (version 4): the same blocks, rows per warp and per-tile arithmetic as
-// attention_forward_kernel (forward_tile_rescale, _exp, _probe, forward_finish), but S = Q K^T,
+// attention_forward_kernel (forward_tile_softmax, _probe, forward_finish), but S = Q K^T,
 // Tt = R K^T - tau, O1 += W V and O2 += U V each run as four wgmma k-slices for the whole 64-row block: the
 // K and V tiles are read from shared memory once per block instead of once per warp. Tt runs during the
 // softmax of S, and the next K and V tiles load during the element-wise work; the other products are waited
@@ -735,9 +728,7 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const
             cp_async_commit();
         }
         bool mask = k0 + BK - 1 > q0 || k0 + BK > T;
-        float mu[2];
-        forward_tile_rescale<NT, ND, PROBE>(S, st, mu, mask, k0, q0, T, sc);
-        forward_tile_exp<NT, ND>(S, st, mu, sc);
+        forward_tile_softmax<NT, ND, PROBE>(S, st, mask, k0, q0, T, sc);
         if (PROBE) {
             wgmma_wait<0>();
             fence_frags<NT>(Tt);
