@@ -15,7 +15,10 @@ REF_DIR = dev/ref
 TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
 .PHONY: all test train ref data compare bench clean
-all: train_parallax test_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak dev/cuda/residual_study
+# every binary `make` builds: `all` builds them and `clean` removes them, so the two cannot drift apart
+BINARIES = train_parallax test_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak \
+           dev/cuda/residual_study
+all: $(BINARIES)
 
 CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
 
@@ -86,4 +89,4 @@ compare: train_parallax data/shards/manifest.json
 	PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/compare.sh
 
 clean:
-	rm -f test_parallax train_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak
+	rm -f $(BINARIES)

@@ -1,3 +1,4 @@
+// defines: DataLoader, dataloader_open, dataloader_next, dataloader_reset, shard_check_header
 // Reads llm.c token shards (spec section 4) in order: batches of B x T inputs and the next-token targets.
 // Every shard's header is checked when the loader opens (before any GPU work): missing, empty, bad magic or
 // version, or a size that does not match the count is an error naming the shard. Token values are checked

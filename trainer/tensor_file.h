@@ -1,3 +1,4 @@
+// defines: TensorFile, RefTensor, tensor_file_read, TensorToWrite, tensor_file_write
 // Reader of the reference tensor files (.ptf) that dev/export_reference.py writes.
 // Layout (dev/README.md): magic "PTF1", uint32 version 1, uint32 n_meta, uint32 n_tensors; n_meta
 // (key, value) strings, each a uint32 length and bytes; per tensor a uint32-length name, uint32 dtype
