@@ -38,5 +38,5 @@ clocks_during() {
     nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw --format=csv,noheader -lms "${CLOCK_MS:-500}" >"$log" &
     local pid=$!
     "$@"
-    kill "$pid"
+    kill "$pid" 2>/dev/null || true   # nvidia-smi has stopped early before
 }
