@@ -2,7 +2,8 @@
   python3 dev/test_docs.py
 Checks that the README stays short, that every path it links or names in its layout exists, that every
 measured number in it sits next to a link to its log and to the script that wrote it, and that every
-results folder has its README, the files that README's table lists, and a run.sh that bash can parse.
+results folder has its README, the files that README's table lists, and a run.sh that bash can parse;
+and that `make clean` removes every binary the Makefile builds.
 """
 import glob
 import os
@@ -139,9 +140,31 @@ def check_results():
               f"{len(names)} listed; missing: {absent}")
 
 
+def check_makefile_clean():
+    """make clean removes every binary make builds: every rule whose recipe runs $(NVCC) builds a target
+    listed in BINARIES, which `all` builds and `clean` removes."""
+    text = open(os.path.join(ROOT, "Makefile"), encoding="utf-8").read().replace("\\\n", " ")
+    m = re.search(r"^BINARIES\s*=(.*)$", text, re.M)
+    binaries = set(m.group(1).split()) if m else set()
+    built, rule = set(), None
+    for line in text.splitlines():
+        if line.startswith("\t"):
+            if rule and "$(NVCC)" in line:
+                built |= rule
+        else:
+            r = re.match(r"^([^\s:#=][^:=]*?)\s*:(?!=)", line)
+            rule = set(r.group(1).split()) if r else None
+    check("every binary the Makefile builds is in BINARIES", built and built <= binaries,
+          f"built by nvcc: {sorted(built)}; not in BINARIES: {sorted(built - binaries)}")
+    check("all builds and clean removes BINARIES",
+          re.search(r"^all:\s*\$\(BINARIES\)\s*$", text, re.M) and
+          re.search(r"^clean:\s*\n\trm -f \$\(BINARIES\)\s*$", text, re.M), "the all and clean rules")
+
+
 def main():
     check_readme()
     check_results()
+    check_makefile_clean()
     CHECKS.exit()
 
 
