@@ -901,11 +901,14 @@ static void check_gpu(const cudaDeviceProp& prop, const Config& cfg, const Optio
                         "(Hopper: H100, H200; the kernels use wgmma and TMA)\n", prop.name, prop.major, prop.minor);
         exit(2);
     }
+    // headroom for what the estimate leaves out: cuBLAS handles, allocator rounding
+    const size_t headroom = 512UL << 20;
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
-    if (need > free_b) {
-        fprintf(stderr, "train_parallax: the run needs %.1f GiB of GPU memory (d%d, C=%d, --batch %d x --seq-len %d), "
-                        "%s has %.1f GiB free: try a smaller --batch or model\n", need / 1073741824.0, cfg.L, cfg.C,
+    if (need + headroom > free_b) {
+        fprintf(stderr, "train_parallax: the run needs %.1f GiB of GPU memory (d%d, C=%d, --batch %d x --seq-len %d; "
+                        "0.5 GiB of it headroom), %s has %.1f GiB free: try a smaller --batch or model\n",
+                (need + headroom) / 1073741824.0, cfg.L, cfg.C,
                 o.batch, o.seq_len, prop.name, free_b / 1073741824.0);
         exit(2);
     }
