@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The input checks that need a GPU (issue 16), on synthetic shards: one PASS/FAIL line each.
 #   bash dev/check_inputs_gpu.sh [./train_parallax] [./test_parallax]        (about a minute on an H100)
-# 1. validation scores every token of the set once (the step line and log.csv say how many), the same set for
-#    --batch 32, 16 and 7, and the same loss to 1e-3
+# 1. validation scores every token of the set once (the step line and log.csv say how many) for --batch 32,
+#    16 and 7 (at the spec's init the logits are 0, so the loss itself is ln V at any batch and proves nothing)
 # 2. a run that cannot fit is refused before allocation, exit 2, naming what it needs and what is free
 # 3. the memory estimate printed at start is within 1.5 GiB of the memory in use at the end (d12, 1 step)
 # 4. test_parallax FAILs (not skips) when nvidia-smi sees a GPU that CUDA cannot (CUDA_VISIBLE_DEVICES=)
@@ -38,21 +38,15 @@ data=(--train-data "$dir/train_*.bin" --val-data "$dir/val_*.bin" --prose-val-da
       --checkpoint-every 0)
 
 # 1. validation at step 0 (the init), three micro-batch sizes
-losses=()
 for b in 32 16 7; do
     out="$dir/val_b$b"
     line=$("$exe" "${data[@]}" --depth 2 --steps 0 --batch "$b" --total-batch $((b * 1024)) --out "$out" 2>&1 |
            grep '^step .* val loss')
     got=$(echo "$line" | sed -n 's/.*val loss \([0-9.]*\) (\([0-9]*\) tokens).*/\2/p')
-    loss=$(echo "$line" | sed -n 's/.*val loss \([0-9.]*\) (.*/\1/p')
     logged=$(awk -F, '$3 == "val" { print $9 }' "$out/log.csv" 2>/dev/null)
     report "$([ "$got" = "$want" ] && [ "$logged" = "$want" ] && echo 1)" \
         "validation at --batch $b scores every token once" "step line $got, log.csv $logged, the set's $want ($line)"
-    losses+=("${loss:-nan}")
 done
-same=$("$py" -c "import sys; v=[float(x) for x in sys.argv[1:]]; print(int(max(v) - min(v) <= 1e-3))" "${losses[@]}" 2>/dev/null)
-report "${same:-0}" "the same validation loss for --batch 32, 16, 7" "${losses[*]}"
-
 # 2. a model that fits no GPU of today (d48: about 370 GiB)
 msg=$("$exe" "${data[@]}" --depth 48 --steps 1 --out "$dir/big" 2>&1)
 rc=$?
