@@ -158,6 +158,8 @@ def main(argv):
             (["--train-data", path("tiny.bin")], "tiny.bin", "a training shard under one batch"),
             (["--train-data", path("dir.bin")], ["dir.bin", "directory"], "a directory as a training shard"),
             (["--train-data", path("badtok.bin")], ["badtok.bin", "position 1234"], "a token id 50257, at open"),
+            (["--steps", "1", "--train-data", path("magic.bin")], "magic.bin", "a bad shard with --steps 1 (the shard, not the warmup)"),
+            (["--batch", "24", "--train-data", path("magic.bin")], "magic.bin", "a bad shard before a flag relation"),
             (["--val-data", path("empty.bin")], "empty.bin", "empty shard"),
             (["--val-data", path("tiny.bin")], "tiny.bin", "a validation shard under one window"),
             (["--val-data", path("dir.bin")], ["dir.bin", "directory"], "a directory as a validation shard"),
@@ -169,6 +171,7 @@ def main(argv):
             # OUT and the checkpoint
             (["--out", a_file], ["--out", "a_file"], "--out naming a file"),
             (["--out", os.path.join(a_file, "sub")], ["--out", "a_file"], "--out under a file"),
+            (["--out", "/proc/no_such_dir"], ["--out", "cannot create"], "an --out that cannot be created, even by root"),
             (["--out", logdir_out], ["--out", "log.csv"], "OUT/log.csv a directory"),
             (["--out", ckdir_out], ["--out", "checkpoint.ptf"], "OUT/checkpoint.ptf a directory"),
             (["--resume", "1"], "checkpoint.ptf", "resume without a checkpoint"),
