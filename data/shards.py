@@ -13,6 +13,7 @@ shorter than that, which train only with a smaller --batch or --seq-len.
 """
 import glob
 import os
+import re
 import struct
 import sys
 
@@ -45,25 +46,51 @@ def write_shard(path, tokens):
     os.replace(tmp, path)
 
 
-def write_split(out, prefix, arrays):
-    """Concatenates token arrays (documents) into OUT/PREFIX_NNN.bin shards of about SHARD_TOKENS each;
-    returns the paths. An empty split still gets one (empty) shard."""
-    paths, buf, n, idx = [], [], 0, 0
+def shard_name(prefix, idx):
+    return f"{prefix}_{idx:03d}.bin"
 
-    def flush():
-        nonlocal buf, n, idx
-        path = os.path.join(out, f"{prefix}_{idx:03d}.bin")
-        write_shard(path, np.concatenate(buf) if buf else np.zeros(0, np.uint16))
+
+def remove_stale(out, prefix, keep):
+    """Deletes OUT/PREFIX_NNN.bin files (exactly this naming pattern) that are not in keep: shards of an
+    earlier, longer run that a glob like 'OUT/train_*.bin' would still pick up."""
+    pattern = re.compile(re.escape(prefix) + r"_\d{3}\.bin")
+    keep = {os.path.basename(p) for p in keep}
+    for name in sorted(os.listdir(out)):
+        if pattern.fullmatch(name) and name not in keep:
+            os.remove(os.path.join(out, name))
+            print(f"removed {os.path.join(out, name)} (a shard of an earlier run)", file=sys.stderr)
+
+
+def write_split(out, prefix, arrays, min_tokens=DEFAULT_BATCH_TOKENS):
+    """Concatenates token arrays (documents) into OUT/PREFIX_NNN.bin shards of about SHARD_TOKENS each and
+    removes that prefix's stale shards; returns the paths. A last piece under min_tokens joins the shard
+    before it, since the trainer refuses a shard shorter than one batch; a split under min_tokens in all is
+    an error, raised before anything is written."""
+    paths, buf, n, pending = [], [], 0, None
+
+    def emit(tokens):
+        path = os.path.join(out, shard_name(prefix, len(paths)))
+        write_shard(path, tokens)
         paths.append(path)
-        buf, n, idx = [], 0, idx + 1
 
     for a in arrays:
         buf.append(a)
         n += len(a)
-        if n >= SHARD_TOKENS:
-            flush()
-    if buf or not paths:
-        flush()
+        if n >= SHARD_TOKENS:  # held back one shard, so that a short remainder can still join it
+            if pending is not None:
+                emit(pending)
+            pending, buf, n = np.concatenate(buf), [], 0
+    rest = np.concatenate(buf) if buf else np.zeros(0, np.uint16)
+    if pending is None and len(rest) < min_tokens:
+        raise ShardError(f"{os.path.join(out, prefix + '_*.bin')}: {len(rest)} tokens in all, fewer than "
+                         f"{min_tokens} (the trainer needs more tokens in every shard than one batch)")
+    if pending is not None and len(rest) < min_tokens:
+        pending, rest = np.concatenate([pending, rest]), rest[:0]
+    if pending is not None:
+        emit(pending)
+    if len(rest):
+        emit(rest)
+    remove_stale(out, prefix, paths)
     return paths
 
 
