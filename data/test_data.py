@@ -3,6 +3,8 @@ round trips, the decode file, shards and their corrupt cases, text-folder import
 One line per check: PASS or FAIL, the name, what was measured. Runs in CI.
   python3 data/test_data.py
 """
+import contextlib
+import io
 import json
 import os
 import random
@@ -11,6 +13,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -138,21 +141,98 @@ def test_shards():
             check("missing shard refused", "missing.bin" in str(e), str(e))
 
 
-def test_txt_to_shards():
-    exe = [sys.executable, os.path.join(HERE, "txt_to_shards.py")]
+def run_tool(args, timeout=120):
+    """A tool's exit status and its stderr (no traceback may be in it)."""
+    p = subprocess.run([sys.executable] + args, capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace").strip()
+
+
+def one_line_error(rc, err, needle, after_progress=False):
+    """exit 2, no traceback, and one line of error that names the input (needle): all of stderr, or its last
+    line for a tool that prints progress lines first."""
+    lines = err.splitlines()
+    return rc == 2 and "Traceback" not in err and len(lines) >= 1 and needle in lines[-1] and \
+        (after_progress or len(lines) == 1)
+
+
+def test_txt_to_shards(tok):
+    exe = [os.path.join(HERE, "txt_to_shards.py")]
     with tempfile.TemporaryDirectory() as d:
         src, out = os.path.join(d, "src"), os.path.join(d, "out")
         os.makedirs(src)
+        os.makedirs(out)
         for i in range(3):
             open(os.path.join(src, f"doc{i}.txt"), "w").write(f"Document number {i}. " * 20)
-        p = subprocess.run(exe + [src, out, "--val-every", "3"], capture_output=True, text=True)
-        ok = p.returncode == 0 and len(shards.read_tokens(os.path.join(out, "train_000.bin"))) > 0 \
+        stale = [os.path.join(out, n) for n in ("train_003.bin", "val_001.bin")]
+        kept = [os.path.join(out, n) for n in ("train_3.bin", "trainx_001.bin", "notes.txt")]
+        for p in stale + kept:
+            open(p, "wb").write(b"x")
+        rc, so, err = run_tool(exe + [src, out, "--val-every", "3", "--min-tokens", "50"])
+        ok = rc == 0 and len(shards.read_tokens(os.path.join(out, "train_000.bin"))) > 0 \
             and len(shards.read_tokens(os.path.join(out, "val_000.bin"))) > 0
-        check("text folder to shards", ok, p.stdout.strip().replace("\n", "; ") or p.stderr.strip())
+        check("text folder to shards", ok, so.strip().replace("\n", "; ") or err)
+        gone = [p for p in stale if not os.path.exists(p)]
+        left = [p for p in kept if os.path.exists(p)]
+        check("stale train_NNN/val_NNN shards of an earlier run removed, other names kept",
+              len(gone) == len(stale) and len(left) == len(kept), f"removed {len(gone)} of {len(stale)}, "
+              f"kept {len(left)} of {len(kept)}")
+        out2 = os.path.join(d, "out2")
+        rc, _, err = run_tool(exe + [src, out2, "--min-tokens", "50"])  # 3 files, every 100th to validation
+        last = err.splitlines()[-1] if err else ""
+        check("no empty validation shard: too few files for --val-every is refused, nothing written",
+              one_line_error(rc, err, "--val-every", True) and not os.path.exists(out2), f"exit {rc}: {last}")
+        rc, _, err = run_tool(exe + [src, out2])  # about 250 tokens, under the default batch of 32769
+        last = err.splitlines()[-1] if err else ""
+        check("a split under one default batch is refused, nothing written",
+              one_line_error(rc, err, "--min-tokens", True) and not os.path.exists(out2), f"exit {rc}: {last}")
         open(os.path.join(src, "bad.txt"), "wb").write(b"text\xff\xfe more")
-        p = subprocess.run(exe + [src, os.path.join(d, "out2")], capture_output=True, text=True)
-        check("a non-UTF-8 text file is refused, naming it", p.returncode != 0 and "bad.txt" in p.stderr,
-              p.stderr.strip())
+        rc, _, err = run_tool(exe + [src, os.path.join(d, "out3")])
+        check("a non-UTF-8 text file is refused, naming it", rc == 2 and "bad.txt" in err, err)
+
+    # a 400k-letter word without spaces: the heap BPE, with progress lines (the plain loop took 263 s)
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = random.Random(seed)
+    word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(400_000))
+    with tempfile.TemporaryDirectory() as d:
+        src, out = os.path.join(d, "src"), os.path.join(d, "out")
+        os.makedirs(src)
+        open(os.path.join(src, "long.txt"), "w").write(word)
+        t0 = time.time()
+        rc, _, err = run_tool(exe + [src, out, "--val-every", "0", "--min-tokens", "100"], timeout=300)
+        dt = time.time() - t0
+        back = tok.decode(shards.read_tokens(os.path.join(out, "train_000.bin"))[1:].tolist()) if rc == 0 else ""
+        check(f"a 400k-letter word (seed {seed}) takes seconds, with progress output, and round-trips",
+              rc == 0 and dt < 60 and "tokenized 1/1 files" in err and back == word, f"exit {rc}, {dt:.1f} s")
+
+
+def test_write_split():
+    """Shard layout rules with small shards: every shard at least min_tokens, nothing lost or reordered,
+    stale shards of the prefix removed, a split too small refused before anything is written."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = np.random.default_rng(seed)
+    saved = shards.SHARD_TOKENS
+    shards.SHARD_TOKENS = 1000
+    try:
+        with tempfile.TemporaryDirectory() as d, contextlib.redirect_stderr(io.StringIO()):  # its "removed" lines
+            bad = 0
+            for _ in range(50):
+                docs = [rng.integers(0, 50257, rng.integers(1, 700)).astype(np.uint16) for _ in range(rng.integers(1, 12))]
+                if sum(map(len, docs)) < 129:
+                    continue
+                paths = shards.write_split(d, "train", docs, min_tokens=129)
+                got = [shards.read_tokens(p) for p in paths]
+                bad += not (np.array_equal(np.concatenate(got), np.concatenate(docs)) and min(map(len, got)) >= 129
+                            and sorted(os.listdir(d)) == sorted(os.path.basename(p) for p in paths))
+            check(f"write_split: no shard under min_tokens, tokens kept in order, stale shards gone (seed {seed})",
+                  bad == 0, f"{bad} of 50 random layouts wrong")
+            before = sorted(os.listdir(d))
+            try:
+                shards.write_split(d, "val", [np.zeros(100, np.uint16)], min_tokens=129)
+                check("write_split refuses a split under min_tokens", False, "written")
+            except shards.ShardError as e:
+                check("write_split refuses a split under min_tokens", sorted(os.listdir(d)) == before, str(e))
+    finally:
+        shards.SHARD_TOKENS = saved
 
 
 def test_extractors():
@@ -219,7 +299,8 @@ def main():
     test_tokenizer(tok)
     test_decoder_file(tok)
     test_shards()
-    test_txt_to_shards()
+    test_txt_to_shards(tok)
+    test_write_split()
     test_extractors()
     test_split()
     test_fetch_errors()
