@@ -1,7 +1,8 @@
 """CPU tests of the data tools: tokenizer against an independent implementation (js-tiktoken under node),
 round trips, the decode file, shards and their corrupt cases, text-folder import, extractors, the split.
 One line per check: PASS or FAIL, the name, what was measured. Runs in CI.
-  python3 data/test_data.py
+  python3 data/test_data.py [TRAINER]     TRAINER: the train_parallax binary the shard rules are compared
+                                          with (default ./train_parallax)
 """
 import contextlib
 import io
@@ -20,6 +21,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import extract as ex  # noqa: E402
+import overlap  # noqa: E402
 import shards  # noqa: E402
 from build_corpus import VAL_PERCENT, apt_download, split_of  # noqa: E402
 from tokenizer import EOT, Tokenizer  # noqa: E402
@@ -235,6 +237,198 @@ def test_write_split():
         shards.SHARD_TOKENS = saved
 
 
+def test_tokenizer_cli():
+    """Bad input to tokenizer.py is a one-line error naming it, exit 2, no traceback."""
+    exe = [os.path.join(HERE, "tokenizer.py")]
+    cases = [(["decode", "50257"], "50257", "decode of id 50257 (one past the vocabulary)"),
+             (["decode", "-1"], "-1", "decode of a negative id"),
+             (["decode", "12x"], "12x", "decode of a non-integer"),
+             (["encode", b"ab\xffcd"], "0xff", "encode of text that is not UTF-8"),
+             (["write-decoder", "/nonexistent-dir/tok.bin"], "/nonexistent-dir/tok.bin", "write-decoder to a missing folder")]
+    for args, needle, what in cases:
+        rc, _, err = run_tool(exe + args)
+        check(f"tokenizer.py refuses {what}", one_line_error(rc, err, needle), f"exit {rc}: {err}")
+
+
+def test_load_checkpoint_cli():
+    """dev/load_checkpoint.py on files that are not whole checkpoints: one-line error naming the file, exit 2.
+    The checkpoint is written with the reference tensor-file writer (the trainer's layout, dev/README.md)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        skip("load_checkpoint.py refuses incomplete checkpoints", "no torch in this python3")
+        return
+    sys.path.insert(0, os.path.join(HERE, "..", "dev"))
+    import tensorfile
+    from model_ref import Config, param_table
+    cfg = Config(variant="softmax", depth=1, width=64)
+    tensors = [(f"{k}.{n}", np.zeros(shape, np.float32)) for k in ("param", "muon_buf", "adam_m", "adam_v")
+               for n, shape in param_table(cfg)]
+    meta = {"kind": "checkpoint", "variant": "softmax", "depth": 1, "width": 64, "head_dim": 64, "vocab": 50257,
+            "step": 3}
+    exe = os.path.join(HERE, "..", "dev", "load_checkpoint.py")
+    with tempfile.TemporaryDirectory() as d:
+        whole = os.path.join(d, "whole.ptf")
+        tensorfile.write(whole, meta, tensors)
+        rc, so, err = run_tool([exe, whole])
+        check("load_checkpoint.py reads a whole checkpoint", rc == 0 and "softmax d1" in so, f"exit {rc}: {so.strip() or err}")
+        data = open(whole, "rb").read()
+        files = {"truncated": data[: len(data) // 2], "cut in its header": data[:30]}
+        for what, blob in files.items():
+            open(os.path.join(d, what.replace(" ", "_") + ".ptf"), "wb").write(blob)
+        tensorfile.write(os.path.join(d, "missing_tensor.ptf"), meta, tensors[:-1])
+        tensorfile.write(os.path.join(d, "missing_key.ptf"), {k: v for k, v in meta.items() if k != "width"}, tensors)
+        tensorfile.write(os.path.join(d, "bad_depth.ptf"), dict(meta, depth="abc"), tensors)
+        tensorfile.write(os.path.join(d, "wrong_shape.ptf"), dict(meta, width=128, head_dim=64), tensors)
+        good_shard = os.path.join(d, "good.bin")
+        shards.write_shard(good_shard, np.arange(100) % 50257)
+        cases = [([os.path.join(d, "truncated.ptf")], "truncated.ptf", "a truncated checkpoint"),
+                 ([os.path.join(d, "cut_in_its_header.ptf")], "cut_in_its_header.ptf", "a file cut in its header"),
+                 ([os.path.join(d, "missing_tensor.ptf")], "adam_v.lm_head_w", "a checkpoint missing a tensor"),
+                 ([os.path.join(d, "missing_key.ptf")], "width", "a checkpoint missing a metadata key"),
+                 ([os.path.join(d, "bad_depth.ptf")], "depth", "a checkpoint with depth 'abc'"),
+                 ([os.path.join(d, "wrong_shape.ptf")], "wrong_shape.ptf", "tensors that do not match the metadata"),
+                 ([os.path.join(d, "none.ptf")], "none.ptf", "a missing file"),
+                 ([d], d, "a directory"),
+                 ([whole, "--shard", os.path.join(d, "none.bin")], "none.bin", "a missing --shard"),
+                 ([whole, "--shard", good_shard, "--tokens", "500"], "good.bin", "a --shard shorter than --tokens")]
+        for args, needle, what in cases:
+            rc, _, err = run_tool([exe] + args)
+            check(f"load_checkpoint.py refuses {what}", one_line_error(rc, err, needle), f"exit {rc}: {err}")
+
+
+def bad_shards(d):
+    """(name, path) of shards each breaking one rule of trainer/dataloader.h, and two good ones."""
+    base = list(np.arange(5000) % 50000)
+    def write(name, tokens, magic=20240520, version=1, count=None, cut=0, extra=b""):
+        header = [0] * 256
+        header[:3] = [magic, version, len(tokens) if count is None else count]
+        blob = struct.pack("<256i", *header) + struct.pack(f"<{len(tokens)}H", *tokens) + extra
+        path = os.path.join(d, name + ".bin")
+        open(path, "wb").write(blob[: len(blob) - cut])
+        return path
+    top = base[:]
+    top[4999] = 50256  # the largest id there is
+    cases = {
+        "good": (write("good", base), True),
+        "good, id 50256": (write("good_top", top), True),
+        "bad magic": (write("magic", base, magic=7), False),
+        "wrong version": (write("version", base, version=2), False),
+        "truncated": (write("truncated", base, cut=3), False),
+        "bytes past the count": (write("extra", base, extra=b"\0\0"), False),
+        "negative count": (write("negative", base, count=-5), False),
+        "0 tokens": (write("zero", []), False),
+        "header cut short": (write("short_header", [], cut=24), False),
+        "empty file": (write("empty", [], cut=1024), False),
+        "token id 50257": (write("id50257", base[:17] + [50257] + base[18:]), False),
+        "token id 65535": (write("id65535", base[:4000] + [65535] + base[4001:]), False),
+    }
+    os.makedirs(os.path.join(d, "folder.bin"))
+    cases["a directory"] = (os.path.join(d, "folder.bin"), False)
+    return cases
+
+
+def trainer_verdict(exe, shard, val, d):
+    """True if train_parallax accepts the shard as --train-data: it got past its input checks (to GPU start;
+    on a GPU it trains 0 steps), False if it refused it, naming the file."""
+    p = subprocess.run([exe, "--train-data", shard, "--val-data", val, "--batch", "2", "--seq-len", "64",
+                        "--depth", "2", "--steps", "0", "--sample-every", "0", "--out", os.path.join(d, "out")],
+                       capture_output=True, text=True, timeout=300)
+    last = (p.stderr.strip().splitlines() or [""])[-1]
+    refused = p.returncode != 0 and shard in last
+    return (not refused), f"exit {p.returncode}: {last[-150:]}"
+
+
+def test_shard_rules(exe):
+    """shards.py check and the trainer refuse the same shards (one rule set: trainer/dataloader.h's), and
+    check skips the tokenizer file that 'data/shards/*.bin' takes in."""
+    tool = [os.path.join(HERE, "shards.py"), "check"]
+    with tempfile.TemporaryDirectory() as d:
+        cases = bad_shards(d)
+        val = os.path.join(d, "val_good.bin")
+        shards.write_shard(val, np.arange(3000) % 50000)
+        for what, (path, good) in cases.items():
+            rc, _, err = run_tool(tool + [path])
+            py_ok = rc == 0
+            check(f"shards.py check {'accepts' if good else 'refuses'} a shard: {what}",
+                  py_ok == good and (good or one_line_error(rc, err, path)), f"exit {rc}: {err[-150:]}")
+            if not os.path.exists(exe):
+                skip(f"trainer agrees with shards.py check: {what}", f"{exe} not built (make train_parallax)")
+                continue
+            tr_ok, detail = trainer_verdict(exe, path, val, d)
+            check(f"trainer agrees with shards.py check: {what}", tr_ok == py_ok,
+                  f"python {'accepts' if py_ok else 'refuses'}, trainer {'accepts' if tr_ok else 'refuses'} ({detail})")
+    with tempfile.TemporaryDirectory() as d:
+        Tokenizer().write_decoder(os.path.join(d, "gpt2_tokenizer.bin"))
+        shards.write_shard(os.path.join(d, "train_000.bin"), np.arange(40000) % 50000)
+        rc, so, err = run_tool(tool + [os.path.join(d, "*.bin")])
+        check("shards.py check 'DIR/*.bin' skips the tokenizer file by its magic",
+              rc == 0 and "gpt2_tokenizer.bin: skipped" in so and "train_000.bin: ok, 40000 tokens" in so,
+              f"exit {rc}: {so.strip().splitlines()[-1] if so.strip() else err}")
+
+
+def brute_overlap(train, val, n):
+    """Reference: the windows of each stream as tuples, counted by plain set membership."""
+    seen = {tuple(t[i:i + n]) for t in train for i in range(len(t) - n + 1)}
+    windows = [tuple(v[i:i + n]) for v in val for i in range(len(v) - n + 1)]
+    return len(windows), sum(w in seen for w in windows)
+
+
+def test_content_split():
+    """The content split on made-up documents: a candidate that copies 32 tokens of training goes to
+    training, 31 tokens does not; a candidate quoting a moved one follows it; two candidates quoting only
+    each other stay together in validation. Then the overlap measure against plain set membership."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = np.random.default_rng(seed)
+    W = overlap.WINDOW
+    docs = [rng.integers(0, 50257, 300).astype(np.uint16) for _ in range(12)]
+    def plant(dst, src, n, at=100):
+        docs[dst][at:at + n] = docs[src][50:50 + n]
+    plant(6, 0, W)       # candidate 6 copies a window of training document 0
+    plant(7, 1, W - 1)   # candidate 7 copies one token less than a window
+    plant(8, 6, W, 200)  # candidate 8 quotes candidate 6, which moves
+    plant(9, 10, W + 5)  # candidates 9 and 10 quote each other only
+    val, moved = overlap.content_split(docs, [6, 7, 8, 9, 10, 11])
+    check(f"content split: copies of training move, quoting groups stay whole (seed {seed})",
+          sorted(val) == [7, 9, 10, 11] and sorted(moved) == [6, 8], f"val {sorted(val)}, moved {sorted(moved)}")
+    train = [np.concatenate([docs[i] for i in range(12) if i not in val])]
+    vals = [np.concatenate([docs[i] for i in val])]
+    m = overlap.overlap(train, vals)
+    windows, found = brute_overlap(train, vals, W)
+    check("content split leaves no window of a validation document in training", m["in_train"] == found
+          and found <= 3 * (W - 1) and m["windows"] == windows, f"{m['in_train']} of {m['windows']} "
+          f"(reference {found} of {windows}; only windows across the {len(val) - 1} joins may match)")
+    bad = 0
+    for _ in range(20):  # small alphabets and short windows make many real matches
+        streams = [rng.integers(0, 3, rng.integers(0, 200)).astype(np.uint16) for _ in range(5)]
+        n = int(rng.integers(1, 9))
+        m = overlap.overlap(streams[:3], streams[3:], n)
+        bad += (m["windows"], m["in_train"]) != brute_overlap(streams[:3], streams[3:], n)
+    check("overlap count equals plain set membership on 20 random cases", bad == 0, f"{bad} differ")
+
+
+def test_built_manifest():
+    """The built corpus (when data/shards exists): validation's measured 32-token overlap with training is
+    in the manifest, below the limit, and the manifest describes the shards that are there."""
+    path = os.path.join(HERE, "shards", "manifest.json")
+    if not os.path.exists(path):
+        skip("built split: validation overlap below 0.1%", "no data/shards (make data builds it)")
+        return
+    with open(path) as f:
+        man = json.load(f)
+    leak = man.get("overlap", {}).get("val")
+    if leak is None:
+        check("built split: validation overlap below 0.1%", False,
+              f"{path} has no measured overlap: built by an older build_corpus.py (make data rebuilds it)")
+        return
+    val = man["splits"]["val"]
+    counts = [len(shards.read_tokens(os.path.join(HERE, "shards", s))) for s in val["shards"]]
+    check("built split: validation overlap below 0.1%", leak["fraction"] < 0.001 and leak["windows"] > 0,
+          f"{leak['in_train']} of {leak['windows']} windows ({100 * leak['fraction']:.4f}%)")
+    check("built split: validation holds at least 300k tokens, as the manifest says",
+          sum(counts) == val["tokens"] >= 300_000, f"{sum(counts):,} tokens in {len(counts)} shards")
+
+
 def test_extractors():
     osis = ('<verse osisID="Gen.1.1"/>In the <note type="x">a note</note>beginning<title>T</title> God '
             '&amp; <w lemma="x">created</w>')
@@ -294,18 +488,24 @@ def test_fetch_errors():
             check("apt fetch: a missing package is an error naming it", "no-such-package-parallax" in str(e), str(e))
 
 
-def main():
+def main(argv):
+    trainer = os.path.abspath(argv[0] if argv else os.path.join(HERE, "..", "train_parallax"))
     tok = Tokenizer()
     test_tokenizer(tok)
+    test_tokenizer_cli()
     test_decoder_file(tok)
     test_shards()
     test_txt_to_shards(tok)
     test_write_split()
     test_extractors()
     test_split()
+    test_content_split()
+    test_built_manifest()
+    test_shard_rules(trainer)
+    test_load_checkpoint_cli()
     test_fetch_errors()
     sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
