@@ -24,7 +24,8 @@ import extract as ex  # noqa: E402
 import overlap  # noqa: E402
 import shards  # noqa: E402
 from build_corpus import VAL_PERCENT, apt_download, split_of  # noqa: E402
-from tokenizer import EOT, Tokenizer  # noqa: E402
+import tokenizer  # noqa: E402
+from tokenizer import EOT, LONG_WORD, Tokenizer  # noqa: E402
 
 failures = 0
 TEST_TEXT = ("Hello world! It's a test: we'll see, they've gone, I'm here, you'd know, it'll do.\n"
@@ -79,16 +80,35 @@ def check_against_js_tiktoken(ours):
           f"{len(ours)} vs {len(theirs)} tokens" + (f", first difference at {first}" if first is not None else ""))
 
 
+def plain_bpe(tok, word):
+    """The plain merge loop on any length (tok.bpe hands long words to the heap BPE)."""
+    saved = tokenizer.LONG_WORD
+    tokenizer.LONG_WORD = 1 << 30
+    try:
+        return tok.bpe(word)
+    finally:
+        tokenizer.LONG_WORD = saved
+
+
 def test_tokenizer(tok):
     ours = tok.encode(TEST_TEXT)
     check_against_js_tiktoken(ours)
     check("decode(encode(text)) == text", tok.decode(ours) == TEST_TEXT, f"{len(TEST_TEXT)} characters")
-    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"data: tokenizer tests seed {seed}")
+    rng = random.Random(seed)
     bad = 0
     for _ in range(200):  # fresh random strings from a mixed alphabet
         s = "".join(rng.choice("ab Z9 \n\t'sé日🙂.,-_ ") for _ in range(rng.randint(0, 60)))
         bad += tok.decode(tok.encode(s)) != s
     check("round trip on 200 random strings", bad == 0, f"{bad} failed")
+    words = ["".join(rng.choice(rng.choice(["ab", "aab", "etaoin shrdlu", "0123", "xé日🙂"])) for _ in
+                     range(rng.randint(LONG_WORD + 1, 400))) for _ in range(200)]
+    bad = 0
+    for w in words:  # the heap BPE against the plain merge loop, on words past LONG_WORD
+        mapped = "".join(tok.byte_encoder[b] for b in w.encode("utf-8"))
+        bad += [tok.encoder[p] for p in tok.bpe_long(mapped)] != plain_bpe(tok, mapped)
+    check("heap BPE equals the plain merge loop on 200 long random words", bad == 0, f"{bad} differ")
     check("known ids: 'Hello world' -> 15496 995", tok.encode("Hello world") == [15496, 995], str(tok.encode("Hello world")))
 
 
