@@ -148,21 +148,23 @@ def expand(patterns):
 
 
 def check(paths):
-    total, shards = 0, 0
+    """Checks every file by the trainer's rules, skipping the tokenizer file; raises ShardError at the first
+    bad one, so a clean run means the trainer will take every shard."""
+    total, n_shards = 0, 0
     for p in paths:
         if is_tokenizer_file(p):
             print(f"{p}: skipped: the llm.c tokenizer file (magic {TOKENIZER_MAGIC}), not a token shard")
             continue
         n = len(read_tokens(p))
-        total, shards = total + n, shards + 1
+        total, n_shards = total + n, n_shards + 1
         note = ""
         if n < DEFAULT_BATCH_TOKENS:
             note = (f" (fewer than the {DEFAULT_BATCH_TOKENS} of one batch at the trainer's defaults: "
                     f"needs --batch x --seq-len < {n})")
         print(f"{p}: ok, {n} tokens{note}")
-    if shards == 0:
+    if n_shards == 0:
         raise ShardError(f"{' '.join(map(str, paths))}: no token shard among the files")
-    print(f"{total} tokens in {shards} shards")
+    print(f"{total} tokens in {n_shards} shards")
 
 
 def main(argv):

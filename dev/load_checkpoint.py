@@ -35,6 +35,11 @@ def config_of(path, meta):
     bad = [k for k, v in dims.items() if v <= 0]
     if bad or dims["width"] % dims["head_dim"]:
         raise ValueError(f"{path}: metadata {dims} is not a model shape")
+    if "mlp_hidden" in meta:  # written by trainers with --mlp-hidden; 0 = the default 4C
+        hidden = get("mlp_hidden", int)
+        if hidden < 0:
+            raise ValueError(f"{path}: metadata mlp_hidden={hidden} is negative")
+        dims["mlp_hidden"] = hidden
     return Config(variant=variant, **dims)
 
 
