@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import extract as ex  # noqa: E402
 import overlap  # noqa: E402
-from shards import read_tokens, write_split  # noqa: E402
+from shards import DEFAULT_BATCH_TOKENS, read_tokens, remove_stale, write_split  # noqa: E402
 from tokenizer import EOT, Tokenizer, fetch_bpe_files, sha256_of  # noqa: E402
 
 PROSE_REPEAT = 2
@@ -258,9 +258,18 @@ def main(argv):
     rng = random.Random(1234)
     rng.shuffle(splits["train"])  # mix sources; repeats land far apart
 
+    for sp in ("train", "val"):  # checked before anything is written
+        n = sum(len(t) for _, t in splits[sp])
+        if n < DEFAULT_BATCH_TOKENS:
+            raise RuntimeError(f"{sp}: {n} tokens, fewer than one batch at the trainer's defaults "
+                               f"({DEFAULT_BATCH_TOKENS}){': --only takes too few sources' if only else ''}")
     written = {}
     for sp, items in splits.items():
-        paths = write_split(a.out, sp, (t for _, t in items))
+        if sp == "valprose" and not items:  # the trainer skips clean-prose validation when it has none
+            remove_stale(a.out, sp, [])
+            paths = []
+        else:
+            paths = write_split(a.out, sp, (t for _, t in items))
         written[sp] = {"shards": [os.path.basename(p) for p in paths], "tokens": int(sum(len(t) for _, t in items))}
     Tokenizer().write_decoder(os.path.join(a.out, "gpt2_tokenizer.bin"))
     leak = measure_overlap(a.out, written)
