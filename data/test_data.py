@@ -23,7 +23,7 @@ sys.path.insert(0, HERE)
 import extract as ex  # noqa: E402
 import overlap  # noqa: E402
 import shards  # noqa: E402
-from build_corpus import VAL_PERCENT, apt_download, split_of  # noqa: E402
+from build_corpus import VAL_PERCENT, apt_download, assign_splits, split_of  # noqa: E402
 import tokenizer  # noqa: E402
 from tokenizer import EOT, LONG_WORD, Tokenizer  # noqa: E402
 
@@ -427,6 +427,21 @@ def test_content_split():
     check("overlap count equals plain set membership on 20 random cases", bad == 0, f"{bad} differ")
 
 
+def test_assign_splits():
+    """build_corpus's split on made-up documents: name proposes, content decides; clean prose is left alone."""
+    rng = np.random.default_rng(7)
+    names = [f"src/doc{i}" for i in range(400)]
+    val_names = [n for n in names if split_of("src", "prose", n) == "val"][:2]
+    train_names = [n for n in names if split_of("src", "prose", n) == "train"][:3]
+    docs = [("src", "prose", n, "") for n in train_names + val_names] + [("austen", "prose", "austen/persuasion", "")]
+    tokens = [rng.integers(0, 50257, 200).astype(np.uint16) for _ in docs]
+    tokens[3][10:10 + overlap.WINDOW] = tokens[0][40:40 + overlap.WINDOW]  # first candidate copies training
+    tokens[5][10:10 + overlap.WINDOW] = tokens[1][40:40 + overlap.WINDOW]  # so does the clean-prose document
+    sp, moved = assign_splits(docs, tokens)
+    check("build_corpus split: a copying candidate goes to training, clean prose stays apart",
+          sp == ["train"] * 4 + ["val", "valprose"] and moved == [val_names[0]], f"{sp}, moved {moved}")
+
+
 def test_built_manifest():
     """The built corpus (when data/shards exists): validation's measured 32-token overlap with training is
     in the manifest, below the limit, and the manifest describes the shards that are there."""
@@ -520,6 +535,7 @@ def main(argv):
     test_extractors()
     test_split()
     test_content_split()
+    test_assign_splits()
     test_built_manifest()
     test_shard_rules(trainer)
     test_load_checkpoint_cli()
