@@ -1,6 +1,8 @@
-"""CPU tests of the data tools: tokenizer against an independent implementation (js-tiktoken under node),
-round trips, the decode file, shards and their corrupt cases, text-folder import, extractors, the split.
-One line per check: PASS or FAIL, the name, what was measured. Runs in CI.
+"""CPU tests of the data tools: tokenizer against an independent implementation (js-tiktoken under node) and
+the heap BPE against the plain merge loop, round trips, the decode file, shards and their corrupt cases (the
+same verdicts as train_parallax's), text-folder import, extractors, the content split and its overlap measure,
+the built manifest, the command-line errors of tokenizer.py and dev/load_checkpoint.py.
+One line per check: PASS, FAIL or SKIP, the name, what was measured. Runs in CI.
   python3 data/test_data.py [TRAINER]     TRAINER: the train_parallax binary the shard rules are compared
                                           with (default ./train_parallax)
 """
