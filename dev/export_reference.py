@@ -4,10 +4,13 @@
                                  the loss after 0..steps optimizer steps on that batch, for Muon and AdamW
   attention_cases.ptf            attention-only cases (q, r, k, v, dO -> o, L, tbar, vbar, dq, dr, dk, dv)
                                  for both variants at T = 1, 17, 127, 1024, B x H > 1 and D = 64, 128
+  optim_d2.ptf (--optim)         one Muon and one AdamW step of a d2 model, tensor by tensor, clipping off
+                                 and on: the state before, the update and the state after (float64)
 
 The file layout is in dev/README.md (and dev/tensorfile.py). Examples:
   python3 dev/export_reference.py --depth 2 --device cpu            # small, on the CPU, under a minute
   python3 dev/export_reference.py --depth 12 --device cuda          # d12, B = 4, T = 64, on a GPU
+  python3 dev/export_reference.py --optim                           # optim_d2.ptf, CPU, 2 s
 """
 import argparse
 import copy
