@@ -69,7 +69,11 @@ MODEL_REFS_D128 = $(REF_DIR)/model_parallax_d2.ptf $(REF_DIR)/model_softmax_d2.p
 $(MODEL_REFS_D128) &: $(REF_SOURCES)
 	$(PYTHON) dev/export_reference.py --depth 2 --width 256 --head-dim 128 --no-attention --out $(REF_DIR)
 MODEL_REFS = $(MODEL_REFS_D12) $(MODEL_REFS_D128)
-ref: $(REF_DIR)/attention_cases.ptf $(MODEL_REFS)
+# one optimizer step per tensor (Muon and AdamW, clipping off and on), d2 C = 128, float64 on the CPU (~2 s, 30 MiB)
+OPTIM_REF = $(REF_DIR)/optim_d2.ptf
+$(OPTIM_REF): $(REF_SOURCES)
+	$(PYTHON) dev/export_reference.py --optim --out $(REF_DIR)
+ref: $(REF_DIR)/attention_cases.ptf $(MODEL_REFS) $(OPTIM_REF)
 
 # the built-in offline corpus: fetched from Debian and npm, tokenized, split by content, sharded, and the
 # validation split's 32-token overlap with training measured into the manifest (the build fails at 0.1% or
@@ -78,7 +82,7 @@ data: data/shards/manifest.json
 data/shards/manifest.json: data/build_corpus.py data/extract.py data/tokenizer.py data/shards.py data/overlap.py
 	$(DATA_PYTHON) data/build_corpus.py
 
-test: all $(if $(HAVE_GPU),$(REF_DIR)/attention_cases.ptf $(MODEL_REFS))
+test: all $(if $(HAVE_GPU),$(REF_DIR)/attention_cases.ptf $(MODEL_REFS) $(OPTIM_REF))
 	PYTHON="$(PYTHON)" DATA_PYTHON="$(DATA_PYTHON)" PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/run_tests.sh
 
 train: train_parallax data/shards/manifest.json

@@ -260,6 +260,119 @@ static void test_model(const std::string& path) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// one optimizer step, tensor by tensor, against dev/ref/optim_d2.ptf (dev/export_reference.py --optim): Muon
+// with its AdamW tensors, and AdamW only, each with clipping off and on (on: the clip is half the gradient
+// norm), through the trainer's own model_update. Per tensor: the relative error of the update new - old
+// against the float64 reference, and of the optimizer state after it. The bounds come from the file
+// (dev/optim_ref.py UPDATE_MAX_REL says why they are what they are; dev/test_reference.py shows that each
+// known mistake in the optimizer lands well above them).
+
+// Copies every tensor `prefix + name` of the table from the file into the buffer laid out like the
+// parameters; tensors the file does not have are zero (the state Muon's tensors have no use for).
+static void upload_by_table(float* dst, const Model& m, const TensorFile& tf, const std::string& prefix) {
+    std::vector<float> host(m.n_params, 0.0f);
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const ParamSpec& s = m.spec[i];
+        const RefTensor* t = s.present ? tf.find(prefix + s.name) : NULL;
+        if (!t) continue;
+        if ((size_t)t->numel != s.numel) {
+            fprintf(stderr, "%s: %s%s has %ld elements, the model %zu\n", tf.path.c_str(), prefix.c_str(), s.name,
+                    (long)t->numel, s.numel);
+            exit(EXIT_FAILURE);
+        }
+        memcpy(host.data() + s.offset, t->f32(), s.numel * sizeof(float));
+    }
+    cudaCheck(cudaMemcpy(dst, host.data(), m.n_params * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+// What the float32 weight adds to the error of an update d, relative to d: two roundings of a weight-sized
+// value (the decay product w (1 - lr wd) and the store of the new weight), half an ulp of old + d each.
+static double store_rounding_floor(const float* old, const float* d, size_t n) {
+    double e2 = 0.0, d2 = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        float w = fabsf((float)((double)old[i] + d[i]));
+        double ulp = (double)nextafterf(w, INFINITY) - w;
+        e2 += ulp * ulp;
+        d2 += (double)d[i] * d[i];
+    }
+    return d2 > 0.0 ? sqrt(e2 / d2) : 0.0;
+}
+
+static void report_bound(const std::string& name, double err, double tol) {
+    bool ok = err <= tol;  // false for NaN and inf
+    (ok ? n_pass : n_fail)++;
+    printf("%s test_parallax: %s: rel err %.2e (max %.2e)\n", ok ? "PASS" : "FAIL", name.c_str(), err, tol);
+    fflush(stdout);
+}
+
+static double meta_double(const TensorFile& tf, const std::string& key) { return atof(tf.meta_value(key).c_str()); }
+
+// One recorded step: `kind` muon or adamw, `clip` noclip or clip.
+static void test_optimizer_step(Model* m, const TensorFile& tf, bool muon, const char* clip) {
+    std::string kind = muon ? "muon" : "adamw", tag = kind + "." + clip;
+    upload_by_table(m->params, *m, tf, kind + ".param.");
+    upload_by_table(m->grads, *m, tf, kind + ".grad.");
+    upload_by_table(m->muon_buf, *m, tf, kind + ".muon_buf.");
+    upload_by_table(m->adam_m, *m, tf, kind + ".adam_m.");
+    upload_by_table(m->adam_v, *m, tf, kind + ".adam_v.");
+    m->adam_t = atoi(tf.meta_value(kind + ".adam_t").c_str());
+    Hyper hp = hyper_from_meta(tf, muon);
+    hp.grad_clip = (float)meta_double(tf, tag + ".grad_clip");
+    double ref_norm = meta_double(tf, kind + ".grad_norm");
+    double max_update = meta_double(tf, "max_rel_update." + kind), max_adam = meta_double(tf, "max_rel_update.adamw");
+    double max_state = meta_double(tf, "max_rel_state");
+    std::string name = "optim d2 " + tag;
+
+    float norm = model_update(m, hp, (float)meta_double(tf, "lr_scale"));
+    report_bound(name + " grad norm " + std::to_string(norm) + " (clip " + std::to_string(hp.grad_clip) + ")",
+                 fabs(norm - ref_norm) / ref_norm, max_state);
+    std::vector<float> w = host_copy(m->params, m->n_params);
+    float* bufs[] = {m->muon_buf, m->adam_m, m->adam_v};
+    const char* state_names[] = {"muon_buf", "adam_m", "adam_v"};
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const ParamSpec& s = m->spec[i];
+        if (!s.present) continue;
+        const float* old = tf.get(kind + ".param." + s.name).f32();
+        const float* d_ref = tf.get(tag + ".update." + s.name).f32();
+        std::vector<double> d(s.numel), ref(s.numel);
+        for (size_t j = 0; j < s.numel; j++) {
+            d[j] = (double)w[s.offset + j] - old[j];
+            ref[j] = d_ref[j];
+        }
+        bool by_muon = muon && s.muon_count;
+        double tol = (by_muon ? max_update : max_adam) + store_rounding_floor(old, d_ref, s.numel);
+        report_bound(name + " update " + s.name + (by_muon ? " (Muon)" : " (AdamW)"), rel_error(d, ref), tol);
+        for (int k = 0; k < 3; k++) {
+            const RefTensor* after = tf.find(tag + "." + state_names[k] + "." + s.name);
+            if (!after) continue;
+            std::vector<float> got = host_copy(bufs[k] + s.offset, s.numel);
+            report_bound(name + " " + state_names[k] + " " + s.name, rel_error(std::vector<double>(got.begin(), got.end()),
+                         as_doubles(*after)), max_state);
+        }
+    }
+}
+
+static void test_optimizer(const std::string& path) {
+    TensorFile tf;
+    std::string err;
+    if (!tensor_file_read(&tf, path.c_str(), &err)) {
+        n_fail++;
+        printf("FAIL test_parallax: optimizer reference: %s (make dev/ref/optim_d2.ptf writes it)\n", err.c_str());
+        return;
+    }
+    int depth = atoi(tf.meta_value("depth").c_str()), width = atoi(tf.meta_value("width").c_str());
+    int D = atoi(tf.meta_value("head_dim").c_str()), T = atoi(tf.meta_value("max_seq_len").c_str());
+    Config cfg = make_config(tf.meta_value("variant") == "parallax", depth, width, D, T);
+    cfg.V = atoi(tf.meta_value("vocab").c_str());   // a small vocab keeps the file small; the step ignores it
+    cfg.Vp = atoi(tf.meta_value("padded_vocab").c_str());
+    Model m;
+    model_alloc(&m, cfg, 1, T);  // activations are not used; the step needs the table, the state and scratch
+    for (int muon = 1; muon >= 0; muon--)
+        for (const char* clip : {"noclip", "clip"}) test_optimizer_step(&m, tf, muon, clip);
+    model_free(&m);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // the four GEMMs of a linear layer at a size that gemm() tunes (at least GEMM_TUNE_MIN_MACS: the algorithm is
 // picked by timing among those whose bits match cuBLASLt's first pick), against float64 on 64 random rows
 // (columns for dW): y = x W^T (bf16), y = r + x W^T (fp32), dx = dy W (fp32), dW += dy^T x (fp32)
@@ -393,6 +506,7 @@ int main(int argc, char** argv) {
         n_fail++;
         printf("FAIL test_parallax: no model references match %s (make ref writes them)\n", pattern.c_str());
     }
+    test_optimizer(ref_dir + "/optim_d2.ptf");
     printf("test_parallax: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
