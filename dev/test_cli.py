@@ -176,7 +176,7 @@ def main(argv):
             (["--out", ckdir_out], ["--out", "checkpoint.ptf"], "OUT/checkpoint.ptf a directory"),
             (["--resume", "1"], "checkpoint.ptf", "resume without a checkpoint"),
             (["--resume", "1", "--out", garbage_out], ["checkpoint.ptf", "bad magic"], "resume from a file that is not one"),
-            (["--resume", "1", "--out", nokey_out], ["train_parallax: ", "checkpoint.ptf", "no metadata key"],
+            (["--resume", "1", "--out", nokey_out], [os.path.basename(exe) + ": ", "checkpoint.ptf", "no metadata key"],
              "resume from a checkpoint missing its metadata, with the program's name"),
         ]
         for extra, needles, what in cases:
