@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../../parallax_kernels.cuh"   // version 3, the trainer's: attention_forward, attention_backward
+#include "attention_wgmma_v4.cuh"       // version 4: attention_forward_wgmma, attention_backward_wgmma
 #include "attention_mma_v2.cuh"         // version 2: attention_forward_mma_v2, attention_backward_mma_v2
 #include "attention_rowwise.cuh"        // version 1: attention_forward_rowwise, attention_backward_rowwise
 
@@ -54,7 +55,7 @@ struct AttentionCase {
 struct AttentionOutputs { std::vector<double> o, vbar, L, tbar, dq, dk, dv, dr; };  // one run's
 
 // The versions of the kernel study: the trainer's (parallax_kernels.cuh, version 3), the forward and backward
-// on wgmma (parallax_kernels.cuh, version 4: D = 64; other head dims run version 3) and the earlier ones in
+// on wgmma (attention_wgmma_v4.cuh, version 4: D = 64; other head dims run version 3) and the earlier ones in
 // dev/cuda/; test_parallax starts each check's name with the prefix.
 struct AttentionVersion {
     int number;

@@ -9,6 +9,17 @@
 #pragma once
 
 #include "../../parallax_kernels.cuh"   // fragment helpers, pair_terms
+
+// The rounding residual of frag_a_from_c: bf16(c - bf16(c)). A product with frag_a_from_c's fragment plus one
+// with this one carries c to about 16 significant bits instead of 8 (used for U in O2, see the forward).
+__device__ __forceinline__ float bf16_residual(float x) { return x - __bfloat162float(__float2bfloat16_rn(x)); }
+__device__ __forceinline__ void frag_a_residual_from_c(uint32_t* a, const float* c0, const float* c1) {
+    a[0] = pack_bf16(bf16_residual(c0[0]), bf16_residual(c0[1]));
+    a[1] = pack_bf16(bf16_residual(c0[2]), bf16_residual(c0[3]));
+    a[2] = pack_bf16(bf16_residual(c1[0]), bf16_residual(c1[1]));
+    a[3] = pack_bf16(bf16_residual(c1[2]), bf16_residual(c1[3]));
+}
+
 // B fragment (k0..k0+15) x (n0..n0+7) of B = M^T, M stored row-major as M[n][k] with leading dimension ld
 __device__ __forceinline__ void frag_b_v2(uint32_t* b, const bf16* m, int ld, int n0, int k0, int g, int t) {
     b[0] = ld32(m + (n0 + g) * ld + k0 + 2 * t);
