@@ -51,6 +51,96 @@ __host__ __device__ constexpr int forward_keys_per_tile(int D) { return D == 64 
 #define LN2 0.6931471805599453f
 
 // ---------------------------------------------------------------------------------------------------------
+// The interface. Every version's forward and backward (this file's and dev/cuda/'s) takes one of these
+// params structs (FlashAttention-2's Flash_fwd_params pattern); attention_forward_params and
+// attention_backward_params, the one place that knows the packed q | k | v | r layout, build them.
+
+// One attention call's shape. probe: Parallax (true) or softmax (false: r is not read, dr not written); it
+// travels as this bool from the trainer's Config to the kernels' PROBE.
+struct AttentionShape {
+    int batch, seq_len, heads, head_dim;
+    bool probe;
+};
+
+// What the forward writes and the backward reads: o and vbar bf16 (batch, seq_len, heads * head_dim); lse
+// (logsumexp_j s_ij, natural log) and tbar fp32 (batch, heads, seq_len).
+struct AttentionSaved {
+    bf16 *o, *vbar;
+    float *lse, *tbar;
+};
+
+// The forward: q, k, v, r bf16, element (b, t, h, d) at [(b seq_len + t) stride + h head_dim + d].
+struct AttentionForwardParams {
+    AttentionShape shape;
+    const bf16 *q, *k, *v, *r;
+    int stride;             // token stride of q, k, v, r (and dq, dk, dv, dr), in elements
+    AttentionSaved saved;   // written
+};
+
+// The backward: dO = dL/do bf16 (batch, seq_len, heads * head_dim); dq, dk, dv, dr written with the inputs'
+// stride (they fill the packed dqkvr buffer); Tg and gvbar fp32 scratch (batch, heads, seq_len) for the row
+// dots Tg_i = g_i.o_i and gvbar_i = g_i.vbar_i (the spec's B_i).
+struct AttentionBackwardParams {
+    AttentionForwardParams fwd;   // the inputs and the forward's saved outputs, read
+    const bf16* dO;
+    bf16 *dq, *dk, *dv, *dr;
+    float *Tg, *gvbar;
+};
+
+// The packed projection buffer: per token the columns q | k | v | r, heads * head_dim each (no r without
+// the probe).
+enum PackedPart { PACKED_Q, PACKED_K, PACKED_V, PACKED_R };
+static int packed_stride(const AttentionShape& s) { return (s.probe ? 4 : 3) * s.heads * s.head_dim; }
+static size_t packed_offset(const AttentionShape& s, PackedPart part) { return (size_t)part * s.heads * s.head_dim; }
+
+// q, k and r from qkr, v from qkvr, both packed (the trainer keeps q, k, r after their norm and RoPE apart
+// from the raw v; a test passes one buffer twice).
+static AttentionForwardParams attention_forward_params(const AttentionShape& s, const bf16* qkr, const bf16* qkvr,
+                                                       AttentionSaved saved) {
+    AttentionForwardParams p;
+    p.shape = s;
+    p.q = qkr + packed_offset(s, PACKED_Q);
+    p.k = qkr + packed_offset(s, PACKED_K);
+    p.v = qkvr + packed_offset(s, PACKED_V);
+    p.r = s.probe ? qkr + packed_offset(s, PACKED_R) : NULL;   // never read without the probe
+    p.stride = packed_stride(s);
+    p.saved = saved;
+    return p;
+}
+
+// dq, dk, dv, dr into the packed gradient buffer dqkvr (the forward's layout).
+static AttentionBackwardParams attention_backward_params(const AttentionForwardParams& fwd, const bf16* dO,
+                                                         bf16* dqkvr, float* Tg, float* gvbar) {
+    const AttentionShape& s = fwd.shape;
+    AttentionBackwardParams p;
+    p.fwd = fwd;
+    p.dO = dO;
+    p.dq = dqkvr + packed_offset(s, PACKED_Q);
+    p.dk = dqkvr + packed_offset(s, PACKED_K);
+    p.dv = dqkvr + packed_offset(s, PACKED_V);
+    p.dr = s.probe ? dqkvr + packed_offset(s, PACKED_R) : NULL;   // never written without the probe
+    p.Tg = Tg;
+    p.gvbar = gvbar;
+    return p;
+}
+
+// The one map from (head_dim, probe) to a compiled instance, for every version: calls
+// launch(AttentionInstance<D, PROBE>()), so that a generic lambda reads D and PROBE off its argument's type.
+template <int D, bool PROBE>
+struct AttentionInstance {
+    static constexpr int head_dim = D;
+    static constexpr bool probe = PROBE;
+};
+template <typename Launch>
+static void attention_dispatch(const AttentionShape& s, const char* who, Launch launch) {
+    if (s.head_dim == 64 && s.probe) launch(AttentionInstance<64, true>());
+    else if (s.head_dim == 64) launch(AttentionInstance<64, false>());
+    else if (s.head_dim == 128 && s.probe) launch(AttentionInstance<128, true>());
+    else if (s.head_dim == 128) launch(AttentionInstance<128, false>());
+    else { fprintf(stderr, "%s: head dim %d is not supported (64 or 128)\n", who, s.head_dim); exit(EXIT_FAILURE); }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // fragment helpers
 
 __device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, const uint32_t* b) {
@@ -919,7 +1009,8 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// launchers. r == NULL selects the softmax variant. D must be 64 or 128.
+// launchers: the params structs above to kernel arguments and TMA descriptors.
+
 
 // The driver's tensor-map encoder, looked up once through the runtime (so nothing links against libcuda).
 static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
@@ -941,7 +1032,8 @@ static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 // bf16 tensor of dims (column 0..H D-1, token 0..T-1, sequence 0..B-1) with token stride `stride` elements,
 // read in boxes of 64 columns x `rows` tokens of one sequence, written to shared memory with the 128-byte
 // swizzle (tile_offset). A box that runs past T is filled with zeros, so tiles never mix two sequences.
-static CUtensorMap make_tile_map(const bf16* x, int B, int T, int H, int D, int stride, int rows) {
+static CUtensorMap make_tile_map(const bf16* x, const AttentionShape& s, int stride, int rows) {
+    const int B = s.batch, T = s.seq_len, H = s.heads, D = s.head_dim;
     CUtensorMap map;
     cuuint64_t dims[3] = {(cuuint64_t)H * D, (cuuint64_t)T, (cuuint64_t)B};
     cuuint64_t strides[2] = {(cuuint64_t)stride * sizeof(bf16), (cuuint64_t)stride * sizeof(bf16) * T};   // bytes
@@ -958,10 +1050,10 @@ static CUtensorMap make_tile_map(const bf16* x, int B, int T, int H, int D, int 
 }
 
 template <int D, bool PROBE>
-static void attention_forward_launch(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                                     const bf16* k, const bf16* v, int B, int T, int H, int stride,
-                                     cudaStream_t stream) {
-    dim3 grid(ceil_div(T, 64), B * H);
+static void attention_forward_launch(const AttentionForwardParams& p, cudaStream_t stream) {
+    const AttentionShape& s = p.shape;
+    const AttentionSaved& out = p.saved;
+    dim3 grid(ceil_div(s.seq_len, 64), s.batch * s.heads);
     constexpr int smem = forward_smem_bytes<D, PROBE>();
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
     if (!attr_set) {
@@ -970,40 +1062,27 @@ static void attention_forward_launch(bf16* o, bf16* vbar, float* L, float* tbar,
         attr_set = true;
     }
     constexpr int BK = forward_keys_per_tile(D);
-    CUtensorMap tm_k = make_tile_map(k, B, T, H, D, stride, BK), tm_v = make_tile_map(v, B, T, H, D, stride, BK);
-    CUtensorMap tm_o = make_tile_map(o, B, T, H, D, H * D, 16), tm_vbar = make_tile_map(vbar, B, T, H, D, H * D, 16);
-    attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(tm_o, tm_vbar, L, tbar, q, r, tm_k, tm_v,
-                                                                             B, T, H, stride);
+    const int C = s.heads * D;
+    CUtensorMap tm_k = make_tile_map(p.k, s, p.stride, BK), tm_v = make_tile_map(p.v, s, p.stride, BK);
+    CUtensorMap tm_o = make_tile_map(out.o, s, C, 16), tm_vbar = make_tile_map(out.vbar, s, C, 16);
+    attention_forward_kernel<D, PROBE><<<grid, ATTN_THREADS, smem, stream>>>(
+        tm_o, tm_vbar, out.lse, out.tbar, p.q, p.r, tm_k, tm_v, s.batch, s.seq_len, s.heads, p.stride);
     cudaCheckLaunch();
 }
 
-// version 3: mma.sync, D = 64 or 128
-static void attention_forward_mma(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                                  const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
-                                  cudaStream_t stream) {
-    bool probe = r != NULL;
-#define ATTN_FWD(DD, PP) attention_forward_launch<DD, PP>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream)
-    if (D == 64 && probe) ATTN_FWD(64, true);
-    else if (D == 64) ATTN_FWD(64, false);
-    else if (D == 128 && probe) ATTN_FWD(128, true);
-    else if (D == 128) ATTN_FWD(128, false);
-    else { fprintf(stderr, "attention_forward: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef ATTN_FWD
-}
-
-// the trainer's forward
-static void attention_forward(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                              const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
-                              cudaStream_t stream) {
-    attention_forward_mma(o, vbar, L, tbar, q, r, k, v, B, T, H, D, stride, stream);
+// the trainer's forward (version 3)
+static void attention_forward(const AttentionForwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.shape, "attention_forward", [&](auto inst) {
+        attention_forward_launch<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
+    });
 }
 
 template <int D, bool PROBE>
-static void attention_backward_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv,
-                                      const bf16* dO, const bf16* q, const bf16* r, const bf16* k, const bf16* v,
-                                      const bf16* o, const bf16* vbar, const float* L, const float* tbar,
-                                      int B, int T, int H, int stride, cudaStream_t stream) {
-    dim3 grid(ceil_div(T, 64), B * H);
+static void attention_backward_launch(const AttentionBackwardParams& p, cudaStream_t stream) {
+    const AttentionForwardParams& f = p.fwd;
+    const AttentionShape& s = f.shape;
+    const AttentionSaved& in = f.saved;
+    dim3 grid(ceil_div(s.seq_len, 64), s.batch * s.heads);
     constexpr int smem_dq = dq_smem_bytes<D, PROBE>(), smem_dkv = dkv_smem_bytes<D>(), BK = dq_keys_per_tile(D, PROBE);
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
     if (!attr_set) {
@@ -1013,34 +1092,26 @@ static void attention_backward_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, fl
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem_dkv));
         attr_set = true;
     }
-    CUtensorMap tm_k = make_tile_map(k, B, T, H, D, stride, BK), tm_v = make_tile_map(v, B, T, H, D, stride, BK);
-    CUtensorMap tm_dq = make_tile_map(dq, B, T, H, D, stride, 16);
-    CUtensorMap tm_dr = PROBE ? make_tile_map(dr, B, T, H, D, stride, 16) : tm_dq;   // not written without the probe
-    attention_backward_dq_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dq, stream>>>(tm_dq, tm_dr, Tg, Bv, dO, q, r,
-                                                                                    tm_k, tm_v, o, vbar, L, tbar, B,
-                                                                                    T, H, stride);
+    const int C = s.heads * D;
+    CUtensorMap tm_k = make_tile_map(f.k, s, f.stride, BK), tm_v = make_tile_map(f.v, s, f.stride, BK);
+    CUtensorMap tm_dq = make_tile_map(p.dq, s, f.stride, 16);
+    CUtensorMap tm_dr = PROBE ? make_tile_map(p.dr, s, f.stride, 16) : tm_dq;   // not written without the probe
+    attention_backward_dq_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dq, stream>>>(
+        tm_dq, tm_dr, p.Tg, p.gvbar, p.dO, f.q, f.r, tm_k, tm_v, in.o, in.vbar, in.lse, in.tbar, s.batch, s.seq_len,
+        s.heads, f.stride);
     cudaCheckLaunch();
-    CUtensorMap tm_g = make_tile_map(dO, B, T, H, D, H * D, 32), tm_q = make_tile_map(q, B, T, H, D, stride, 32);
-    CUtensorMap tm_r = PROBE ? make_tile_map(r, B, T, H, D, stride, 32) : tm_q;   // not read without the probe
-    CUtensorMap tm_dk = make_tile_map(dk, B, T, H, D, stride, 16), tm_dv = make_tile_map(dv, B, T, H, D, stride, 16);
-    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dkv, stream>>>(tm_dk, tm_dv, tm_g, tm_q, tm_r,
-                                                                                      k, v, L, tbar, Tg, Bv, B, T, H,
-                                                                                      stride);
+    CUtensorMap tm_g = make_tile_map(p.dO, s, C, 32), tm_q = make_tile_map(f.q, s, f.stride, 32);
+    CUtensorMap tm_r = PROBE ? make_tile_map(f.r, s, f.stride, 32) : tm_q;   // not read without the probe
+    CUtensorMap tm_dk = make_tile_map(p.dk, s, f.stride, 16), tm_dv = make_tile_map(p.dv, s, f.stride, 16);
+    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dkv, stream>>>(
+        tm_dk, tm_dv, tm_g, tm_q, tm_r, f.k, f.v, in.lse, in.tbar, p.Tg, p.gvbar, s.batch, s.seq_len, s.heads,
+        f.stride);
     cudaCheckLaunch();
 }
 
-// Tg, Bv: fp32 scratch of B*H*T each.
-static void attention_backward(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
-                               const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
-                               const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,
-                               int stride, cudaStream_t stream) {
-    bool probe = r != NULL;
-#define ATTN_BWD(DD, PP) attention_backward_launch<DD, PP>(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, \
-                                                           B, T, H, stride, stream)
-    if (D == 64 && probe) ATTN_BWD(64, true);
-    else if (D == 64) ATTN_BWD(64, false);
-    else if (D == 128 && probe) ATTN_BWD(128, true);
-    else if (D == 128) ATTN_BWD(128, false);
-    else { fprintf(stderr, "attention_backward: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef ATTN_BWD
+// the trainer's backward (version 3)
+static void attention_backward(const AttentionBackwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.fwd.shape, "attention_backward", [&](auto inst) {
+        attention_backward_launch<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
+    });
 }

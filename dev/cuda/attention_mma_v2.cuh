@@ -385,28 +385,22 @@ __global__ void __launch_bounds__(128) attention_backward_dkv_v2_kernel(bf16* dk
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// launchers. r == NULL selects the softmax variant. D must be 64 or 128.
+// launchers: the params structs of parallax_kernels.cuh to kernel arguments.
 
 template <int D, bool PROBE>
-static void attention_forward_mma_v2_launch(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                                     const bf16* k, const bf16* v, int B, int T, int H, int stride,
-                                     cudaStream_t stream) {
-    dim3 grid(ceil_div(T, 64), B * H);
-    attention_forward_v2_kernel<D, PROBE><<<grid, 128, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+static void attention_forward_mma_v2_launch(const AttentionForwardParams& p, cudaStream_t stream) {
+    const AttentionShape& s = p.shape;
+    dim3 grid(ceil_div(s.seq_len, 64), s.batch * s.heads);
+    attention_forward_v2_kernel<D, PROBE><<<grid, 128, 0, stream>>>(p.saved.o, p.saved.vbar, p.saved.lse,
+                                                                     p.saved.tbar, p.q, p.r, p.k, p.v, s.batch,
+                                                                     s.seq_len, s.heads, p.stride);
     cudaCheckLaunch();
 }
 
-static void attention_forward_mma_v2(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                              const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
-                              cudaStream_t stream) {
-    bool probe = r != NULL;
-#define ATTN_FWD(DD, PP) attention_forward_mma_v2_launch<DD, PP>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream)
-    if (D == 64 && probe) ATTN_FWD(64, true);
-    else if (D == 64) ATTN_FWD(64, false);
-    else if (D == 128 && probe) ATTN_FWD(128, true);
-    else if (D == 128) ATTN_FWD(128, false);
-    else { fprintf(stderr, "attention_forward_mma_v2: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef ATTN_FWD
+static void attention_forward_mma_v2(const AttentionForwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.shape, "attention_forward_mma_v2", [&](auto inst) {
+        attention_forward_mma_v2_launch<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
+    });
 }
 
 // backward, step 1 (version 2 only; version 3 computes them in its dq pass): the two per-row dots Tg_i = g_i.o_i and B_i = g_i.vbar_i (fp32, (B, H, T)); one warp
@@ -434,15 +428,17 @@ __global__ void attention_rowdots_kernel(float* Tg, float* Bv, const bf16* dO, c
 }
 
 template <int D, bool PROBE>
-static void attention_backward_mma_v2_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv,
-                                      const bf16* dO, const bf16* q, const bf16* r, const bf16* k, const bf16* v,
-                                      const bf16* o, const bf16* vbar, const float* L, const float* tbar,
-                                      int B, int T, int H, int stride, cudaStream_t stream) {
-    attention_rowdots_kernel<D><<<ceil_div(B * H * T, 8), 256, 0, stream>>>(Tg, Bv, dO, o, vbar, B, T, H);
+static void attention_backward_mma_v2_launch(const AttentionBackwardParams& p, cudaStream_t stream) {
+    const AttentionForwardParams& f = p.fwd;
+    const AttentionShape& s = f.shape;
+    const int B = s.batch, T = s.seq_len, H = s.heads;
+    attention_rowdots_kernel<D><<<ceil_div(B * H * T, 8), 256, 0, stream>>>(p.Tg, p.gvbar, p.dO, f.saved.o,
+                                                                            f.saved.vbar, B, T, H);
     cudaCheckLaunch();
     dim3 grid(ceil_div(T, 64), B * H);
-    attention_backward_dq_v2_kernel<D, PROBE><<<grid, 128, 0, stream>>>(dq, dr, dO, q, r, k, v, L, tbar, Tg, Bv, B, T,
-                                                                     H, stride);
+    attention_backward_dq_v2_kernel<D, PROBE><<<grid, 128, 0, stream>>>(p.dq, p.dr, p.dO, f.q, f.r, f.k, f.v,
+                                                                         f.saved.lse, f.saved.tbar, p.Tg, p.gvbar,
+                                                                         B, T, H, f.stride);
     cudaCheckLaunch();
     size_t smem = (3 * 32 * (D + 8) + 3 * D * (32 + 8)) * sizeof(bf16) + 4 * 32 * sizeof(float);
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
@@ -451,23 +447,14 @@ static void attention_backward_mma_v2_launch(bf16* dq, bf16* dr, bf16* dk, bf16*
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_set = true;
     }
-    attention_backward_dkv_v2_kernel<D, PROBE><<<grid, 128, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar, Tg, Bv, B,
-                                                                         T, H, stride);
+    attention_backward_dkv_v2_kernel<D, PROBE><<<grid, 128, smem, stream>>>(p.dk, p.dv, p.dO, f.q, f.r, f.k, f.v,
+                                                                             f.saved.lse, f.saved.tbar, p.Tg,
+                                                                             p.gvbar, B, T, H, f.stride);
     cudaCheckLaunch();
 }
 
-// Tg, Bv: fp32 scratch of B*H*T each.
-static void attention_backward_mma_v2(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
-                               const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
-                               const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,
-                               int stride, cudaStream_t stream) {
-    bool probe = r != NULL;
-#define ATTN_BWD(DD, PP) attention_backward_mma_v2_launch<DD, PP>(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, \
-                                                           B, T, H, stride, stream)
-    if (D == 64 && probe) ATTN_BWD(64, true);
-    else if (D == 64) ATTN_BWD(64, false);
-    else if (D == 128 && probe) ATTN_BWD(128, true);
-    else if (D == 128) ATTN_BWD(128, false);
-    else { fprintf(stderr, "attention_backward_mma_v2: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef ATTN_BWD
+static void attention_backward_mma_v2(const AttentionBackwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.fwd.shape, "attention_backward_mma_v2", [&](auto inst) {
+        attention_backward_mma_v2_launch<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
+    });
 }

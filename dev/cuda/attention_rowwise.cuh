@@ -13,7 +13,7 @@
 //
 #pragma once
 
-#include "../../trainer/cuda_common.h"
+#include "../../parallax_kernels.cuh"   // AttentionForwardParams, AttentionBackwardParams, attention_dispatch
 
 // ---------------------------------------------------------------------------------------------------------
 // forward: one thread per query row (b, h, i), the streaming recurrence of the spec over keys j <= i
@@ -201,60 +201,43 @@ __global__ void attention_backward_dkv_rowwise_kernel(bf16* dk, bf16* dv, const 
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// launchers. r == NULL selects the softmax variant. D must be 64 or 128.
+// launchers: the params structs of parallax_kernels.cuh to kernel arguments.
 
 template <int D, bool PROBE>
-static void attention_forward_rowwise_launch(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                                     const bf16* k, const bf16* v, int B, int T, int H, int stride,
-                                     cudaStream_t stream) {
+static void attention_forward_rowwise_launch(const AttentionForwardParams& p, cudaStream_t stream) {
+    const AttentionShape& s = p.shape;
     const int block = 128;
-    attention_forward_rowwise_kernel<D, PROBE><<<ceil_div(B * H * T, block), block, 0, stream>>>(
-        o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+    attention_forward_rowwise_kernel<D, PROBE><<<ceil_div(s.batch * s.heads * s.seq_len, block), block, 0, stream>>>(
+        p.saved.o, p.saved.vbar, p.saved.lse, p.saved.tbar, p.q, p.r, p.k, p.v, s.batch, s.seq_len, s.heads,
+        p.stride);
     cudaCheckLaunch();
 }
 
-static void attention_forward_rowwise(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                              const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
-                              cudaStream_t stream) {
-    bool probe = r != NULL;
-#define ATTN_FWD(DD, PP) attention_forward_rowwise_launch<DD, PP>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream)
-    if (D == 64 && probe) ATTN_FWD(64, true);
-    else if (D == 64) ATTN_FWD(64, false);
-    else if (D == 128 && probe) ATTN_FWD(128, true);
-    else if (D == 128) ATTN_FWD(128, false);
-    else { fprintf(stderr, "attention_forward_rowwise: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef ATTN_FWD
+static void attention_forward_rowwise(const AttentionForwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.shape, "attention_forward_rowwise", [&](auto inst) {
+        attention_forward_rowwise_launch<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
+    });
 }
 
-// Tg, Bv: fp32 scratch of B*H*T each.
 template <int D, bool PROBE>
-static void attention_backward_rowwise_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv,
-                                      const bf16* dO, const bf16* q, const bf16* r, const bf16* k, const bf16* v,
-                                      const bf16* o, const bf16* vbar, const float* L, const float* tbar,
-                                      int B, int T, int H, int stride, cudaStream_t stream) {
-    const int block = 128;
+static void attention_backward_rowwise_launch(const AttentionBackwardParams& p, cudaStream_t stream) {
+    const AttentionForwardParams& f = p.fwd;
+    const AttentionShape& s = f.shape;
+    const int block = 128, B = s.batch, T = s.seq_len, H = s.heads;
     int grid = ceil_div(B * H * T, block);
-    attention_rowdots_rowwise_kernel<D><<<grid, block, 0, stream>>>(Tg, Bv, dO, o, vbar, B, T, H);
+    attention_rowdots_rowwise_kernel<D><<<grid, block, 0, stream>>>(p.Tg, p.gvbar, p.dO, f.saved.o, f.saved.vbar, B,
+                                                                    T, H);
     cudaCheckLaunch();
     attention_backward_dq_rowwise_kernel<D, PROBE><<<grid, block, 0, stream>>>(
-        dq, dr, dO, q, r, k, v, L, tbar, Tg, Bv, B, T, H, stride);
+        p.dq, p.dr, p.dO, f.q, f.r, f.k, f.v, f.saved.lse, f.saved.tbar, p.Tg, p.gvbar, B, T, H, f.stride);
     cudaCheckLaunch();
     attention_backward_dkv_rowwise_kernel<D, PROBE><<<grid, block, 0, stream>>>(
-        dk, dv, dO, q, r, k, v, L, tbar, Tg, Bv, B, T, H, stride);
+        p.dk, p.dv, p.dO, f.q, f.r, f.k, f.v, f.saved.lse, f.saved.tbar, p.Tg, p.gvbar, B, T, H, f.stride);
     cudaCheckLaunch();
 }
 
-static void attention_backward_rowwise(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
-                               const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
-                               const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,
-                               int stride, cudaStream_t stream) {
-    bool probe = r != NULL;
-#define ATTN_BWD(DD, PP) attention_backward_rowwise_launch<DD, PP>(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, \
-                                                           B, T, H, stride, stream)
-    if (D == 64 && probe) ATTN_BWD(64, true);
-    else if (D == 64) ATTN_BWD(64, false);
-    else if (D == 128 && probe) ATTN_BWD(128, true);
-    else if (D == 128) ATTN_BWD(128, false);
-    else { fprintf(stderr, "attention_backward_rowwise: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef ATTN_BWD
+static void attention_backward_rowwise(const AttentionBackwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.fwd.shape, "attention_backward_rowwise", [&](auto inst) {
+        attention_backward_rowwise_launch<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
+    });
 }

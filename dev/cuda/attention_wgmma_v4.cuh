@@ -420,34 +420,37 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
 }
 
 
-// version 4: wgmma for D = 64; other head dims take version 3
-static void attention_forward_wgmma(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                                    const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
-                                    cudaStream_t stream) {
-    if (D != 64) {
-        attention_forward_mma(o, vbar, L, tbar, q, r, k, v, B, T, H, D, stride, stream);
-        return;
-    }
-    dim3 grid(ceil_div(T, 64), B * H);
-    if (r != NULL)
-        attention_forward_wgmma_kernel<true><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H,
-                                                                                stride);
-    else
-        attention_forward_wgmma_kernel<false><<<grid, ATTN_THREADS, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H,
-                                                                                 stride);
+// launchers: the params structs of parallax_kernels.cuh to kernel arguments. Version 4 is for D = 64; other
+// head dims run version 3's launchers.
+
+template <bool PROBE>
+static void attention_forward_wgmma_launch(const AttentionForwardParams& p, cudaStream_t stream) {
+    const AttentionShape& s = p.shape;
+    dim3 grid(ceil_div(s.seq_len, 64), s.batch * s.heads);
+    attention_forward_wgmma_kernel<PROBE><<<grid, ATTN_THREADS, 0, stream>>>(
+        p.saved.o, p.saved.vbar, p.saved.lse, p.saved.tbar, p.q, p.r, p.k, p.v, s.batch, s.seq_len, s.heads,
+        p.stride);
     cudaCheckLaunch();
 }
 
+static void attention_forward_wgmma(const AttentionForwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.shape, "attention_forward_wgmma", [&](auto inst) {
+        constexpr int D = decltype(inst)::head_dim;
+        constexpr bool PROBE = decltype(inst)::probe;
+        if constexpr (D == 64) attention_forward_wgmma_launch<PROBE>(p, stream);
+        else attention_forward_launch<D, PROBE>(p, stream);
+    });
+}
 
-// version 4's backward: both passes on wgmma (D = 64)
 template <bool PROBE>
-static void attention_backward_wgmma_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv,
-                                            const bf16* dO, const bf16* q, const bf16* r, const bf16* k,
-                                            const bf16* v, const bf16* o, const bf16* vbar, const float* L,
-                                            const float* tbar, int B, int T, int H, int stride, cudaStream_t stream) {
+static void attention_backward_wgmma_launch(const AttentionBackwardParams& p, cudaStream_t stream) {
+    const AttentionForwardParams& f = p.fwd;
+    const AttentionShape& s = f.shape;
+    const int B = s.batch, T = s.seq_len, H = s.heads;
     dim3 grid(ceil_div(T, 64), B * H);
-    attention_backward_dq_wgmma_kernel<PROBE><<<grid, ATTN_THREADS, 0, stream>>>(dq, dr, Tg, Bv, dO, q, r, k, v, o,
-                                                                                 vbar, L, tbar, B, T, H, stride);
+    attention_backward_dq_wgmma_kernel<PROBE><<<grid, ATTN_THREADS, 0, stream>>>(
+        p.dq, p.dr, p.Tg, p.gvbar, p.dO, f.q, f.r, f.k, f.v, f.saved.o, f.saved.vbar, f.saved.lse, f.saved.tbar, B,
+        T, H, f.stride);
     cudaCheckLaunch();
     size_t smem = 2 * DkvTile<64, 64>::BYTES;  // two buffers of query tiles
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
@@ -456,24 +459,16 @@ static void attention_backward_wgmma_launch(bf16* dq, bf16* dr, bf16* dk, bf16* 
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_set = true;
     }
-    attention_backward_dkv_wgmma_kernel<PROBE><<<grid, ATTN_THREADS, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar,
-                                                                                     Tg, Bv, B, T, H, stride);
+    attention_backward_dkv_wgmma_kernel<PROBE><<<grid, ATTN_THREADS, smem, stream>>>(
+        p.dk, p.dv, p.dO, f.q, f.r, f.k, f.v, f.saved.lse, f.saved.tbar, p.Tg, p.gvbar, B, T, H, f.stride);
     cudaCheckLaunch();
 }
 
-
-// version 4's backward (Tg, Bv as above); head dims other than 64 take version 3
-static void attention_backward_wgmma(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
-                                     const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
-                                     const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,
-                                     int stride, cudaStream_t stream) {
-    if (D != 64)
-        attention_backward(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, B, T, H, D, stride, stream);
-    else if (r != NULL)
-        attention_backward_wgmma_launch<true>(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, B, T, H,
-                                              stride, stream);
-    else
-        attention_backward_wgmma_launch<false>(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, B, T, H,
-                                               stride, stream);
+static void attention_backward_wgmma(const AttentionBackwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.fwd.shape, "attention_backward_wgmma", [&](auto inst) {
+        constexpr int D = decltype(inst)::head_dim;
+        constexpr bool PROBE = decltype(inst)::probe;
+        if constexpr (D == 64) attention_backward_wgmma_launch<PROBE>(p, stream);
+        else attention_backward_launch<D, PROBE>(p, stream);
+    });
 }
-
