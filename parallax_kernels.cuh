@@ -7,7 +7,7 @@
 //   q, k, v, r      bf16, element (b, t, h, d) at [(b*T + t)*stride + h*D + d]; stride is the token stride,
 //                   n*C when they sit packed in the qkvr GEMM output (n = 4, or 3 for softmax)
 //   o, vbar, dO     bf16 (B, T, H, D) contiguous, i.e. (B, T, C)
-//   L, tbar         fp32 (B, H, T): L = logsumexp_j s_ij (natural log), tbar_i = sum_j p_ij t_ij
+//   lse, tbar         fp32 (B, H, T): lse = logsumexp_j s_ij (natural log), tbar_i = sum_j p_ij t_ij
 //   dq, dk, dv, dr  bf16 with the same token stride as the inputs (they fill the packed dqkvr buffer)
 // c = 1/sqrt(D) scales q.k only. Products run on mma.sync m16n8k16 (bf16 in, fp32 accumulate); the
 // probabilities are rounded to bf16 only as operands of the P V products, as in FlashAttention-2.
@@ -216,10 +216,10 @@ constexpr int ATTN_THREADS = 128, ATTN_WARPS = ATTN_THREADS / 32;
 // The order blocks start in. A grid (tiles, B*H) starts its blocks in the order of their linear index; this
 // hands out the work so that the longest blocks (rank 0: the most key or query tiles to visit) start first, for
 // ATTN_BH_GROUP sequence-heads at a time (so that the blocks in flight share their K and V, or Q, R and dO, in
-// L2): linear index -> (group of heads, rank, head within the group). A group of 1 is plain (rank, head) order.
+// cache): linear index -> (group of heads, rank, head within the group). A group of 1 is plain (rank, head) order.
 // Measured (dev/cuda/NOTES.md, session 7): groups of 64 against 1, Parallax forward + backward 16x1024x12x64
 // 0.735 -> 0.695 ms, 32x1024 1.398 -> 1.361; all heads in one group loses at 32x1024 (1.386: K, V no longer
-// fit in L2).
+// fit in the L2 cache).
 #ifndef ATTN_BH_GROUP
 #define ATTN_BH_GROUP 64
 #endif
@@ -525,10 +525,10 @@ __device__ __forceinline__ void forward_products(float (*S)[4], float (*Tt)[4], 
         }
 }
 
-// The end of the forward for this warp's rows: L and tbar into global memory, and in registers O1 becomes
+// The end of the forward for this warp's rows: lse and tbar into global memory, and in registers O1 becomes
 // vbar = O1/d1 and O2 becomes o = vbar (1 + tbar') - O2/d1 (without the probe o = vbar: O2 is left alone).
 template <int D, bool PROBE>
-__device__ __forceinline__ void forward_finish(ForwardRows<D / 8>& st, float* L, float* tbar, int bh, int T, int q0) {
+__device__ __forceinline__ void forward_finish(ForwardRows<D / 8>& st, float* lse, float* tbar, int bh, int T, int q0) {
     int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     for (int j = 0; j < 2; j++) {
         float d1 = quad_sum(st.d1[j]), d2 = quad_sum(st.d2[j]);
@@ -540,7 +540,7 @@ __device__ __forceinline__ void forward_finish(ForwardRows<D / 8>& st, float* L,
             }
         int row = q0 + g + j * 8;
         if (t == 0 && row < T) {
-            L[(size_t)bh * T + row] = st.m[j] * LN2 + logf(d1);
+            lse[(size_t)bh * T + row] = st.m[j] * LN2 + logf(d1);
             tbar[(size_t)bh * T + row] = tb + st.tau[j];
         }
     }
@@ -551,7 +551,7 @@ __device__ __forceinline__ void forward_finish(ForwardRows<D / 8>& st, float* L,
 // of BK keys (the spec's recurrence, in log2 units: S is pre-multiplied by c log2 e):
 //   m_new = max(m, rowmax S); a = 2^(m - m_new); W = 2^(S - m_new); Tt = R K^T - tau; U = W o Tt
 //   d1 = a d1 + rowsum W; d2 = a d2 + rowsum U; O1 = a O1 + W V; O2 = a O2 + U V
-//   end: vbar = O1/d1; tbar' = d2/d1; o = vbar (1 + tbar') - O2/d1; tbar = tbar' + tau; L = m ln 2 + ln d1
+//   end: vbar = O1/d1; tbar' = d2/d1; o = vbar (1 + tbar') - O2/d1; tbar = tbar' + tau; lse = m ln 2 + ln d1
 // tau_i is a per-row shift of t, the p-weighted mean of t over the first key tile: the weights
 // 1 + tbar - t_ij do not change when every t of a row moves by tau, so o is the same in exact arithmetic,
 // but U = W o (t - tau) is small where o = vbar (1 + tbar') - O2/d1 cancels, so U in bf16 (one product)
@@ -576,8 +576,9 @@ constexpr int forward_smem_bytes() {
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][0] : 1)
 attention_forward_kernel(const __grid_constant__ CUtensorMap tm_o, const __grid_constant__ CUtensorMap tm_vbar,
-                         float* L, float* tbar, const bf16* q, const bf16* r, const __grid_constant__ CUtensorMap tm_k,
-                         const __grid_constant__ CUtensorMap tm_v, int B, int T, int H, int stride) {
+                         float* lse, float* tbar, const bf16* q, const bf16* r,
+                         const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v, int batch,
+                         int T, int H, int stride) {
     constexpr int BQ = 64, BK = forward_keys_per_tile(D), KD = D / 16, NT = BK / 8, ND = D / 8;
     constexpr int STAGES = forward_stages(PROBE);
     extern __shared__ __align__(128) unsigned char smem_raw[];   // forward_smem_bytes<D, PROBE>()
@@ -625,7 +626,7 @@ attention_forward_kernel(const __grid_constant__ CUtensorMap tm_o, const __grid_
             load_kv_tile<D, BK>(ring, next, Ks[next % STAGES], Vs[next % STAGES], &tm_k, &tm_v, b, h);
         }
     }
-    forward_finish<D, PROBE>(st, L, tbar, bh, T, q0);
+    forward_finish<D, PROBE>(st, lse, tbar, bh, T, q0);
     static_assert(ATTN_WARPS * 2 * 16 * D <= 2 * STAGES * BK * D, "the ring holds the results");
     __syncthreads();   // every warp is done with the ring
     store_rows_tma<D, true>(Ks[0], &tm_o, PROBE ? st.O2 : st.O1, &tm_vbar, st.O1, b, h, q0);
@@ -633,18 +634,18 @@ attention_forward_kernel(const __grid_constant__ CUtensorMap tm_o, const __grid_
 
 // ---------------------------------------------------------------------------------------------------------
 // The per-pair gradient terms, given the score s (unscaled q.k: sc takes it to log2 units), t = r.k and A = g.v:
-//   p = 2^(s sc - L log2 e);  dS = p [(A - Tg) + (tbar - t)(A - B)];  dT = -p (A - B);  w = p (1 + tbar - t)
-// written as dT = p (B - A), dS = p (A - Tg) - (tbar - t) dT, w = p + p (tbar - t): 9 instructions.
+//   p = 2^(s sc - lse log2 e);  dS = p [(A - Tg) + (tbar - t)(A - gvbar)];  dT = -p (A - gvbar);  w = p (1 + tbar - t)
+// written as dT = p (gvbar - A), dS = p (A - Tg) - (tbar - t) dT, w = p + p (tbar - t): 9 instructions.
 struct PairTerms { float dS, dT, w; };
 
 template <bool PROBE>
-__device__ __forceinline__ PairTerms pair_terms(float s, float sc, float tt, float A, float L2, float tb, float Tg,
-                                                float Bi) {
-    float p = fast_exp2(fmaf(s, sc, -L2));   // s unscaled: scale and shift in one instruction
+__device__ __forceinline__ PairTerms pair_terms(float s, float sc, float tt, float A, float lse2, float tb, float Tg,
+                                                float gvb) {
+    float p = fast_exp2(fmaf(s, sc, -lse2));   // s unscaled: scale and shift in one instruction
     PairTerms r;
     if (PROBE) {
         float e = tb - tt;
-        r.dT = p * (Bi - A);
+        r.dT = p * (gvb - A);
         r.dS = fmaf(-e, r.dT, p * (A - Tg));
         r.w = fmaf(p, e, p);
     } else {
@@ -655,24 +656,24 @@ __device__ __forceinline__ PairTerms pair_terms(float s, float sc, float tt, flo
     return r;
 }
 
-// The dq pass's per-row statistics of this warp's rows ([j]: C fragment row g + 8 j): L in log2 units, tbar,
-// and the two row dots Tg = g.o and B = g.vbar (rows past T: L = inf, so p = 0).
-struct DqRows { float L2[2], tb[2], tg[2], bi[2]; };
+// The dq pass's per-row statistics of this warp's rows ([j]: C fragment row g + 8 j): lse in log2 units, tbar,
+// and the two row dots Tg = g.o and gvbar = g.vbar (rows past T: lse = inf, so p = 0).
+struct DqRows { float lse2[2], tb[2], tg[2], gvb[2]; };
 
 // Starts the dq pass for this warp's 16 rows from row0: the Q, R and dO fragments into registers (qa, ra,
 // ga, kept for the whole pass); the row dots from ga and o, vbar read in the same fragment layout (partial
-// dots over this thread's columns, summed over the 4 threads of a row), written to Tg, Bv (fp32, (B, H, T))
-// for the dk/dv pass that runs next; L and tbar read.
+// dots over this thread's columns, summed over the 4 threads of a row), written to Tg, gvbar (fp32, (B, H, T))
+// for the dk/dv pass that runs next; lse and tbar read.
 template <int D, bool PROBE>
 __device__ __forceinline__ DqRows dq_rows_begin(uint32_t (*qa)[4], uint32_t (*ra)[4], uint32_t (*ga)[4], float* Tg,
-                                                float* Bv, const bf16* q, const bf16* r, const bf16* dO,
-                                                const bf16* o, const bf16* vbar, const float* L, const float* tbar,
+                                                float* gvbar, const bf16* q, const bf16* r, const bf16* dO,
+                                                const bf16* o, const bf16* vbar, const float* lse, const float* tbar,
                                                 int stride, int b, int h, int bh, int H, int row0, int T) {
     load_rows_frag<D>(qa, q, stride, b, h, row0, T);
     if (PROBE) load_rows_frag<D>(ra, r, stride, b, h, row0, T);
     load_rows_frag<D>(ga, dO, H * D, b, h, row0, T);
     int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    float tg[2] = {0.0f, 0.0f}, bi[2] = {0.0f, 0.0f};
+    float tg[2] = {0.0f, 0.0f}, gvb[2] = {0.0f, 0.0f};
     for (int kk = 0; kk < D / 16; kk++)
         for (int i = 0; i < 4; i++) {
             int j = i & 1, row = row0 + g + j * 8, col = kk * 16 + 2 * t + (i >> 1) * 8;
@@ -683,7 +684,7 @@ __device__ __forceinline__ DqRows dq_rows_begin(uint32_t (*qa)[4], uint32_t (*ra
             tg[j] += gd.x * od.x + gd.y * od.y;
             if (PROBE) {
                 float2 vd = __bfloat1622float2(*(const __nv_bfloat162*)(vbar + off));
-                bi[j] += gd.x * vd.x + gd.y * vd.y;
+                gvb[j] += gd.x * vd.x + gd.y * vd.y;
             }
         }
     DqRows rs;
@@ -692,12 +693,12 @@ __device__ __forceinline__ DqRows dq_rows_begin(uint32_t (*qa)[4], uint32_t (*ra
         size_t ri = (size_t)bh * T + row;
         bool ok = row < T;
         rs.tg[j] = quad_sum(tg[j]);
-        rs.bi[j] = PROBE ? quad_sum(bi[j]) : 0.0f;
-        rs.L2[j] = ok ? L[ri] * LOG2E : INFINITY;
+        rs.gvb[j] = PROBE ? quad_sum(gvb[j]) : 0.0f;
+        rs.lse2[j] = ok ? lse[ri] * LOG2E : INFINITY;
         rs.tb[j] = (ok && PROBE) ? tbar[ri] : 0.0f;
         if (ok && t == 0) {
             Tg[ri] = rs.tg[j];
-            if (PROBE) Bv[ri] = rs.bi[j];
+            if (PROBE) gvbar[ri] = rs.gvb[j];
         }
     }
     return rs;
@@ -712,8 +713,8 @@ __device__ __forceinline__ void dq_tile_terms_mask(float (*S)[4], float (*Tt)[4]
     for (int nt = 0; nt < NT; nt++)
         for (int i = 0; i < 4; i++) {
             int j = i >> 1;
-            PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], rs.L2[j], rs.tb[j], rs.tg[j],
-                                             rs.bi[j]);
+            PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], rs.lse2[j], rs.tb[j], rs.tg[j],
+                                             rs.gvb[j]);
             if (MASK) {
                 int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + j * 8;
                 if (key > row || key >= T) pt.dS = pt.dT = 0.0f;
@@ -724,7 +725,7 @@ __device__ __forceinline__ void dq_tile_terms_mask(float (*S)[4], float (*Tt)[4]
 }
 
 // The same, with the mask only where the tile reaches past a row of this warp or past T (rows past T have
-// p = 0 through L2 = inf): off the diagonal the per-element index arithmetic is compiled out.
+// p = 0 through lse2 = inf): off the diagonal the per-element index arithmetic is compiled out.
 template <int NT, bool PROBE>
 __device__ __forceinline__ void dq_tile_terms(float (*S)[4], float (*Tt)[4], const float (*A)[4], const DqRows& rs,
                                               int k0, int q0, int T, float sc) {
@@ -734,7 +735,7 @@ __device__ __forceinline__ void dq_tile_terms(float (*S)[4], float (*Tt)[4], con
 
 // The dk/dv pass's element-wise work on one tile of 8 NT queries from q0 (transposed: C fragment rows are this
 // warp's keys key0..key0+15, columns the tile's queries), in place: S (= K Q^T) becomes c dS^T, Tt (= K R^T)
-// becomes dT^T and A (= V dO^T) becomes w^T = (p (1 + tbar - t))^T. st holds (L, tbar, Tg, B) per query of
+// becomes dT^T and A (= V dO^T) becomes w^T = (p (1 + tbar - t))^T. st holds (lse, tbar, Tg, gvbar) per query of
 // the tile. MASK: zero where key > query, query >= T or key >= T (zero-filled queries and keys).
 template <int NT, bool PROBE, bool MASK>
 __device__ __forceinline__ void dkv_tile_terms_mask(float (*S)[4], float (*Tt)[4], float (*A)[4], const float4* st,
@@ -743,11 +744,11 @@ __device__ __forceinline__ void dkv_tile_terms_mask(float (*S)[4], float (*Tt)[4
     for (int nt = 0; nt < NT; nt++)
         for (int col = 0; col < 2; col++) {
             int qi = nt * 8 + 2 * t + col;
-            float4 s = st[qi];   // L, tbar, Tg, B of this query: once for both of this thread's keys
-            float L2 = s.x * LOG2E;
+            float4 s = st[qi];   // lse, tbar, Tg, gvbar of this query: once for both of this thread's keys
+            float lse2 = s.x * LOG2E;
             for (int j = 0; j < 2; j++) {
                 int i = 2 * j + col;
-                PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], L2, s.y, s.z, s.w);
+                PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], lse2, s.y, s.z, s.w);
                 if (MASK) {
                     int key = key0 + g + j * 8, query = q0 + qi;
                     if (key > query || query >= T || key >= T) pt.dS = pt.dT = pt.w = 0.0f;
@@ -770,7 +771,7 @@ __device__ __forceinline__ void dkv_tile_terms(float (*S)[4], float (*Tt)[4], fl
         dkv_tile_terms_mask<NT, PROBE, false>(S, Tt, A, st, q0, key0, T, c, sc);
 }
 
-// backward, pass 1: the row dots Tg, B (written for pass 2), then dq_i = c sum_j dS_ij k_j and
+// backward, pass 1: the row dots Tg, gvbar (written for pass 2), then dq_i = c sum_j dS_ij k_j and
 // dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), B*H), 128 threads; each warp owns 16 query rows (Q, R, dO
 // fragments in registers) and streams over key tiles of dq_keys_per_tile; K and V tiles
 // (K[key][d], V[key][d]) arrive through a StageRing: plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K,
@@ -794,10 +795,10 @@ constexpr int dq_smem_bytes() {
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][1] : 1)
 attention_backward_dq_kernel(const __grid_constant__ CUtensorMap tm_dq, const __grid_constant__ CUtensorMap tm_dr,
-                             float* Tg, float* Bv, const bf16* dO, const bf16* q,
+                             float* Tg, float* gvbar, const bf16* dO, const bf16* q,
                              const bf16* r, const __grid_constant__ CUtensorMap tm_k,
                              const __grid_constant__ CUtensorMap tm_v, const bf16* o, const bf16* vbar,
-                             const float* L, const float* tbar, int B, int T, int H, int stride) {
+                             const float* lse, const float* tbar, int batch, int T, int H, int stride) {
     constexpr int BQ = 64, BK = dq_keys_per_tile(D, PROBE), KD = D / 16, NT = BK / 8, ND = D / 8, STAGES = DQ_STAGES;
     extern __shared__ __align__(128) unsigned char smem_raw[];   // dq_smem_bytes<D, PROBE>()
     bf16 (*Ks)[BK * D] = (bf16 (*)[BK * D])align_tiles(smem_raw);   // Ks[STAGES][BK * D], then Vs likewise
@@ -818,7 +819,8 @@ attention_backward_dq_kernel(const __grid_constant__ CUtensorMap tm_dq, const __
         if (ring.producer(i)) load_kv_tile<D, BK>(ring, i, Ks[i], Vs[i], &tm_k, &tm_v, b, h);
 
     uint32_t qa[KD][4], ra[KD][4], ga[KD][4];
-    DqRows rs = dq_rows_begin<D, PROBE>(qa, ra, ga, Tg, Bv, q, r, dO, o, vbar, L, tbar, stride, b, h, bh, H, q0, T);
+    DqRows rs = dq_rows_begin<D, PROBE>(qa, ra, ga, Tg, gvbar, q, r, dO, o, vbar, lse, tbar, stride, b, h, bh, H, q0,
+                                        T);
     float dQ[ND][4] = {}, dR[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
@@ -862,7 +864,7 @@ attention_backward_dq_kernel(const __grid_constant__ CUtensorMap tm_dq, const __
 }
 
 // One buffer of the dk/dv pass: the Q, R and dO tiles of BQ queries, then the per-query statistics as one
-// float4 per query: (L, tbar, Tg, B) (tbar and B unused without the probe). Tiles in the TMA's swizzled
+// float4 per query: (lse, tbar, Tg, gvbar) (tbar and gvbar unused without the probe). Tiles in the TMA's swizzled
 // layout (tile_offset; version 3) or the core-matrix layout of the wgmma kernels (BQ = D = 64); buffers start
 // on TILE_ALIGN bytes.
 template <int D, int BQ>
@@ -886,8 +888,9 @@ struct DkvTile {
 template <int D, bool PROBE, int STAGES>
 __device__ __forceinline__ void dkv_load_tile(StageRing<STAGES, 33>& ring, int i, DkvTile<D, 32> tile,
                                               const CUtensorMap* tm_q, const CUtensorMap* tm_r,
-                                              const CUtensorMap* tm_g, const float* L, const float* tbar,
-                                              const float* Tg, const float* Bv, int b, int h, int bh, int q0, int T) {
+                                              const CUtensorMap* tm_g, const float* lse, const float* tbar,
+                                              const float* Tg, const float* gvbar, int b, int h, int bh, int q0,
+                                              int T) {
     constexpr int BQ = 32;
     int lane = threadIdx.x % 32, row = q0 + lane;
     if (lane == 0) {
@@ -899,11 +902,11 @@ __device__ __forceinline__ void dkv_load_tile(StageRing<STAGES, 33>& ring, int i
     bool ok = row < T;
     size_t ri = (size_t)bh * T + row;
     float* st = (float*)&tile.st[lane];
-    cp_async4(st, ok ? L + ri : L, ok ? 4 : 0);
+    cp_async4(st, ok ? lse + ri : lse, ok ? 4 : 0);
     cp_async4(st + 2, ok ? Tg + ri : Tg, ok ? 4 : 0);
     if (PROBE) {
         cp_async4(st + 1, ok ? tbar + ri : tbar, ok ? 4 : 0);
-        cp_async4(st + 3, ok ? Bv + ri : Bv, ok ? 4 : 0);
+        cp_async4(st + 3, ok ? gvbar + ri : gvbar, ok ? 4 : 0);
     }
     ring.loaded(i);
 }
@@ -921,8 +924,8 @@ __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE]
 attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const __grid_constant__ CUtensorMap tm_dv,
                               const __grid_constant__ CUtensorMap tm_g,
                               const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_r,
-                              const bf16* k, const bf16* v, const float* L, const float* tbar, const float* Tg,
-                              const float* Bv, int B, int T, int H, int stride) {
+                              const bf16* k, const bf16* v, const float* lse, const float* tbar, const float* Tg,
+                              const float* gvbar, int batch, int T, int H, int stride) {
     constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8, STAGES = DKV_STAGES;
     extern __shared__ __align__(128) unsigned char smem_raw[];   // dkv_smem_bytes<D>()
     unsigned char* smem = align_tiles(smem_raw);
@@ -943,7 +946,7 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
     __syncthreads();
     for (int i = 0; i < STAGES - 1 && i < ntiles; i++)
         if (ring.producer(i))
-            dkv_load_tile<D, PROBE>(ring, i, DkvTile<D, BQ>(smem + i * BUF), &tm_q, &tm_r, &tm_g, L, tbar, Tg, Bv,
+            dkv_load_tile<D, PROBE>(ring, i, DkvTile<D, BQ>(smem + i * BUF), &tm_q, &tm_r, &tm_g, lse, tbar, Tg, gvbar,
                                     b, h, bh, qstart + i * BQ, T);
 
     float dK[ND][4] = {}, dV[ND][4] = {};
@@ -1000,7 +1003,7 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
         if (next < ntiles && ring.producer(next)) {
             ring.wait_empty(next);
             dkv_load_tile<D, PROBE>(ring, next, DkvTile<D, BQ>(smem + (next % STAGES) * BUF), &tm_q, &tm_r, &tm_g,
-                                    L, tbar, Tg, Bv, b, h, bh, qstart + next * BQ, T);
+                                    lse, tbar, Tg, gvbar, b, h, bh, qstart + next * BQ, T);
         }
     }
     static_assert(ATTN_WARPS * 2 * 16 * D * (int)sizeof(bf16) <= STAGES * BUF, "the ring holds the results");
@@ -1029,21 +1032,21 @@ static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 }
 
 // The TMA descriptor of the kernels' tiles of one attention input (q, k, v, r or dO, layout at the top): a
-// bf16 tensor of dims (column 0..H D-1, token 0..T-1, sequence 0..B-1) with token stride `stride` elements,
+// bf16 tensor of dims (column 0..H D-1, token 0..T-1, sequence 0..batch-1) with token stride `stride` elements,
 // read in boxes of 64 columns x `rows` tokens of one sequence, written to shared memory with the 128-byte
 // swizzle (tile_offset). A box that runs past T is filled with zeros, so tiles never mix two sequences.
 static CUtensorMap make_tile_map(const bf16* x, const AttentionShape& s, int stride, int rows) {
-    const int B = s.batch, T = s.seq_len, H = s.heads, D = s.head_dim;
+    const int batch = s.batch, T = s.seq_len, H = s.heads, D = s.head_dim;
     CUtensorMap map;
-    cuuint64_t dims[3] = {(cuuint64_t)H * D, (cuuint64_t)T, (cuuint64_t)B};
+    cuuint64_t dims[3] = {(cuuint64_t)H * D, (cuuint64_t)T, (cuuint64_t)batch};
     cuuint64_t strides[2] = {(cuuint64_t)stride * sizeof(bf16), (cuuint64_t)stride * sizeof(bf16) * T};   // bytes
     cuuint32_t box[3] = {64, (cuuint32_t)rows, 1}, step[3] = {1, 1, 1};
     CUresult res = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void*)x, dims, strides, box, step,
                                         CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                                         CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (res != CUDA_SUCCESS) {
-        fprintf(stderr, "attention: cuTensorMapEncodeTiled failed (error %d) for B %d T %d H %d D %d, stride %d\n",
-                (int)res, B, T, H, D, stride);
+        fprintf(stderr, "attention: cuTensorMapEncodeTiled failed (error %d) for batch %d T %d H %d D %d, stride %d\n",
+                (int)res, batch, T, H, D, stride);
         exit(EXIT_FAILURE);
     }
     return map;

@@ -105,7 +105,7 @@ struct Activations {
     bf16* qkr;        // (L, N, nC): q, k, r after head norm, gain and RoPE (v columns unused)
     bf16* o;          // (L, N, C): attention output
     bf16* vbar;       // (L, N, C)
-    float* lse;       // (L, B, H, T): logsumexp L of the attention rows
+    float* lse;       // (L, B, H, T): logsumexp of the attention rows' scores
     float* tbar;      // (L, B, H, T)
     bf16* u;          // (L, N, 4C): fc pre-activation
     bf16* act;        // (L, N, 4C): relu(u)^2

@@ -57,11 +57,11 @@ __device__ __forceinline__ void load_rows_v2(float* dst, const float* src, int b
 // of BK keys (the spec's recurrence, in log2 units: S is pre-multiplied by c log2 e):
 //   m_new = max(m, rowmax S); a = 2^(m - m_new); W = 2^(S - m_new); Tt = R K^T; U = W o Tt
 //   d1 = a d1 + rowsum W; d2 = a d2 + rowsum U; O1 = a O1 + W V; O2 = a O2 + U V
-//   end: vbar = O1/d1; tbar = d2/d1; o = vbar (1 + tbar) - O2/d1; L = m ln 2 + ln d1
+//   end: vbar = O1/d1; tbar = d2/d1; o = vbar (1 + tbar) - O2/d1; lse = m ln 2 + ln d1
 // K goes to shared memory row-major (B operand of Q K^T), V transposed (B operand of W V).
 
 template <int D, bool PROBE>
-__global__ void __launch_bounds__(128) attention_forward_v2_kernel(bf16* o, bf16* vbar, float* L, float* tbar,
+__global__ void __launch_bounds__(128) attention_forward_v2_kernel(bf16* o, bf16* vbar, float* lse, float* tbar,
                                                                 const bf16* q, const bf16* r, const bf16* k,
                                                                 const bf16* v, int B, int T, int H, int stride) {
     constexpr int BQ = 64, BK = D == 64 ? 64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8;
@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(128) attention_forward_v2_kernel(bf16* o, bf16
             *(uint32_t*)(o + out + col) = pack_bf16(v0, v1);
         }
         if (t == 0) {
-            L[(size_t)bh * T + row] = m[j] * LN2 + logf(d1[j]);
+            lse[(size_t)bh * T + row] = m[j] * LN2 + logf(d1[j]);
             tbar[(size_t)bh * T + row] = tb;
         }
     }
@@ -191,8 +191,8 @@ __global__ void __launch_bounds__(128) attention_forward_v2_kernel(bf16* o, bf16
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(128) attention_backward_dq_v2_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
                                                                     const bf16* r, const bf16* k, const bf16* v,
-                                                                    const float* L, const float* tbar, const float* Tg,
-                                                                    const float* Bv, int B, int T, int H, int stride) {
+                                                                    const float* lse, const float* tbar, const float* Tg,
+                                                                    const float* gvbar, int B, int T, int H, int stride) {
     constexpr int BQ = 64, BK = 32, KD = D / 16, NT = BK / 8, ND = D / 8;
     __shared__ __align__(16) bf16 Ks[BK * (D + 8)];
     __shared__ __align__(16) bf16 Vs[BK * (D + 8)];
@@ -212,15 +212,15 @@ __global__ void __launch_bounds__(128) attention_backward_dq_v2_kernel(bf16* dq,
             ra[kk][i] = (PROBE && row < T) ? ld32(r + off) : 0u;
             ga[kk][i] = row < T ? ld32(dO + (size_t)(b * T + row) * H * D + h * D + col) : 0u;
         }
-    float L2[2], tb[2], tg[2], bi[2];
+    float lse2[2], tb[2], tg[2], gvb[2];
     for (int j = 0; j < 2; j++) {
         int row = q0 + g + j * 8;
         size_t ri = (size_t)bh * T + row;
         bool ok = row < T;
-        L2[j] = ok ? L[ri] * LOG2E : INFINITY;  // padding rows: p = 0
+        lse2[j] = ok ? lse[ri] * LOG2E : INFINITY;  // padding rows: p = 0
         tb[j] = (ok && PROBE) ? tbar[ri] : 0.0f;
         tg[j] = ok ? Tg[ri] : 0.0f;
-        bi[j] = (ok && PROBE) ? Bv[ri] : 0.0f;
+        gvb[j] = (ok && PROBE) ? gvbar[ri] : 0.0f;
     }
     float dQ[ND][4], dR[ND][4];
     for (int nd = 0; nd < ND; nd++)
@@ -248,7 +248,7 @@ __global__ void __launch_bounds__(128) attention_backward_dq_v2_kernel(bf16* dq,
         for (int nt = 0; nt < NT; nt++)
             for (int i = 0; i < 4; i++) {
                 int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8, j = i >> 1;
-                PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], L2[j], tb[j], tg[j], bi[j]);
+                PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], lse2[j], tb[j], tg[j], gvb[j]);
                 bool vis = key <= row && key < T;
                 S[nt][i] = vis ? pt.dS : 0.0f;   // S now holds dS
                 Tt[nt][i] = vis ? pt.dT : 0.0f;  // Tt now holds dT
@@ -281,12 +281,12 @@ __global__ void __launch_bounds__(128) attention_backward_dq_v2_kernel(bf16* dq,
 // 128 threads; each warp owns 16 keys (K, V fragments in registers) and streams over query tiles of 32
 // from the first that can see them, computing the transposed products S^T = K Q^T, T^T = K R^T,
 // A^T = V dO^T. Q, R, dO go to shared memory row-major (B operands of those) and transposed (B operands of
-// dS^T Q, dT^T R, w^T dO); the per-query statistics L, tbar, Tg, B too.
+// dS^T Q, dT^T R, w^T dO); the per-query statistics lse, tbar, Tg, gvbar too.
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(128) attention_backward_dkv_v2_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
                                                                      const bf16* r, const bf16* k, const bf16* v,
-                                                                     const float* L, const float* tbar, const float* Tg,
-                                                                     const float* Bv, int B, int T, int H, int stride) {
+                                                                     const float* lse, const float* tbar, const float* Tg,
+                                                                     const float* gvbar, int B, int T, int H, int stride) {
     constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     bf16* Qs = (bf16*)smem_raw;                 // BQ x (D + 8), and likewise Rs, Gs
@@ -295,7 +295,7 @@ __global__ void __launch_bounds__(128) attention_backward_dkv_v2_kernel(bf16* dk
     bf16* Qt = Gs + BQ * (D + 8);               // D x (BQ + 8), and likewise Rt, Gt
     bf16* Rt = Qt + D * (BQ + 8);
     bf16* Gt = Rt + D * (BQ + 8);
-    float* st = (float*)(Gt + D * (BQ + 8));    // L log2 e, tbar, Tg, B for the BQ queries
+    float* st = (float*)(Gt + D * (BQ + 8));    // lse log2 e, tbar, Tg, gvbar for the BQ queries
     int kt = blockIdx.x;
     int bh = blockIdx.y, b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -319,10 +319,10 @@ __global__ void __launch_bounds__(128) attention_backward_dkv_v2_kernel(bf16* dk
         load_tile_v2<D, BQ>(Qs, Qt, q, stride, b, h, q0, T);
         if (PROBE) load_tile_v2<D, BQ>(Rs, Rt, r, stride, b, h, q0, T);
         load_tile_v2<D, BQ>(Gs, Gt, dO, H * D, b, h, q0, T);
-        load_rows_v2<BQ>(st, L, bh, q0, T);
+        load_rows_v2<BQ>(st, lse, bh, q0, T);
         load_rows_v2<BQ>(st + BQ, tbar, bh, q0, T);
         load_rows_v2<BQ>(st + 2 * BQ, Tg, bh, q0, T);
-        load_rows_v2<BQ>(st + 3 * BQ, Bv, bh, q0, T);
+        load_rows_v2<BQ>(st + 3 * BQ, gvbar, bh, q0, T);
         __syncthreads();
         if (q0 + BQ - 1 < kr0) continue;  // every query of this tile is before every key of this warp
         float S[NT][4], Tt[NT][4], A[NT][4];
@@ -406,7 +406,7 @@ static void attention_forward_mma_v2(const AttentionForwardParams& p, cudaStream
 // backward, step 1 (version 2 only; version 3 computes them in its dq pass): the two per-row dots Tg_i = g_i.o_i and B_i = g_i.vbar_i (fp32, (B, H, T)); one warp
 // per row.
 template <int D>
-__global__ void attention_rowdots_kernel(float* Tg, float* Bv, const bf16* dO, const bf16* o, const bf16* vbar,
+__global__ void attention_rowdots_kernel(float* Tg, float* gvbar, const bf16* dO, const bf16* o, const bf16* vbar,
                                          int B, int T, int H) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= B * H * T) return;
@@ -424,7 +424,7 @@ __global__ void attention_rowdots_kernel(float* Tg, float* Bv, const bf16* dO, c
         tg += __shfl_xor_sync(0xffffffff, tg, s);
         bv += __shfl_xor_sync(0xffffffff, bv, s);
     }
-    if (lane == 0) { Tg[row] = tg; Bv[row] = bv; }
+    if (lane == 0) { Tg[row] = tg; gvbar[row] = bv; }
 }
 
 template <int D, bool PROBE>

@@ -136,8 +136,8 @@ __device__ __forceinline__ void load_tile_core_async(bf16* dst, const bf16* src,
 // without FlashAttention-3's ping-pong of two warpgroups the tensor cores idle during the element-wise work.
 template <bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, PROBE ? 2 : 4)   // 208 / 128 registers: 2 / 4 blocks per SM
-attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                               const bf16* k, const bf16* v, int B, int T, int H, int stride) {
+attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* lse, float* tbar, const bf16* q, const bf16* r,
+                               const bf16* k, const bf16* v, int batch, int T, int H, int stride) {
     constexpr int D = 64, BQ = 64, BK = 64, KD = 4, NT = 8, ND = 8, TILE = 64 * 64;
     constexpr int LBO_K = 1024, SBO_K = 128, LBO_V = 1024, SBO_V = 128;   // bytes; see the layouts above
     __shared__ __align__(128) bf16 Ks[2][TILE];
@@ -212,7 +212,7 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const
         fence_frags<ND>(st.O1);
         if (PROBE) fence_frags<ND>(st.O2);
     }
-    forward_finish<D, PROBE>(st, L, tbar, bh, T, q0);
+    forward_finish<D, PROBE>(st, lse, tbar, bh, T, q0);
     store_rows_frag<D>(o, PROBE ? st.O2 : st.O1, 1.0f, H * D, b, h, q0, T);
     store_rows_frag<D>(vbar, st.O1, 1.0f, H * D, b, h, q0, T);
 }
@@ -221,18 +221,18 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* L, float* tbar, const
 // Starts loading the query tile at q0 into one buffer of the dk/dv pass on wgmma (every thread copies).
 template <int D, int BQ, bool PROBE>
 __device__ __forceinline__ void dkv_load_core_async(DkvTile<D, BQ> tile, const bf16* q, const bf16* r,
-                                                    const bf16* dO, const float* L, const float* tbar,
-                                                    const float* Tg, const float* Bv, int b, int h, int bh, int q0,
+                                                    const bf16* dO, const float* lse, const float* tbar,
+                                                    const float* Tg, const float* gvbar, int b, int h, int bh, int q0,
                                                     int T, int H, int stride) {
     load_tile_core_async<true>(tile.Q, q, stride, b, h, q0, T);
     if (PROBE) load_tile_core_async<true>(tile.R, r, stride, b, h, q0, T);
     load_tile_core_async<true>(tile.G, dO, H * D, b, h, q0, T);
     float* st = (float*)tile.st;
-    load_rows_async<BQ>(st, 4, L, bh, q0, T);
+    load_rows_async<BQ>(st, 4, lse, bh, q0, T);
     load_rows_async<BQ>(st + 2, 4, Tg, bh, q0, T);
     if (PROBE) {
         load_rows_async<BQ>(st + 1, 4, tbar, bh, q0, T);
-        load_rows_async<BQ>(st + 3, 4, Bv, bh, q0, T);
+        load_rows_async<BQ>(st + 3, 4, gvbar, bh, q0, T);
     }
 }
 
@@ -279,9 +279,9 @@ __device__ __forceinline__ void wgmma_rows_times_half_tile_t(float (*acc)[4], co
 // (K and V in the core-matrix layout, double-buffered); everything else as in attention_backward_dq_kernel.
 template <bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, 2)
-attention_backward_dq_wgmma_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, const bf16* dO, const bf16* q,
+attention_backward_dq_wgmma_kernel(bf16* dq, bf16* dr, float* Tg, float* gvbar, const bf16* dO, const bf16* q,
                                    const bf16* r, const bf16* k, const bf16* v, const bf16* o, const bf16* vbar,
-                                   const float* L, const float* tbar, int B, int T, int H, int stride) {
+                                   const float* lse, const float* tbar, int batch, int T, int H, int stride) {
     constexpr int D = 64, BQ = 64, BK = 64, KD = 4, NT = 8, ND = 8, TILE = 64 * 64;
     __shared__ __align__(128) bf16 Ks[2][TILE];
     __shared__ __align__(128) bf16 Vs[2][TILE];
@@ -296,7 +296,7 @@ attention_backward_dq_wgmma_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, con
     cp_async_commit();
 
     uint32_t qa[KD][4], ra[KD][4], ga[KD][4];
-    DqRows rs = dq_rows_begin<D, PROBE>(qa, ra, ga, Tg, Bv, q, r, dO, o, vbar, L, tbar, stride, b, h, bh, H, q0, T);
+    DqRows rs = dq_rows_begin<D, PROBE>(qa, ra, ga, Tg, gvbar, q, r, dO, o, vbar, lse, tbar, stride, b, h, bh, H, q0, T);
     float dQ[ND][4] = {}, dR[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
@@ -351,8 +351,8 @@ attention_backward_dq_wgmma_kernel(bf16* dq, bf16* dr, float* Tg, float* Bv, con
 template <bool PROBE>
 __global__ void __launch_bounds__(ATTN_THREADS, 2)
 attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q, const bf16* r,
-                                    const bf16* k, const bf16* v, const float* L, const float* tbar, const float* Tg,
-                                    const float* Bv, int B, int T, int H, int stride) {
+                                    const bf16* k, const bf16* v, const float* lse, const float* tbar, const float* Tg,
+                                    const float* gvbar, int batch, int T, int H, int stride) {
     constexpr int D = 64, BKV = 64, BQ = 64, KD = 4, NT = 8, ND = 8;
     constexpr int BUF = DkvTile<D, BQ>::BYTES;
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -362,7 +362,7 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
     const float c = rsqrtf((float)D), sc = c * LOG2E;
 
     int qstart = kt * BKV, ntiles = ceil_div(T - qstart, BQ);
-    dkv_load_core_async<D, BQ, PROBE>(DkvTile<D, BQ>(smem_raw), q, r, dO, L, tbar, Tg, Bv, b, h, bh, qstart,
+    dkv_load_core_async<D, BQ, PROBE>(DkvTile<D, BQ>(smem_raw), q, r, dO, lse, tbar, Tg, gvbar, b, h, bh, qstart,
                                        T, H, stride);
     cp_async_commit();
     uint32_t ka[KD][4], va[KD][4];
@@ -376,8 +376,8 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
         fence_proxy_async();
         __syncthreads();
         if (it + 1 < ntiles) {
-            dkv_load_core_async<D, BQ, PROBE>(DkvTile<D, BQ>(smem_raw + (buf ^ 1) * BUF), q, r, dO, L, tbar,
-                                               Tg, Bv, b, h, bh, q0 + BQ, T, H, stride);
+            dkv_load_core_async<D, BQ, PROBE>(DkvTile<D, BQ>(smem_raw + (buf ^ 1) * BUF), q, r, dO, lse, tbar,
+                                               Tg, gvbar, b, h, bh, q0 + BQ, T, H, stride);
             cp_async_commit();
         }
         const DkvTile<D, BQ> tl(smem_raw + buf * BUF);
