@@ -1,16 +1,48 @@
-// Parallax attention forward and backward on tensor cores (spec section 1); the softmax variant is the same
-// code with the probe (r) compiled out (PROBE = false). FlashAttention-2 style: no T x T matrix is ever
-// written to memory. This is version 3 of the kernel study (dev/cuda/NOTES.md), the one the trainer runs;
-// versions 1, 2 and 4 (wgmma) are in dev/cuda/ and are tested and timed alongside.
+// Parallax attention forward and backward on tensor cores (spec section 1): the kernels the trainer runs.
+// Softmax attention is the same code with the probe r compiled out (PROBE = false). FlashAttention-2 style:
+// no T x T matrix is ever written to memory. This is version 3 of the kernel study; versions 1, 2 and 4
+// (wgmma) are in dev/cuda/, tested and timed alongside, and dev/cuda/NOTES.md has the measured history.
 //
-// Layout, shared by every kernel here (and by the study versions in dev/cuda/):
-//   q, k, v, r      bf16, element (b, t, h, d) at [(b*T + t)*stride + h*D + d]; stride is the token stride,
-//                   n*C when they sit packed in the qkvr GEMM output (n = 4, or 3 for softmax)
-//   o, vbar, dO     bf16 (B, T, H, D) contiguous, i.e. (B, T, C)
-//   lse, tbar         fp32 (B, H, T): lse = logsumexp_j s_ij (natural log), tbar_i = sum_j p_ij t_ij
+// The math, one head, causal (key j <= query i); c = 1/sqrt(D) scales q.k only:
+//   s_ij = c q_i.k_j    t_ij = r_i.k_j    p_ij = softmax_j s_ij    tbar_i = sum_j p_ij t_ij
+//   vbar_i = sum_j p_ij v_j    o_i = sum_j p_ij (1 + tbar_i - t_ij) v_j
+// Forward: per block of 64 queries, a stream over key tiles with an fp32 state per row (the running max m,
+// the sums d1, d2, the accumulators O1, O2), in log2 units: per tile S = c log2(e) Q K^T and Tt = R K^T,
+//   m_new = max(m, rowmax S);  a = 2^(m - m_new);  W = 2^(S - m_new);  U = W o (Tt - tau)
+//   d1 = a d1 + rowsum W;  d2 = a d2 + rowsum U;  O1 = a O1 + W V;  O2 = a O2 + U V
+//   end: vbar = O1/d1;  tbar = tau + d2/d1;  o = vbar (1 + d2/d1) - O2/d1;  lse = m ln 2 + ln d1
+// tau_i shifts every t of row i by the W-weighted mean of t over the first key tile: the weights
+// 1 + tbar - t do not move when all t of a row do, so o is unchanged in exact arithmetic, but U stays small
+// where o cancels, and one bf16 product of U is then precise enough.
+// Saved for the backward: o and vbar (bf16 rows), lse and tbar (fp32 per row).
+// Backward, with g = dL/do, p recomputed from s and lse, A_ij = g_i.v_j and the row dots Tg_i = g_i.o_i,
+// gvbar_i = g_i.vbar_i (the spec's B_i):
+//   dT_ij = -p_ij (A_ij - gvbar_i)                          the gradient wrt t_ij
+//   dS_ij = p_ij (A_ij - Tg_i) - (tbar_i - t_ij) dT_ij      wrt s_ij (the spec's form, regrouped)
+//   w_ij  = p_ij (1 + tbar_i - t_ij)                        the effective weight
+//   dq_i = c sum_j dS_ij k_j    dr_i = sum_j dT_ij k_j
+//   dk_j = c sum_i dS_ij q_i + sum_i dT_ij r_i    dv_j = sum_i w_ij g_i
+// in two passes, each summing only over its own loop (no atomics, deterministic): the dq pass (per query
+// block, over key tiles; it also writes Tg, gvbar) and the dk/dv pass (per key block, over query tiles).
+//
+// Reading map, in this order:
+//   1. the interface: AttentionShape, AttentionForwardParams, AttentionBackwardParams, attention_dispatch
+//   2. attention_forward_kernel, and per key tile forward_products (S, T), forward_tile_softmax (m, a, W,
+//      d1), forward_first_tau, forward_tile_probe (U, d2), mma_frags_times_tile (O1, O2); forward_finish
+//   3. pair_terms (dS, dT, w of one pair); attention_backward_dq_kernel with dq_rows_begin, dq_tile_terms;
+//      attention_backward_dkv_kernel with DkvTile, dkv_load_tile, dkv_tile_terms
+//   4. the plumbing: StageRing (tile rings on mbarriers, filled by TMA), tile_offset (the swizzle),
+//      ldsm_b_pair / ldsm_bt_pair (ldmatrix), store_rows_tma, block_rank (the order blocks start in)
+//   5. the launchers at the end: params to TMA descriptors (make_tile_map) and kernel arguments
+//
+// Layout (every version; C = H D):
+//   q, k, v, r      bf16, element (b, t, h, d) at [(b*T + t)*stride + h*D + d]; stride: the token stride, n C
+//                   in the packed qkvr buffer (n = 4, or 3 for softmax)
+//   o, vbar, dO     bf16 (batch, T, H, D) contiguous, i.e. (batch, T, C)
+//   lse, tbar       fp32 (batch, H, T)
 //   dq, dk, dv, dr  bf16 with the same token stride as the inputs (they fill the packed dqkvr buffer)
-// c = 1/sqrt(D) scales q.k only. Products run on mma.sync m16n8k16 (bf16 in, fp32 accumulate); the
-// probabilities are rounded to bf16 only as operands of the P V products, as in FlashAttention-2.
+// Products run on mma.sync m16n8k16 (bf16 in, fp32 accumulate); the probabilities are rounded to bf16 only
+// as operands of the P V products, as in FlashAttention-2.
 //
 // mma.sync m16n8k16 fragments, lane = 4 g + t (g = lane / 4, t = lane % 4):
 //   A (16 x 16, row major)  a0 (g, 2t..2t+1)  a1 (g+8, 2t..)  a2 (g, 2t+8..)  a3 (g+8, 2t+8..)
@@ -30,22 +62,27 @@
 #include <cudaTypedefs.h>          // PFN_cuTensorMapEncodeTiled_v12000
 #include "trainer/async_copy.cuh"   // smem_u32, cp_async4, cp_async_commit, cp_async_wait, tma_load_3d, tma_store_3d
 
-// Blocks per SM that each D = 64 kernel is compiled for: __launch_bounds__ caps the registers so that
-// they fit (2 blocks: up to 255 per thread, 3: 168, 4: 128), trading spills for warps to hide latency.
-// Chosen by measurement (dev/cuda/NOTES.md); the D = 128 kernels take 1. The macros are for experiments.
-//                     forward  dq pass  dk/dv pass
-#ifndef ATTN_BLOCKS_PROBE
-#define ATTN_BLOCKS_PROBE    2,      2,       2
-#endif
-#ifndef ATTN_BLOCKS_SOFTMAX
-#define ATTN_BLOCKS_SOFTMAX  4,      4,       3
-#endif
-constexpr int ATTN_MIN_BLOCKS[2][3] = {{ATTN_BLOCKS_SOFTMAX}, {ATTN_BLOCKS_PROBE}};   // [probe][kernel]
-// keys per tile of the D = 64 forward (D = 128: 32)
-#ifndef ATTN_FWD_BK64
-#define ATTN_FWD_BK64 64
-#endif
-__host__ __device__ constexpr int forward_keys_per_tile(int D) { return D == 64 ? ATTN_FWD_BK64 : 32; }
+// ---------------------------------------------------------------------------------------------------------
+// Tuning, all in one place; each value was the fastest measured (dev/cuda/NOTES.md has the numbers and
+// what else was tried).
+
+// One warpgroup per block, 16 query (or key) rows per warp: a block is 64 rows.
+constexpr int ATTN_THREADS = 128, ATTN_WARPS = ATTN_THREADS / 32;
+// Blocks per SM that each D = 64 kernel is compiled for: __launch_bounds__ caps the registers so that they
+// fit (2 blocks: up to 255 per thread, 3: 168, 4: 128), trading spills for warps that hide latency. Parallax
+// keeps twice the accumulators, so it takes fewer blocks; the D = 128 kernels take 1.
+//                                              forward  dq pass  dk/dv pass
+constexpr int ATTN_MIN_BLOCKS[2][3] = {/* softmax  */ {4, 4, 3},
+                                       /* Parallax */ {2, 2, 2}};
+// Keys per tile of the forward: 64 at D = 64, 32 at D = 128 (the same 8 KB per K or V tile).
+__host__ __device__ constexpr int forward_keys_per_tile(int D) { return D == 64 ? 64 : 32; }
+// Keys per tile of the dq pass: 64 only for D = 64 Parallax, where it measured faster; 32 elsewhere.
+__host__ __device__ constexpr int dq_keys_per_tile(int D, bool probe) { return D == 64 && probe ? 64 : 32; }
+// Tile buffers per ring: with 3, two copies are in flight while one tile is read (2 stalled on the copies).
+constexpr int FWD_STAGES = 3, DQ_STAGES = 3, DKV_STAGES = 3;
+// Sequence-heads whose blocks start together, longest first (block_rank): 64 keep the K and V (or Q, R, dO)
+// of the blocks in flight in the L2 cache; all of them at once would not fit there at long sequences.
+constexpr int ATTN_BH_GROUP = 64;
 
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
@@ -62,24 +99,21 @@ struct AttentionShape {
     bool probe;
 };
 
-// What the forward writes and the backward reads: o and vbar bf16 (batch, seq_len, heads * head_dim); lse
-// (logsumexp_j s_ij, natural log) and tbar fp32 (batch, heads, seq_len).
+// What the forward writes and the backward reads (layouts at the top; lse = logsumexp_j s_ij, natural log).
 struct AttentionSaved {
     bf16 *o, *vbar;
     float *lse, *tbar;
 };
 
-// The forward: q, k, v, r bf16, element (b, t, h, d) at [(b seq_len + t) stride + h head_dim + d].
 struct AttentionForwardParams {
     AttentionShape shape;
     const bf16 *q, *k, *v, *r;
     int stride;             // token stride of q, k, v, r (and dq, dk, dv, dr), in elements
-    AttentionSaved saved;   // written
+    AttentionSaved saved;   // the forward's outputs
 };
 
-// The backward: dO = dL/do bf16 (batch, seq_len, heads * head_dim); dq, dk, dv, dr written with the inputs'
-// stride (they fill the packed dqkvr buffer); Tg and gvbar fp32 scratch (batch, heads, seq_len) for the row
-// dots Tg_i = g_i.o_i and gvbar_i = g_i.vbar_i (the spec's B_i).
+// The backward: dO = dL/do; the gradients dq, dk, dv, dr (written); Tg and gvbar, fp32 (batch, H, T) scratch
+// for the row dots.
 struct AttentionBackwardParams {
     AttentionForwardParams fwd;   // the inputs and the forward's saved outputs, read
     const bf16* dO;
@@ -87,8 +121,7 @@ struct AttentionBackwardParams {
     float *Tg, *gvbar;
 };
 
-// The packed projection buffer: per token the columns q | k | v | r, heads * head_dim each (no r without
-// the probe).
+// The packed projection buffer: per token the columns q | k | v | r, C each (no r without the probe).
 enum PackedPart { PACKED_Q, PACKED_K, PACKED_V, PACKED_R };
 static int packed_stride(const AttentionShape& s) { return (s.probe ? 4 : 3) * s.heads * s.head_dim; }
 static size_t packed_offset(const AttentionShape& s, PackedPart part) { return (size_t)part * s.heads * s.head_dim; }
@@ -210,19 +243,11 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
                      : "memory");
 }
 
-// Every attention kernel here runs one warpgroup (4 warps) per block.
-constexpr int ATTN_THREADS = 128, ATTN_WARPS = ATTN_THREADS / 32;
-
-// The order blocks start in. A grid (tiles, B*H) starts its blocks in the order of their linear index; this
-// hands out the work so that the longest blocks (rank 0: the most key or query tiles to visit) start first, for
-// ATTN_BH_GROUP sequence-heads at a time (so that the blocks in flight share their K and V, or Q, R and dO, in
-// cache): linear index -> (group of heads, rank, head within the group). A group of 1 is plain (rank, head) order.
-// Measured (dev/cuda/NOTES.md, session 7): groups of 64 against 1, Parallax forward + backward 16x1024x12x64
-// 0.735 -> 0.695 ms, 32x1024 1.398 -> 1.361; all heads in one group loses at 32x1024 (1.386: K, V no longer
-// fit in the L2 cache).
-#ifndef ATTN_BH_GROUP
-#define ATTN_BH_GROUP 64
-#endif
+// The order blocks start in. A grid (tiles, batch*H) starts its blocks in the order of their linear index;
+// this hands out the work so that the longest blocks (rank 0: the most key or query tiles to visit) start
+// first, for ATTN_BH_GROUP sequence-heads at a time (so that the blocks in flight share their K and V, or Q,
+// R and dO, in the L2 cache): linear index -> (group of heads, rank, head within the group). A group of 1 is
+// plain (rank, head) order.
 __device__ __forceinline__ void block_rank(int& rank, int& bh) {
     int id = blockIdx.y * gridDim.x + blockIdx.x, ntiles = gridDim.x;
     int g0 = id / (ATTN_BH_GROUP * ntiles) * ATTN_BH_GROUP, size = min(ATTN_BH_GROUP, (int)gridDim.y - g0);
@@ -236,9 +261,8 @@ __device__ __forceinline__ void block_rank(int& rank, int& bh) {
 // Tile i lives in buffer i % STAGES and is copied by one warp, warp i % 4, its producer: that warp waits
 // until the slowest warp has left the buffer's previous tile, then its lane 0 announces the tile's bytes on
 // full and issues one TMA copy per tensor (per 64 columns). The other three warps never wait for a buffer to
-// empty and issue no copies: a warp waits only for the data it reads (dev/cuda/NOTES.md, sessions 5 and 7).
-// (The forward has warp 0 issue the first STAGES - 1 tiles right after init, before the block's first
-// barrier: measured -1% there, none in the backward passes; session 8.)
+// empty and issue no copies: a warp waits only for the data it reads. (The forward's warp 0 issues the
+// first STAGES - 1 tiles right after init, before the block's first barrier, so that they start earlier.)
 // FULL_COUNT: the arrivals that complete full, 1 (the producer's lane 0), plus 32 where the producer's lanes
 // also copy with cp.async (the dk/dv pass's row statistics, `loaded`).
 template <int STAGES, int FULL_COUNT>
@@ -547,30 +571,14 @@ __device__ __forceinline__ void forward_finish(ForwardRows<D / 8>& st, float* ls
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// forward. grid (ceil(T / 64), B*H), 128 threads: each warp owns 16 query rows and streams over key tiles
-// of BK keys (the spec's recurrence, in log2 units: S is pre-multiplied by c log2 e):
-//   m_new = max(m, rowmax S); a = 2^(m - m_new); W = 2^(S - m_new); Tt = R K^T - tau; U = W o Tt
-//   d1 = a d1 + rowsum W; d2 = a d2 + rowsum U; O1 = a O1 + W V; O2 = a O2 + U V
-//   end: vbar = O1/d1; tbar' = d2/d1; o = vbar (1 + tbar') - O2/d1; tbar = tbar' + tau; lse = m ln 2 + ln d1
-// tau_i is a per-row shift of t, the p-weighted mean of t over the first key tile: the weights
-// 1 + tbar - t_ij do not change when every t of a row moves by tau, so o is the same in exact arithmetic,
-// but U = W o (t - tau) is small where o = vbar (1 + tbar') - O2/d1 cancels, so U in bf16 (one product)
-// is enough: exact at T = 1, about 2e-3 of o otherwise, against 2.7e-3 with tau = 0 (dev/cuda/NOTES.md).
-// K and V tiles (K[key][d], V[key][d]) arrive through a StageRing of forward_stages(PROBE) buffers.
+// forward. grid (ceil(T / 64), batch*H), 128 threads: each warp owns 16 query rows and streams over key
+// tiles of BK keys: the recurrence at the top of this file, with Tt = R K^T - tau the shifted t. K and V
+// tiles (K[key][d], V[key][d]) arrive through a StageRing of FWD_STAGES buffers.
 
-// K, V buffers of the forward (measured: Parallax 3, softmax 3, where 2 is slower) and its
-// dynamic shared memory: the K tiles, the V tiles, the ring's mbarriers
-#ifndef FWD_STAGES_PROBE
-#define FWD_STAGES_PROBE 3
-#endif
-#ifndef FWD_STAGES_SOFTMAX
-#define FWD_STAGES_SOFTMAX 3
-#endif
-__host__ __device__ constexpr int forward_stages(bool probe) { return probe ? FWD_STAGES_PROBE : FWD_STAGES_SOFTMAX; }
 template <int D, bool PROBE>
-constexpr int forward_smem_bytes() {
+constexpr int forward_smem_bytes() {   // the K tiles, the V tiles, the ring's mbarriers
     constexpr int BK = forward_keys_per_tile(D);
-    return TILE_ALIGN + forward_stages(PROBE) * (2 * BK * D * (int)sizeof(bf16) + STAGE_RING_BYTES);
+    return TILE_ALIGN + FWD_STAGES * (2 * BK * D * (int)sizeof(bf16) + STAGE_RING_BYTES);
 }
 
 template <int D, bool PROBE>
@@ -580,7 +588,7 @@ attention_forward_kernel(const __grid_constant__ CUtensorMap tm_o, const __grid_
                          const __grid_constant__ CUtensorMap tm_k, const __grid_constant__ CUtensorMap tm_v, int batch,
                          int T, int H, int stride) {
     constexpr int BQ = 64, BK = forward_keys_per_tile(D), KD = D / 16, NT = BK / 8, ND = D / 8;
-    constexpr int STAGES = forward_stages(PROBE);
+    constexpr int STAGES = FWD_STAGES;
     extern __shared__ __align__(128) unsigned char smem_raw[];   // forward_smem_bytes<D, PROBE>()
     bf16 (*Ks)[BK * D] = (bf16 (*)[BK * D])align_tiles(smem_raw);   // Ks[STAGES][BK * D], then Vs likewise
     bf16 (*Vs)[BK * D] = Ks + STAGES;
@@ -662,7 +670,7 @@ struct DqRows { float lse2[2], tb[2], tg[2], gvb[2]; };
 
 // Starts the dq pass for this warp's 16 rows from row0: the Q, R and dO fragments into registers (qa, ra,
 // ga, kept for the whole pass); the row dots from ga and o, vbar read in the same fragment layout (partial
-// dots over this thread's columns, summed over the 4 threads of a row), written to Tg, gvbar (fp32, (B, H, T))
+// dots over this thread's columns, summed over the 4 threads of a row), written to Tg, gvbar (fp32, (batch, H, T))
 // for the dk/dv pass that runs next; lse and tbar read.
 template <int D, bool PROBE>
 __device__ __forceinline__ DqRows dq_rows_begin(uint32_t (*qa)[4], uint32_t (*ra)[4], uint32_t (*ga)[4], float* Tg,
@@ -772,23 +780,12 @@ __device__ __forceinline__ void dkv_tile_terms(float (*S)[4], float (*Tt)[4], fl
 }
 
 // backward, pass 1: the row dots Tg, gvbar (written for pass 2), then dq_i = c sum_j dS_ij k_j and
-// dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), B*H), 128 threads; each warp owns 16 query rows (Q, R, dO
+// dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), batch*H), 128 threads; each warp owns 16 query rows (Q, R, dO
 // fragments in registers) and streams over key tiles of dq_keys_per_tile; K and V tiles
 // (K[key][d], V[key][d]) arrive through a StageRing: plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K,
 // dT K.
-// keys per tile and K, V buffers of the dq pass, and its dynamic shared memory (the K tiles, the V tiles, the
-// ring's mbarriers)
-#ifndef DQ_BK_PROBE64
-#define DQ_BK_PROBE64 64
-#endif
-#ifndef DQ_STAGES
-#define DQ_STAGES 3
-#endif
-// (measured: 64 keys for the D = 64 Parallax pass, 2.5% faster than 32; 32 for softmax and D = 128, where 64
-// is 9-13% slower)
-__host__ __device__ constexpr int dq_keys_per_tile(int D, bool probe) { return D == 64 && probe ? DQ_BK_PROBE64 : 32; }
 template <int D, bool PROBE>
-constexpr int dq_smem_bytes() {
+constexpr int dq_smem_bytes() {   // the K tiles, the V tiles, the ring's mbarriers
     return TILE_ALIGN + DQ_STAGES * (2 * dq_keys_per_tile(D, PROBE) * D * (int)sizeof(bf16) + STAGE_RING_BYTES);
 }
 
@@ -865,7 +862,7 @@ attention_backward_dq_kernel(const __grid_constant__ CUtensorMap tm_dq, const __
 
 // One buffer of the dk/dv pass: the Q, R and dO tiles of BQ queries, then the per-query statistics as one
 // float4 per query: (lse, tbar, Tg, gvbar) (tbar and gvbar unused without the probe). Tiles in the TMA's swizzled
-// layout (tile_offset; version 3) or the core-matrix layout of the wgmma kernels (BQ = D = 64); buffers start
+// layout (tile_offset; version 4 fills them in its own core-matrix layout, BQ = D = 64); buffers start
 // on TILE_ALIGN bytes.
 template <int D, int BQ>
 struct DkvTile {
@@ -910,12 +907,13 @@ __device__ __forceinline__ void dkv_load_tile(StageRing<STAGES, 33>& ring, int i
     }
     ring.loaded(i);
 }
-// A^T = V dO^T (plain ldmatrix from Q, R, dO tiles) and dK += dS^T Q + dT^T R, dV += w^T dO (.trans).
-// The query tiles arrive through a StageRing of DkvTile buffers (dynamic shared memory).
-// query-tile buffers of the dk/dv pass and its dynamic shared memory (the DkvTiles, the ring's mbarriers)
-#ifndef DKV_STAGES
-#define DKV_STAGES 3
-#endif
+
+// backward, pass 2: dk_j = c sum_i dS_ij q_i + sum_i dT_ij r_i and dv_j = sum_i w_ij g_i. grid
+// (ceil(T / 64), batch*H), 128 threads; each warp owns 16 keys (K, V fragments in registers) and streams over
+// query tiles of 32 from the first that can see them, computing the transposed products S^T = K Q^T,
+// T^T = K R^T, A^T = V dO^T (plain ldmatrix from Q, R, dO tiles) and dK += dS^T Q + dT^T R, dV += w^T dO
+// (.trans). The query tiles arrive through a StageRing of DKV_STAGES DkvTile buffers.
+// the dk/dv pass's dynamic shared memory (the DkvTiles, the ring's mbarriers)
 template <int D>
 constexpr int dkv_smem_bytes() { return TILE_ALIGN + DKV_STAGES * (DkvTile<D, 32>::BYTES + STAGE_RING_BYTES); }
 

@@ -9,7 +9,6 @@
 
 #include "../../parallax_kernels.cuh"   // fragment helpers, ForwardRows, DqRows, DkvTile, pair terms, version 3
 
-
 // Starts copying ROWS per-row fp32 values (b, h, row0..) into shared memory dst[i * dst_stride]; zeros past
 // T. One per thread.
 template <int ROWS>
@@ -22,7 +21,6 @@ __device__ __forceinline__ void load_rows_async(float* dst, int dst_stride, cons
         cp_async4(dst + i * dst_stride, ok ? src + (size_t)bh * T + row0 + i : src, ok ? 4 : 0);
     }
 }
-
 
 // The inverse of load_rows_frag for results: this warp's 16 rows of C fragments (D columns), times `scale`,
 // into a strided bf16 tensor; rows past T are not written.
@@ -40,7 +38,6 @@ __device__ __forceinline__ void store_rows_frag(bf16* dst, const float (*acc)[4]
 }
 
 // acc1 += C1 X and, if TWO, acc2 += C2 X: C1, C2 are C fragments of this warp's 16 rows over K tokens (taken
-
 
 // ---------------------------------------------------------------------------------------------------------
 // wgmma (sm_90a): one warpgroup (the block's 4 warps) multiplies a 64-row A held in registers (each warp its
@@ -217,7 +214,6 @@ attention_forward_wgmma_kernel(bf16* o, bf16* vbar, float* lse, float* tbar, con
     store_rows_frag<D>(vbar, st.O1, 1.0f, H * D, b, h, q0, T);
 }
 
-
 // Starts loading the query tile at q0 into one buffer of the dk/dv pass on wgmma (every thread copies).
 template <int D, int BQ, bool PROBE>
 __device__ __forceinline__ void dkv_load_core_async(DkvTile<D, BQ> tile, const bf16* q, const bf16* r,
@@ -235,11 +231,6 @@ __device__ __forceinline__ void dkv_load_core_async(DkvTile<D, BQ> tile, const b
         load_rows_async<BQ>(st + 3, 4, gvbar, bh, q0, T);
     }
 }
-
-// backward, pass 2: dk_j = c sum_i dS_ij q_i + sum_i dT_ij r_i and dv_j = sum_i w_ij g_i. grid (ceil(T / 64), B*H),
-// 128 threads; each warp owns 16 keys (K, V fragments in registers) and streams over query tiles of 32
-// from the first that can see them, computing the transposed products S^T = K Q^T, T^T = K R^T,
-
 
 // ---------------------------------------------------------------------------------------------------------
 // backward on wgmma (version 4, D = 64): the same two passes as version 3, but each block is one warpgroup
@@ -418,7 +409,6 @@ attention_backward_dkv_wgmma_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf
     store_rows_frag<D>(dk, dK, 1.0f, stride, b, h, key0, T);
     store_rows_frag<D>(dv, dV, 1.0f, stride, b, h, key0, T);
 }
-
 
 // launchers: the params structs of parallax_kernels.cuh to kernel arguments. Version 4 is for D = 64; other
 // head dims run version 3's launchers.
