@@ -197,7 +197,6 @@ __device__ __forceinline__ void frag_a_from_c(uint32_t* a, const float* c0, cons
     a[3] = pack_bf16(c1[2], c1[3]);
 }
 
-
 // sum / max over the 4 threads (t = 0..3) that share a row of a C fragment
 __device__ __forceinline__ float quad_sum(float v) {
     v += __shfl_xor_sync(0xffffffff, v, 1);
@@ -207,7 +206,6 @@ __device__ __forceinline__ float quad_max(float v) {
     v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, 1));
     return fmaxf(v, __shfl_xor_sync(0xffffffff, v, 2));
 }
-
 
 // ---------------------------------------------------------------------------------------------------------
 // shared memory: mbarriers and ldmatrix fragment loads (the cp.async wrappers are in trainer/async_copy.cuh)
@@ -1011,7 +1009,6 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
 
 // ---------------------------------------------------------------------------------------------------------
 // launchers: the params structs above to kernel arguments and TMA descriptors.
-
 
 // The driver's tensor-map encoder, looked up once through the runtime (so nothing links against libcuda).
 static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
