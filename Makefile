@@ -25,7 +25,8 @@ CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
 train_parallax: $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
-STUDY_SOURCES = dev/cuda/attention_rowwise.cuh dev/cuda/attention_mma_v2.cuh dev/cuda/attention_check.h
+STUDY_SOURCES = dev/cuda/attention_rowwise.cuh dev/cuda/attention_mma_v2.cuh dev/cuda/attention_wgmma_v4.cuh \
+                dev/cuda/attention_check.h
 
 test_parallax: test_parallax.cu $(STUDY_SOURCES) $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
@@ -43,7 +44,7 @@ dev/cuda/attention_study: dev/cuda/attention_study.cu dev/cuda/attention_timing.
 	$(NVCC) $(NVCC_FLAGS) -o $@ $<
 
 # the tensor-core ceilings the attention kernels work under: ./dev/cuda/mma_peak (mma.sync and wgmma TFLOP/s)
-dev/cuda/mma_peak: dev/cuda/mma_peak.cu parallax_kernels.cuh trainer/cuda_common.h trainer/async_copy.cuh
+dev/cuda/mma_peak: dev/cuda/mma_peak.cu dev/cuda/attention_wgmma_v4.cuh parallax_kernels.cuh trainer/cuda_common.h trainer/async_copy.cuh
 	$(NVCC) $(NVCC_FLAGS) -o $@ $<
 
 # the residual add and the norm after it, computed several ways (cuBLASLt algorithms, fused kernel): which is fastest

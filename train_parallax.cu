@@ -27,7 +27,7 @@
 #include "trainer/dataloader.h"        // defines: DataLoader, dataloader_open, dataloader_next
 #include "trainer/tensor_file.h"       // defines: TensorFile, tensor_file_read, tensor_file_write
 #include "trainer/tokenizer.h"         // defines: Tokenizer, tokenizer_load, tokenizer_decode
-#include "parallax_kernels.cuh"        // defines: attention_forward, attention_backward
+#include "parallax_kernels.cuh"        // defines: attention_forward, attention_backward, their params structs
 #include "muon.cuh"                    // defines: muon_step, adamw_step, global_sumsq
 
 // ---------------------------------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ struct Activations {
     bf16* qkr;        // (L, N, nC): q, k, r after head norm, gain and RoPE (v columns unused)
     bf16* o;          // (L, N, C): attention output
     bf16* vbar;       // (L, N, C)
-    float* lse;       // (L, B, H, T): logsumexp L of the attention rows
+    float* lse;       // (L, B, H, T): logsumexp of the attention rows' scores
     float* tbar;      // (L, B, H, T)
     bf16* u;          // (L, N, 4C): fc pre-activation
     bf16* act;        // (L, N, 4C): relu(u)^2
@@ -119,8 +119,8 @@ struct Activations {
     bf16* dh;         // (N, C) bf16 gradient entering a rmsnorm (a GEMM's output, like every activation)
     bf16* dres_bf16;  // (N, C) bf16 copy for the GEMMs
     bf16* dbig;       // (N, max(4C, nC)): d act / d u, or d qkvr
-    float* Tg;        // (B, H, T)
-    float* Bv;        // (B, H, T)
+    float* Tg;        // (B, H, T): the attention backward's row dot g.o
+    float* gvbar;     // (B, H, T): and g.vbar
     float* scratch;   // the q/k/r backward's gain partials (qkr_backward_scratch_floats), and SUMSQ_PARTS
     int* tokens;      // (N) inputs, (N) targets
     int* groups;      // embedding backward grouping, 3N + 1
@@ -184,6 +184,13 @@ static LayerActs layer_acts(Model* m, int l, size_t N, size_t rows) {
     return la;
 }
 
+// The attention's params for one layer of a micro-batch of B sequences of T tokens: q, k, r after their norm
+// and RoPE (qkr), v raw (qkvr); the probe is the Config's bool.
+static AttentionForwardParams layer_attention(const Config& c, const LayerActs& la, int B, int T) {
+    AttentionShape shape = {B, T, c.H, c.D, c.probe};
+    return attention_forward_params(shape, la.qkr, la.qkvr, {la.o, la.vbar, la.lse, la.tbar});
+}
+
 // fp32 -> bf16, four elements per thread (one 16-byte load, one 8-byte store; the last thread takes the
 // tail of an n that is not a multiple of 4). src 16-byte and dst 8-byte aligned.
 __global__ void to_bf16_kernel(bf16* dst, const float* src, size_t n) {
@@ -230,7 +237,7 @@ static size_t activations_layout(Activations* a, const Config& cfg, int B, int T
         {(void**)&a->dres_bf16, N * C * sizeof(bf16)},
         {(void**)&a->dbig, N * std::max((size_t)4 * C, nC) * sizeof(bf16)},
         {(void**)&a->Tg, rows * sizeof(float)},
-        {(void**)&a->Bv, rows * sizeof(float)},
+        {(void**)&a->gvbar, rows * sizeof(float)},
         {(void**)&a->scratch, scratch * sizeof(float)},
         {(void**)&a->tokens, 2 * N * sizeof(int)},
         {(void**)&a->groups, (3 * N + 1) * sizeof(int)},
@@ -370,8 +377,7 @@ static float model_forward(Model* m, const int* inputs, const int* targets, int 
         rmsnorm_forward(la.h, la.rstd, la.x, (int)N, c.C, st);
         linear_forward(la.qkvr, la.h, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, st);
         qkr_norm_rope_forward(la.qkr, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D, c.n_proj(), st);
-        attention_forward(la.o, la.vbar, la.lse, la.tbar, la.qkr, c.probe ? la.qkr + 3 * C : NULL, la.qkr + C,
-                          la.qkvr + 2 * C, B, T, c.H, c.D, (int)nC, st);
+        attention_forward(layer_attention(c, la, B, T), st);
         matmul_residual(la.x_mid, la.x, la.o, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, st);
         // MLP: x_next = x_mid + W_2 relu(W_1 rmsnorm(x_mid))^2
         rmsnorm_forward(la.h2, la.rstd2, la.x_mid, (int)N, c.C, st);
@@ -422,9 +428,7 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
         bf16* dO = a->dh;  // reuse: free until the q/k/v/r GEMM below
         linear_backward_input(dO, a->dres_bf16, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, false, st);
         bf16* dq = a->dbig;
-        attention_backward(dq, c.probe ? dq + 3 * C : NULL, dq + C, dq + 2 * C, a->Tg, a->Bv, dO, la.qkr,
-                           c.probe ? la.qkr + 3 * C : NULL, la.qkr + C, la.qkvr + 2 * C, la.o, la.vbar, la.lse, la.tbar,
-                           B, T, c.H, c.D, (int)nC, st);
+        attention_backward(attention_backward_params(layer_attention(c, la, B, T), dO, dq, a->Tg, a->gvbar), st);
         qkr_norm_rope_backward(a->dbig, la.dgains, a->scratch, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D,
                                c.n_proj(), st);
         linear_backward_weight(grad(m, P_QKVR) + l * nC * C, a->dbig, la.h, (int)N, c.C, (int)nC, st);
