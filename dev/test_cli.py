@@ -56,7 +56,7 @@ def main(argv):
             (["--train-data", os.path.join(d, "short.bin")], "short.bin", "size does not match the count"),
             (["--val-data", os.path.join(d, "empty.bin")], "empty.bin", "empty shard"),
             (["--val-data", os.path.join(d, "tiny.bin")], "tiny.bin", "fewer tokens than one batch"),
-            (["--resume", "1"], "checkpoint.ptf", "resume without a checkpoint"),
+            (["--resume", "1"], "checkpoint_<step>.ptf", "resume without a checkpoint"),
         ]
         for extra, needle, what in cases:
             p = subprocess.run([exe] + base + extra, capture_output=True, text=True, timeout=60)
