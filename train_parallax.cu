@@ -1125,6 +1125,7 @@ int main(int argc, char** argv) {
     int start = 0;
     if (o.resume) {
         if (!resume_find(o, train, &rp, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
+        if (!log_keep_through(o.out + "/log.csv", rp.step, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
         start = rp.step;
         train.shard = rp.train_shard;
         train.offset = rp.train_offset;
@@ -1187,7 +1188,6 @@ int main(int argc, char** argv) {
                OUTLIER_WINDOW, o.skip_outliers);
 
     std::string log_path = o.out + "/log.csv";
-    if (o.resume && !log_keep_through(log_path, start, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 1; }
     FILE* log = fopen(log_path.c_str(), o.resume ? "a" : "w");
     if (!log) { fprintf(stderr, "train_parallax: cannot write %s\n", log_path.c_str()); return 1; }
     if (!o.resume) fputs(LOG_HEADER, log);
