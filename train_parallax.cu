@@ -13,6 +13,8 @@
 #include <random>
 #include <string>
 #include <vector>
+#include <algorithm>
+#include <cctype>
 #include <dirent.h>
 
 #include "trainer/cuda_common.h"       // defines: cudaCheck, cublasCheck, bf16, ceil_div
@@ -479,8 +481,9 @@ static float lr_schedule(int step, int total, int warmup, float decay_frac, bool
 // ---------------------------------------------------------------------------------------------------------
 // checkpoints: the reference tensor-file layout (dev/README.md), read in PyTorch by dev/load_checkpoint.py.
 // Tensors param.<name>, muon_buf.<name>, adam_m.<name>, adam_v.<name> (fp32, the table's shapes); metadata
-// holds the config, the step, the AdamW step count and the data loader position. That is the whole training
-// state, so a resumed run continues bit for bit.
+// holds the model config, every training setting (run_settings), the step, the AdamW step count, the data
+// loader position and the outlier guard's windows. That is the whole training state, so a resumed run
+// continues bit for bit.
 
 static const char* STATE_PREFIXES[] = {"param.", "muon_buf.", "adam_m.", "adam_v."};
 
@@ -824,8 +827,7 @@ static std::string fmt_float(float x) {
 // from the flags in the same form.
 static Meta run_settings(const Options& o, const DataLoader& train) {
     const Hyper& h = o.hp;
-    Meta s = {{"optimizer", o.optimizer}, {"max_seq_len", std::to_string(o.max_seq_len)},
-              {"seq_len", std::to_string(o.seq_len)}, {"batch", std::to_string(o.batch)},
+    Meta s = {{"optimizer", o.optimizer}, {"seq_len", std::to_string(o.seq_len)}, {"batch", std::to_string(o.batch)},
               {"total_batch", std::to_string(o.total_batch)}, {"steps", std::to_string(o.steps)},
               {"warmup", std::to_string(o.warmup)}, {"schedule", o.schedule}, {"decay_frac", fmt_float(o.decay_frac)},
               {"seed", std::to_string(o.seed)}, {"muon_lr", fmt_float(h.muon_lr)}, {"muon_beta", fmt_float(h.muon_beta)},

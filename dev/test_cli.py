@@ -68,7 +68,7 @@ def resume_cases(exe, d):
              "--grad-clip": "0.5", "--skip-outliers": "4.5"}
     # what the checkpoint must say for these flags and shards (the names the trainer's message uses)
     expect = {"variant": "softmax", "optimizer": "adamw", "depth": "2", "width": "256", "head_dim": "128",
-              "seq_len": "32", "max_seq_len": "512", "batch": "4", "total_batch": "256", "steps": "30", "warmup": "3",
+              "seq_len": "32", "batch": "4", "total_batch": "256", "steps": "30", "warmup": "3",
               "schedule": "cosine", "decay_frac": f32(0.25), "seed": "4242", "adam_lr": f32(0.0015),
               "grad_clip": f32(0.5), "skip_outliers": f32(4.5), "train_files": "2"}
     for i, (path, n) in enumerate(zip(shards, sizes)):
