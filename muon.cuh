@@ -1,3 +1,4 @@
+// defines: muon_step, MuonScratch, muon_scratch_alloc, muon_scratch_free, adamw_step, global_sumsq
 // The optimizers of spec section 3: Muon for the matrices inside the blocks, AdamW for the rest (or for
 // everything with --optimizer adamw), plus the global gradient norm used for clipping.
 //

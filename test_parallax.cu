@@ -3,7 +3,12 @@
 //   ./test_parallax [--ref-dir DIR]        (default dev/ref; `make test` writes the files there first)
 // One line per check: PASS or FAIL, the name, the measured relative error ||got - ref|| / ||ref|| and the
 // threshold. Outputs are poisoned (NaN) before every run, so an unwritten element fails. Without a GPU it
-// prints one "skipped: no GPU" line and exits 0.
+// prints one "skipped: no GPU" line and exits 0; when CUDA finds none but `nvidia-smi -L` lists one (a
+// driver or permission fault), that is a FAIL.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmath>
 #include <cstring>
 #include <ctime>
@@ -314,13 +319,57 @@ static void test_tuned_gemms(unsigned seed, int N, int in, int out) {
     for (void* p : ptrs) cudaCheck(cudaFree(p));
 }
 
+extern char** environ;
+
+// The GPUs `nvidia-smi -L` lists (its "GPU n: ..." lines), 0 when it is absent or fails. Run directly
+// (posix_spawnp, no shell), its output read through a pipe.
+static int nvidia_smi_gpus() {
+    int fd[2];
+    if (pipe(fd) != 0) return 0;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addclose(&fa, fd[0]);
+    char arg0[] = "nvidia-smi", arg1[] = "-L";
+    char* args[] = {arg0, arg1, NULL};
+    pid_t pid;
+    int rc = posix_spawnp(&pid, "nvidia-smi", &fa, NULL, args, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd[1]);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while (rc == 0 && (n = read(fd[0], buf, sizeof buf)) > 0) out.append(buf, n);
+    close(fd[0]);
+    int status = 0;
+    if (rc != 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return 0;
+    int gpus = 0;
+    size_t at = 0;
+    while (at < out.size()) {
+        if (out.compare(at, 4, "GPU ") == 0) gpus++;
+        size_t nl = out.find('\n', at);
+        at = nl == std::string::npos ? out.size() : nl + 1;
+    }
+    return gpus;
+}
+
 int main(int argc, char** argv) {
     std::string ref_dir = "dev/ref";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--ref-dir") == 0 && i + 1 < argc) ref_dir = argv[++i];
         else { fprintf(stderr, "test_parallax: unknown argument '%s' (usage: test_parallax [--ref-dir DIR])\n", argv[i]); return 2; }
     }
-    if (cuda_device_count() == 0) {
+    int n_cuda = 0;
+    cudaError_t count_err = cudaGetDeviceCount(&n_cuda);
+    if (count_err != cudaSuccess || n_cuda == 0) {
+        int listed = nvidia_smi_gpus();
+        if (listed > 0) {
+            printf("FAIL test_parallax: nvidia-smi -L lists %d GPU(s) but CUDA finds none (%s): a driver, runtime or "
+                   "device-permission fault, not a machine without a GPU\n", listed,
+                   count_err != cudaSuccess ? cudaGetErrorString(count_err) : "0 devices");
+            return 1;
+        }
         printf("SKIP test_parallax: skipped: no GPU\n");
         return 0;
     }

@@ -34,6 +34,7 @@ else
     echo "FAIL data: no python3 with numpy and regex found (Debian: apt-get install python3-numpy python3-regex)" | tee -a "$log"
 fi
 run cli "${DATA_PYTHON:-${PYTHON:-python3}}" dev/test_cli.py ./train_parallax
+run docs "${DATA_PYTHON:-${PYTHON:-python3}}" dev/test_docs.py
 if [ -n "${PLOT_PYTHON:-}" ]; then
     run plot "$PLOT_PYTHON" dev/test_plot.py
     run compare "$PLOT_PYTHON" dev/test_compare.py

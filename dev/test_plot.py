@@ -52,6 +52,8 @@ def main():
     res = os.path.join(HERE, "results")
     for run in sorted(os.listdir(res)) if os.path.isdir(res) else []:
         folder = os.path.join(res, run)
+        if not os.path.isdir(folder):   # the index README.md and run_lib.sh
+            continue
         logs = sorted(f for f in os.listdir(folder) if f.endswith(".csv"))
         if not logs:
             continue

@@ -1,3 +1,4 @@
+// defines: smem_u32, cp_async16, cp_async4, cp_async_commit, cp_async_wait, tma_load_3d, tma_store_3d, tma_store_wait
 // PTX wrappers for asynchronous copies between global and shared memory that do not pass through registers, so a
 // thread can have many in flight and keep working (or wait) while they land: cp.async (16 or 4 bytes per
 // thread, used by the cross-entropy's row stash and the attention kernels) and the tensor memory

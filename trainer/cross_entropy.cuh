@@ -1,3 +1,4 @@
+// defines: cross_entropy_forward_backward
 // Fused cross-entropy over the first V of Vp logit columns (spec section 2), forward and backward at once.
 //   logits   bf16 (N, Vp); on exit it holds dlogits = scale * (softmax - onehot(target)) for columns < V
 //            and 0 for the padding columns

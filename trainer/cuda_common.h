@@ -1,3 +1,4 @@
+// defines: cudaCheck, cublasCheck, mallocCheck, bf16, ceil_div, warp_sum, block_sum, cuda_device_count
 // Checking wrappers for CUDA and cuBLAS calls, the bf16 type, small host helpers and two device helpers.
 // Every call that can fail goes through one of these: a failure prints the file, the line, the call and,
 // where it helps, a hint, then exits.

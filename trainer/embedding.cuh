@@ -1,3 +1,4 @@
+// defines: embedding_forward, embedding_backward, tokens_by_value
 // Token embedding (spec section 2): x = wte[token], fp32 rows of C (the residual stream is fp32).
 //   forward   x (N, C) = wte[idx[n]]
 //   backward  dwte[tok] += sum of dx[n] over the positions n holding tok

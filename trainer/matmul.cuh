@@ -1,3 +1,4 @@
+// defines: matmul_init, gemm, matmul, matmul_residual, linear_forward, linear_backward_input/_weight
 // Row-major GEMMs on cuBLASLt: bf16 operands, fp32 accumulation, bf16 or fp32 output. Every model GEMM and
 // Muon's Newton-Schulz go through gemm() below.
 // cuBLAS is column-major; a row-major X (r x c) is the column-major X^T, so D = op(A) op(B) is computed as

@@ -1,3 +1,4 @@
+// defines: qkr_norm_rope_forward, qkr_norm_rope_backward, QKRGains, QKRGainGrads
 // The per-head rmsnorm with a learned gain, then RoPE, of q, k and r (spec section 2). v passes untouched.
 //   raw   bf16 (N, n*C): the qkvr GEMM output, [q | k | v | r], head h of each at columns h*D .. h*D+D-1
 //   out   bf16 (N, n*C): q, k, r normalized, scaled by their gain and rotated (v columns are not written:

@@ -1,3 +1,4 @@
+// defines: relu2_forward, relu2_backward
 // The MLP activation relu(u)^2 (spec section 2), elementwise on bf16 (N, 4C), fp32 arithmetic.
 //   forward   a = relu(u)^2
 //   backward  du = da * 2 relu(u)     (written over da)

@@ -1,3 +1,4 @@
+// defines: rmsnorm_forward, rmsnorm_backward
 // rmsnorm without a weight (spec section 2): h = x / sqrt(mean(x^2) + 1e-6), over rows of C.
 //   forward   x fp32 (N, C) -> h bf16 (N, C) and rstd fp32 (N)
 //   backward  dh bf16 (N, C), x, rstd -> dx += rstd (dh - y mean(dh y)), y = x rstd   (dx fp32, accumulated),

@@ -1,3 +1,4 @@
+// defines: Tokenizer, tokenizer_load, tokenizer_decode
 // Decoding token ids for the trainer's samples, from the llm.c tokenizer file (spec section 4): a 256 int32
 // header (magic 20240328, version 2, vocab size, <|endoftext|> id), then per token a uint8 length and its
 // bytes. `make data` writes it to data/shards/gpt2_tokenizer.bin.
