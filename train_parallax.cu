@@ -676,7 +676,8 @@ struct Options {
 
 // Bytes of one checkpoint at these flags: weights, Muon momentum, AdamW m and v, all fp32 (the header is a few kB).
 static double checkpoint_bytes(const Options& o) {
-    Config c = make_config(o.attention == "parallax", o.depth, o.width ? o.width : 64 * o.depth, o.head_dim, o.max_seq_len);
+    int width = o.width ? o.width : (64 * o.depth + 127) / 128 * 128;   // before check_config: its default
+    Config c = make_config(o.attention == "parallax", o.depth, width, o.head_dim, o.max_seq_len);
     ParamSpec t[NUM_PARAMS];
     fill_param_table(t, c);
     double n = 0;
