@@ -1401,6 +1401,11 @@ int main(int argc, char** argv) {
     if (!log) { fprintf(stderr, "train_parallax: cannot write %s\n", log_path.c_str()); return 1; }
     if (!o.resume) fputs(LOG_HEADER, log);
 
+    // a test hook, not a flag: TRAIN_PARALLAX_NAN_AT_STEP=N makes step N's loss NaN, so that dev/resume_check.sh
+    // can check on a GPU that such a step is not applied and leaves the last checkpoint intact
+    const char* nan_env = getenv("TRAIN_PARALLAX_NAN_AT_STEP");
+    int nan_test_step = nan_env ? atoi(nan_env) : 0;
+    if (nan_test_step > 0) printf("  test hook: the loss of step %d will be NaN (TRAIN_PARALLAX_NAN_AT_STEP)\n", nan_test_step);
     double total_ms = 0.0;
     int timed = 0;
     for (int step = start; step <= o.steps; step++) {
@@ -1439,6 +1444,7 @@ int main(int argc, char** argv) {
             model_backward(&m, train.inputs.data(), o.batch, o.seq_len);
         }
         loss /= accum;
+        if (step + 1 == nan_test_step) loss = NAN;   // the fault test of dev/resume_check.sh
         float lrs = lr_schedule(step, o.steps, o.warmup, o.decay_frac, o.schedule == "cosine");
         // the update is decided before it is applied: never on a non-finite loss or norm, and not on an outlier
         float norm = model_grad_norm(&m);

@@ -2,7 +2,8 @@
 # On a GPU: a d12 run killed with SIGKILL between two checkpoints and then resumed must print the same loss,
 # gradient norm, skipped updates and validation losses at every later step, to the printed digit, as the same
 # run uninterrupted, and its log.csv must hold every row once, equal to the uninterrupted run's. Also checks
-# --keep-last, --checkpoint-every 0 and the checkpoint size that --help states.
+# --keep-last, --checkpoint-every 0, the checkpoint size that --help states, the --skip-outliers rule, and
+# that a NaN loss stops the run before its update with the last checkpoint intact.
 #   bash dev/resume_check.sh [more train_parallax flags, e.g. --train-data 'data/shards/train_00[0-2].bin']
 # Builds nothing (uses ./train_parallax). Prints PASS / FAIL / SKIP lines, exits 1 on a failure. About 2
 # minutes on an H100; needs about 12 GB of disk under ${RESUME_CHECK_DIR:-/tmp} (d12 checkpoints, 2.5 GiB).
@@ -106,7 +107,54 @@ dup=$(cut -d, -f1,3 "$B/log.csv" | sort | uniq -d | head -n 3)
 [ -z "$dup" ] && pass "log.csv holds each row once" "no repeated (step, kind)" ||
     fail "log.csv holds each row once" "repeated: $dup"
 
-# 4. --checkpoint-every 0 writes none, not even at the end
+# 4. the outlier guard skipped the updates that its rule names, recomputed from the uninterrupted run's log
+# (loss and norm as logged, rounded: decisions within 0.01 of the threshold are not judged)
+read -r n_skipped n_close bad < <(python3 - "$A/log.csv" <<'EOF'
+import csv, math, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+train = [(int(r["step"]), float(r["loss"]), float(r["grad_norm"])) for r in rows if r["kind"] == "train"]
+skipped = {int(r["step"]) for r in rows if r["kind"] == "skipped"}
+window, z_max, close, bad = 64, 1.0, 0, []
+for i in range(window, len(train)):
+    zs = []
+    for k in (1, 2):
+        w = [t[k] for t in train[i - window:i]]
+        mean = sum(w) / window
+        sd = math.sqrt(sum((y - mean) ** 2 for y in w) / window)
+        zs.append((train[i][k] - mean) / sd if sd > 0 else 0.0)
+    if any(abs(z - z_max) < 0.01 for z in zs):
+        close += 1
+    elif any(z > z_max for z in zs) != (train[i][0] in skipped):
+        bad.append(str(train[i][0]))
+print(len(skipped), close, ",".join(bad) or "none")
+EOF
+)
+[ "${n_skipped:-0}" -gt 0 ] && [ "$bad" = "none" ] &&
+    pass "--skip-outliers 1 skips what its rule says" "$n_skipped updates skipped, $n_close near the threshold not judged" ||
+    fail "--skip-outliers 1 skips what its rule says" "${n_skipped:-?} skipped; steps decided otherwise than the rule: ${bad:-?}"
+
+# 5. a NaN loss (the trainer's test hook) at step 25 of a d2 run: not applied, exit 1 naming the step, the
+# checkpoints of steps 10 and 20 intact, and a resume from step 20 runs to the end
+D=$work/d
+DFLAGS=(--depth 2 --steps 30 --warmup 2 --batch 16 --total-batch 32768 --checkpoint-every 10 --keep-last 0
+        --val-every 0 --sample-every 0 "$@")
+TRAIN_PARALLAX_NAN_AT_STEP=25 "$EXE" "${DFLAGS[@]}" --out "$D" >"$work/d1.out" 2>&1
+rc=$?
+msg=$(grep 'not finite' "$work/d1.out")
+kept=$(cd "$D" && ls checkpoint_* 2>/dev/null | tr '\n' ' ')
+[ "$rc" -eq 1 ] && [[ "$msg" == *"step 25: loss nan"* ]] && [[ "$msg" == *"checkpoint_000020.ptf (step 20), is intact"* ]] &&
+    [ "$kept" = "checkpoint_000010.ptf checkpoint_000020.ptf " ] &&
+    pass "a NaN loss stops the run before its update" "exit 1: $msg" ||
+    fail "a NaN loss stops the run before its update" "exit $rc, OUT holds '$kept': ${msg:-$(tail -n 2 "$work/d1.out")}"
+"$EXE" "${DFLAGS[@]}" --out "$D" --resume 1 >"$work/d2.out" 2>&1
+rc=$?
+rows=$(awk -F, '$3 == "train" { printf "%s ", $1 }' "$D/log.csv")
+want=$(seq -s ' ' 1 30)
+[ "$rc" -eq 0 ] && grep -q "^resumed from $D/checkpoint_000020.ptf at step 20" "$work/d2.out" && [ "$rows" = "$want " ] &&
+    pass "the checkpoint before the NaN resumes" "steps 21..30 run, log.csv train rows 1..30 once" ||
+    fail "the checkpoint before the NaN resumes" "exit $rc, train rows '$rows': $(tail -n 2 "$work/d2.out")"
+
+# 6. --checkpoint-every 0 writes none, not even at the end
 C=$work/c
 "$EXE" "${FLAGS[@]}" --steps 3 --warmup 1 --val-every 0 --checkpoint-every 0 --out "$C" >"$work/c.out" 2>&1
 rc=$?
