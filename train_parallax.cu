@@ -16,6 +16,9 @@
 #include <random>
 #include <string>
 #include <vector>
+#include <algorithm>
+#include <cctype>
+#include <dirent.h>
 
 #include "trainer/cuda_common.h"       // defines: cudaCheck, cublasCheck, bf16, ceil_div
 #include "trainer/matmul.cuh"          // defines: matmul, linear_forward, linear_backward_input/_weight
@@ -25,7 +28,7 @@
 #include "trainer/cross_entropy.cuh"   // defines: cross_entropy_forward_backward
 #include "trainer/embedding.cuh"       // defines: embedding_forward, embedding_backward, tokens_by_value
 #include "trainer/dataloader.h"        // defines: DataLoader, dataloader_open, dataloader_next
-#include "trainer/tensor_file.h"       // defines: TensorFile, tensor_file_read, tensor_file_write
+#include "trainer/tensor_file.h"       // defines: TensorFile, tensor_file_read, tensor_file_write, tensor_file_read_meta
 #include "trainer/tokenizer.h"         // defines: Tokenizer, tokenizer_load, tokenizer_decode
 #include "parallax_kernels.cuh"        // defines: attention_forward, attention_backward, their params structs
 #include "muon.cuh"                    // defines: muon_step, adamw_step, global_sumsq
@@ -463,10 +466,15 @@ static Hyper default_hyper(bool muon) {
     return h;
 }
 
-// Returns the gradient norm (before clipping). lr_scale is the schedule's multiplier.
-static float model_update(Model* m, const Hyper& hp, float lr_scale) {
+// The global gradient norm (before clipping), on the host: the main loop decides on it whether to update.
+static float model_grad_norm(Model* m) {
+    return (float)sqrt(global_sumsq(m->grads, m->n_params, m->act.scratch, 0));
+}
+
+// One optimizer step with the gradients in m->grads, whose global norm is `norm`; lr_scale is the schedule's
+// multiplier.
+static void model_apply_update(Model* m, const Hyper& hp, float lr_scale, float norm) {
     cudaStream_t st = 0;
-    float norm = (float)sqrt(global_sumsq(m->grads, m->n_params, m->act.scratch, st));
     float gscale = (hp.grad_clip > 0.0f && norm > hp.grad_clip) ? hp.grad_clip / norm : 1.0f;
     m->adam_t++;
     for (int i = 0; i < NUM_PARAMS; i++) {
@@ -486,6 +494,12 @@ static float model_update(Model* m, const Hyper& hp, float lr_scale) {
                    hp.adam_beta2, hp.adam_eps, wd, m->adam_t, gscale, st);
     }
     model_sync_bf16(m);
+}
+
+// Returns the gradient norm (before clipping).
+[[maybe_unused]] static float model_update(Model* m, const Hyper& hp, float lr_scale) {   // the tests and the benchmark
+    float norm = model_grad_norm(m);
+    model_apply_update(m, hp, lr_scale, norm);
     return norm;
 }
 
@@ -506,8 +520,9 @@ static float lr_schedule(int step, int total, int warmup, float decay_frac, bool
 // ---------------------------------------------------------------------------------------------------------
 // checkpoints: the reference tensor-file layout (dev/README.md), read in PyTorch by dev/load_checkpoint.py.
 // Tensors param.<name>, muon_buf.<name>, adam_m.<name>, adam_v.<name> (fp32, the table's shapes); metadata
-// holds the config, the step, the AdamW step count and the data loader position. That is the whole training
-// state, so a resumed run continues bit for bit.
+// holds the model config, every training setting (run_settings), the step, the AdamW step count, the data
+// loader position and the outlier guard's windows. That is the whole training state, so a resumed run
+// continues bit for bit.
 
 static const char* STATE_PREFIXES[] = {"param.", "muon_buf.", "adam_m.", "adam_v."};
 
@@ -524,6 +539,7 @@ static bool model_save(Model* m, const char* path, std::vector<std::pair<std::st
     meta.push_back({"depth", std::to_string(c.L)});
     meta.push_back({"width", std::to_string(c.C)});
     meta.push_back({"head_dim", std::to_string(c.D)});
+    meta.push_back({"mlp_hidden", std::to_string(4 * c.C)});
     meta.push_back({"vocab", std::to_string(c.V)});
     meta.push_back({"padded_vocab", std::to_string(c.Vp)});
     meta.push_back({"adam_t", std::to_string(m->adam_t)});
@@ -543,6 +559,14 @@ static bool model_save(Model* m, const char* path, std::vector<std::pair<std::st
             t.data = host.data() + w * m->n_params + s.offset;
             tensors.push_back(t);
         }
+    // a NaN or inf must never replace a good checkpoint (the keep-last pruning would delete the good ones)
+    for (const TensorToWrite& t : tensors) {
+        const float* x = (const float*)t.data;
+        size_t n = 1;
+        for (int64_t d : t.shape) n *= (size_t)d;
+        for (size_t i = 0; i < n; i++)
+            if (!std::isfinite(x[i])) { *err = std::string(path) + ": not written: " + t.name + " holds a non-finite value"; return false; }
+    }
     return tensor_file_write(path, meta, tensors, err);
 }
 
@@ -573,7 +597,15 @@ static bool model_load_checkpoint(Model* m, const TensorFile& tf, std::string* e
         }
         cudaCheck(cudaMemcpy(state_buffer(m, w), host.data(), m->n_params * sizeof(float), cudaMemcpyHostToDevice));
     }
-    m->adam_t = atoi(tf.meta_value("adam_t").c_str());
+    std::string adam_t;
+    for (auto& kv : tf.meta) if (kv.first == "adam_t") adam_t = kv.second;
+    char* end;
+    long t = strtol(adam_t.c_str(), &end, 10);
+    if (adam_t.empty() || *end || t < 0 || t > 2147483647L) {
+        *err = tf.path + ": adam_t is '" + adam_t + "', expected a count of optimizer steps";
+        return false;
+    }
+    m->adam_t = (int)t;
     model_sync_bf16(m);
     return true;
 }
@@ -635,6 +667,8 @@ struct Options {
     long total_batch = 262144;   // 8 micro-steps of 32 x 1024
     int steps = 200, warmup = 20, val_every = 50, val_batches = 0, seed = 1337;   // val_batches 0: the whole set
     int checkpoint_every = 100, sample_every = 100, sample_tokens = 64;
+    int keep_last = 2;          // checkpoints kept on disk, 0 = all
+    float skip_outliers = 0.0f; // z-score above which a step's update is skipped, 0 = off
     bool resume = false, dry_run = false;
     float decay_frac = 0.3f;
     Hyper hp = default_hyper(true);
@@ -642,6 +676,33 @@ struct Options {
 };
 
 #define MAX_MICRO_STEPS 65536   // micro-batches per step: beyond this a --total-batch is surely a typo
+#define OUTLIER_WINDOW 64   // steps the --skip-outliers z-score looks back over
+
+// Bytes of one checkpoint at these flags: weights, Muon momentum, AdamW m and v, all fp32 (the header is a few kB).
+static double checkpoint_bytes(const Options& o) {
+    int width = o.width ? o.width : (64 * o.depth + 127) / 128 * 128;   // before check_config: its default
+    Config c = make_config(o.attention == "parallax", o.depth, width, o.head_dim, o.max_seq_len);
+    ParamSpec t[NUM_PARAMS];
+    fill_param_table(t, c);
+    double n = 0;
+    for (int i = 0; i < NUM_PARAMS; i++) n += (double)t[i].numel;
+    return 16.0 * n;
+}
+
+static void usage_checkpoints(const Options& o) {
+    double bytes = checkpoint_bytes(o);
+    printf("checkpoints and faults:\n"
+           "  --keep-last K       keep the K newest checkpoints, 0 = all (default %d)\n"
+           "  --skip-outliers Z   skip the update of a step whose loss or gradient norm is more than Z standard\n"
+           "                      deviations above the mean of the last %d steps (llm.c's guard), 0 = off (default %g)\n"
+           "  Disk: one checkpoint is %.2f GiB at the flags given before --help (%.1f M parameters x 16 bytes:\n"
+           "  weights, Muon momentum, AdamW m and v in fp32); a run holds at most K + 1 while it writes one (to a\n"
+           "  temporary name, then renamed). --resume 1 refuses a checkpoint whose settings differ from this run's\n"
+           "  (model, optimizer, learning rates, schedule, steps, warmup, batch, seed, clip, outlier guard, the train\n"
+           "  shards and their sizes) and names each. A fresh run refuses an OUT that holds checkpoints. A non-finite\n"
+           "  loss or gradient norm stops the run before its update, naming the step; the last checkpoint stays.\n",
+           o.keep_last, OUTLIER_WINDOW, o.skip_outliers, bytes / 1073741824.0, bytes / 16e6);
+}
 
 static void usage(const Options& o) {
     printf("usage: ./train_parallax [flags]\n"
@@ -671,10 +732,10 @@ static void usage(const Options& o) {
            "                      validation set exactly once, whatever --batch is (default %d)\n"
            "  --sample-every N    print a sampled text every N steps, 0 = never (default %d)\n"
            "  --sample-tokens N   tokens per sample (default %d)\n"
-           "  --checkpoint-every N  write OUT/checkpoint.ptf every N steps and at the end, 0 = only at the end (default %d)\n"
-           "  --resume 1          continue from OUT/checkpoint.ptf, bit for bit (same flags)\n"
+           "  --checkpoint-every N  write OUT/checkpoint_<step>.ptf every N steps and at the end; 0 = none at all (default %d)\n"
+           "  --resume 1          continue from the newest complete checkpoint in OUT, bit for bit (same flags; below)\n"
            "  --seed N            seed of the init (default %d)\n"
-           "  --out DIR           log.csv and checkpoint.ptf go here; created with its parents (default %s)\n"
+           "  --out DIR           log.csv and checkpoint_<step>.ptf go here; created with its parents (default %s)\n"
            "  --dry-run 1         check every flag and file, create OUT, print the plan, stop before the GPU\n"
            "  --help              this text\n"
            "Every flag and file is checked before any GPU work: a bad one exits 2 with the flag or file named.\n",
@@ -682,6 +743,7 @@ static void usage(const Options& o) {
            o.optimizer.c_str(), o.depth, o.head_dim, o.seq_len, o.batch, o.total_batch, MAX_MICRO_STEPS, o.steps, o.warmup, o.schedule.c_str(), o.decay_frac, o.hp.muon_lr,
            o.hp.embed_lr, o.hp.head_lr, o.hp.gain_lr, o.hp.grad_clip, o.val_every, o.val_batches, o.sample_every, o.sample_tokens,
            o.checkpoint_every, o.seed, o.out.c_str());
+    usage_checkpoints(o);
 }
 
 [[noreturn]] static void flag_error(const char* flag, const std::string& why) {
@@ -751,6 +813,8 @@ static Options parse_args(int argc, char** argv) {
         else if (!strcmp(f, "--sample-tokens")) o.sample_tokens = (int)parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--checkpoint-every")) o.checkpoint_every = (int)parse_int(f, v, 0, 1 << 30);
         else if (!strcmp(f, "--resume")) o.resume = parse_int(f, v, 0, 1) == 1;
+        else if (!strcmp(f, "--keep-last")) o.keep_last = (int)parse_int(f, v, 0, 1 << 30);
+        else if (!strcmp(f, "--skip-outliers")) o.skip_outliers = parse_float(f, v, 0.0f, 1e6f);
         else if (!strcmp(f, "--dry-run")) o.dry_run = parse_int(f, v, 0, 1) == 1;
         else if (!strcmp(f, "--muon-lr")) muon_lr = parse_float(f, v, 0.0f, 100.0f);
         else if (!strcmp(f, "--embed-lr")) embed_lr = parse_float(f, v, 0.0f, 100.0f);
@@ -955,21 +1019,295 @@ static size_t val_windows(const Options& o, const ValSet& vs) {
 }
 
 
-// the metadata a checkpoint carries besides the model: what must match to resume, and where to resume
-static std::vector<std::pair<std::string, std::string>> run_meta(const Options& o, int step, const DataLoader& train) {
-    return {{"optimizer", o.optimizer}, {"seq_len", std::to_string(o.seq_len)}, {"batch", std::to_string(o.batch)},
-            {"total_batch", std::to_string(o.total_batch)}, {"seed", std::to_string(o.seed)},
-            {"step", std::to_string(step)}, {"train_shard", std::to_string(train.shard)},
-            {"train_offset", std::to_string(train.offset)}};
+// ---------------------------------------------------------------------------------------------------------
+// checkpoints on disk: OUT/checkpoint_<step>.ptf, the settings of the run, its position, the outlier windows
+
+typedef std::vector<std::pair<std::string, std::string>> Meta;
+
+static std::string fmt_float(float x) {
+    char b[32];
+    snprintf(b, sizeof b, "%.9g", x);   // 9 digits: a float reads back to the same bits
+    return b;
 }
 
-static void save_checkpoint(Model* m, const Options& o, int step, const DataLoader& train) {
-    std::string path = o.out + "/checkpoint.ptf", err;
-    if (!model_save(m, path.c_str(), run_meta(o, step, train), &err)) {
-        fprintf(stderr, "train_parallax: checkpoint: %s\n", err.c_str());
+// Every setting that changes the training run, as the checkpoint stores it. The model keys (variant, depth,
+// width, head_dim, mlp_hidden, vocab) are written by model_save from the config; model_settings gives them
+// from the flags in the same form.
+static Meta run_settings(const Options& o, const DataLoader& train) {
+    const Hyper& h = o.hp;
+    Meta s = {{"optimizer", o.optimizer}, {"seq_len", std::to_string(o.seq_len)}, {"batch", std::to_string(o.batch)},
+              {"total_batch", std::to_string(o.total_batch)}, {"steps", std::to_string(o.steps)},
+              {"warmup", std::to_string(o.warmup)}, {"schedule", o.schedule}, {"decay_frac", fmt_float(o.decay_frac)},
+              {"seed", std::to_string(o.seed)}, {"muon_lr", fmt_float(h.muon_lr)}, {"muon_beta", fmt_float(h.muon_beta)},
+              {"muon_wd", fmt_float(h.muon_wd)}, {"embed_lr", fmt_float(h.embed_lr)}, {"head_lr", fmt_float(h.head_lr)},
+              {"gain_lr", fmt_float(h.gain_lr)}, {"adam_lr", fmt_float(h.adam_lr)}, {"adam_beta1", fmt_float(h.adam_beta1)},
+              {"adam_beta2", fmt_float(h.adam_beta2)}, {"adam_eps", fmt_float(h.adam_eps)}, {"adam_wd", fmt_float(h.adam_wd)},
+              {"grad_clip", fmt_float(h.grad_clip)}, {"skip_outliers", fmt_float(o.skip_outliers)},
+              {"train_files", std::to_string(train.paths.size())}};
+    for (size_t i = 0; i < train.paths.size(); i++) {
+        s.push_back({"train_file." + std::to_string(i), train.paths[i]});
+        s.push_back({"train_file_tokens." + std::to_string(i), std::to_string(train.counts[i])});
+    }
+    return s;
+}
+
+static Meta model_settings(const Options& o) {
+    return {{"variant", o.attention}, {"depth", std::to_string(o.depth)}, {"width", std::to_string(o.width)},
+            {"head_dim", std::to_string(o.head_dim)}, {"mlp_hidden", std::to_string(4 * o.width)},
+            {"vocab", std::to_string(GPT2_VOCAB)}};
+}
+
+static const std::string* meta_find(const Meta& m, const std::string& key) {
+    for (auto& kv : m) if (kv.first == key) return &kv.second;
+    return NULL;
+}
+
+// An integer key in [lo, hi]; false with `why` naming the key and the value.
+static bool meta_long(const Meta& m, const char* key, long lo, long hi, long* v, std::string* why) {
+    const std::string* s = meta_find(m, key);
+    if (!s) { *why = std::string("the metadata key '") + key + "' is missing"; return false; }
+    char* end;
+    errno = 0;
+    *v = strtol(s->c_str(), &end, 10);
+    if (s->empty() || *end || errno || *v < lo || *v > hi) {
+        *why = std::string(key) + " is '" + *s + "', expected an integer in [" + std::to_string(lo) + ", " +
+               std::to_string(hi) + "]";
+        return false;
+    }
+    return true;
+}
+
+// The outlier guard: z of a new value against the last OUTLIER_WINDOW values (llm.c's idea), 0 until the window
+// is full. Every finite value enters the window, outliers too, so a lasting change of level stops counting as
+// an outlier once the window holds it. Floats in, double sums: a resumed run computes the same z.
+struct OutlierWindow {
+    std::vector<float> v;   // oldest first
+};
+
+static double outlier_z(const OutlierWindow& w, float x) {
+    if ((int)w.v.size() < OUTLIER_WINDOW) return 0.0;
+    double mean = 0.0, var = 0.0;
+    for (float y : w.v) mean += y;
+    mean /= w.v.size();
+    for (float y : w.v) var += (y - mean) * (y - mean);
+    var /= w.v.size();
+    return var > 0.0 ? (x - mean) / sqrt(var) : 0.0;
+}
+
+static void outlier_push(OutlierWindow* w, float x) {
+    w->v.push_back(x);
+    if ((int)w->v.size() > OUTLIER_WINDOW) w->v.erase(w->v.begin());
+}
+
+static std::string window_text(const OutlierWindow& w) {
+    std::string s;
+    for (float y : w.v) s += (s.empty() ? "" : " ") + fmt_float(y);
+    return s;
+}
+
+static bool window_parse(const Meta& m, const char* key, OutlierWindow* w, std::string* why) {
+    const std::string* s = meta_find(m, key);
+    if (!s) { *why = std::string("the metadata key '") + key + "' is missing"; return false; }
+    w->v.clear();
+    const char* p = s->c_str();
+    while (*p) {
+        char* end;
+        float y = strtof(p, &end);
+        if (end == p || !std::isfinite(y) || (*end && *end != ' ') || (int)w->v.size() == OUTLIER_WINDOW) {
+            *why = std::string(key) + " is not a list of at most " + std::to_string(OUTLIER_WINDOW) + " finite numbers";
+            return false;
+        }
+        w->v.push_back(y);
+        p = *end ? end + 1 : end;
+    }
+    return true;
+}
+
+static std::string checkpoint_path(const std::string& out, int step) {
+    char name[64];
+    snprintf(name, sizeof name, "/checkpoint_%06d.ptf", step);
+    return out + name;
+}
+
+// (step, file name) of OUT/checkpoint_<step>.ptf, ascending; with tmp, of the leftover checkpoint_<step>.ptf.tmp
+// of a write that was killed. Read with readdir, so that OUT may hold any characters.
+static std::vector<std::pair<int, std::string>> list_checkpoints(const std::string& out, bool tmp) {
+    std::vector<std::pair<int, std::string>> found;
+    DIR* d = opendir(out.c_str());
+    if (!d) return found;
+    while (struct dirent* e = readdir(d)) {
+        const char* n = e->d_name;
+        if (strncmp(n, "checkpoint_", 11) != 0 || !isdigit((unsigned char)n[11])) continue;
+        char* end;
+        errno = 0;
+        long step = strtol(n + 11, &end, 10);
+        if (errno || step > 2147483647L || strcmp(end, tmp ? ".ptf.tmp" : ".ptf") != 0) continue;
+        found.push_back({(int)step, n});
+    }
+    closedir(d);
+    std::sort(found.begin(), found.end());
+    return found;
+}
+
+// Where a resumed run starts, read from the checkpoint's metadata before any GPU work.
+struct ResumePoint {
+    std::string path;
+    int step;
+    int train_shard;
+    long train_offset;
+    OutlierWindow loss_window, norm_window;
+};
+
+// Each setting of `want` that the checkpoint lacks or holds with another value, one line each with both values.
+static std::string settings_mismatch(const Meta& ck, const Meta& want) {
+    std::vector<std::string> lines;
+    for (auto& kv : want) {
+        const std::string* got = meta_find(ck, kv.first);
+        if (!got || *got != kv.second)
+            lines.push_back(kv.first + ": checkpoint " + (got ? *got : "(missing)") + ", this run " + kv.second);
+    }
+    for (auto& kv : ck)   // a shard the checkpoint's run had and this one has not
+        if (kv.first.compare(0, 10, "train_file") == 0 && !meta_find(want, kv.first))
+            lines.push_back(kv.first + ": checkpoint " + kv.second + ", this run (none)");
+    std::string s;
+    for (size_t i = 0; i < lines.size() && i < 40; i++) s += "\n  " + lines[i];
+    if (lines.size() > 40) s += "\n  ... and " + std::to_string(lines.size() - 40) + " more";
+    return s;
+}
+
+// Checks one checkpoint's metadata against this run: every setting, then the position.
+static bool resume_check(const Options& o, const DataLoader& train, const std::string& path, int name_step,
+                         const Meta& meta, ResumePoint* rp, std::string* err) {
+    const std::string* kind = meta_find(meta, "kind");
+    if (!kind || *kind != "checkpoint") {
+        *err = "--resume: " + path + ": " + (kind ? "kind is '" + *kind + "'" : std::string("the metadata key 'kind' is missing")) +
+               ": not a train_parallax checkpoint";
+        return false;
+    }
+    Meta want = model_settings(o), run = run_settings(o, train);
+    want.insert(want.end(), run.begin(), run.end());
+    std::string diff = settings_mismatch(meta, want);
+    if (!diff.empty()) {
+        *err = "--resume: " + path + " was written with other settings (a resumed run needs the same flags and data):" + diff;
+        return false;
+    }
+    long step, shard, offset, adam_t;
+    std::string why;
+    bool ok = meta_long(meta, "step", 0, o.steps, &step, &why) &&
+              meta_long(meta, "train_shard", 0, (long)train.paths.size() - 1, &shard, &why) &&
+              meta_long(meta, "train_offset", 0, train.counts[shard < 0 ? 0 : shard], &offset, &why) &&
+              meta_long(meta, "adam_t", 0, step, &adam_t, &why) &&
+              window_parse(meta, "loss_window", &rp->loss_window, &why) &&
+              window_parse(meta, "norm_window", &rp->norm_window, &why);
+    if (ok && step != name_step) { why = "step is " + std::to_string(step) + " but the file name says " + std::to_string(name_step); ok = false; }
+    if (!ok) { *err = "--resume: " + path + ": " + why; return false; }
+    rp->path = path;
+    rp->step = (int)step;
+    rp->train_shard = (int)shard;
+    rp->train_offset = offset;
+    return true;
+}
+
+// The newest complete checkpoint in OUT decides; a newer one that is cut short or unreadable is passed over
+// with a note (a checkpoint under its real name is complete unless the disk lost it: writes are renamed).
+static bool resume_find(const Options& o, const DataLoader& train, ResumePoint* rp, std::string* err) {
+    std::vector<std::pair<int, std::string>> list = list_checkpoints(o.out, false);
+    if (list.empty()) {
+        *err = "--resume: " + o.out + " holds no checkpoint (" + o.out + "/checkpoint_<step>.ptf)";
+        return false;
+    }
+    std::string passed;   // why each newer one was passed over
+    for (size_t i = list.size(); i-- > 0;) {
+        std::string path = o.out + "/" + list[i].second, why;
+        Meta meta;
+        bool complete = false;
+        if (!tensor_file_read_meta(path.c_str(), &meta, &complete, &why) || !complete) {
+            if (why.empty()) why = path + ": cut short (its tensors run past the end)";
+            printf("note: --resume: passing over %s\n", why.c_str());
+            passed += (passed.empty() ? "" : "; ") + why;
+            continue;
+        }
+        return resume_check(o, train, path, list[i].first, meta, rp, err);
+    }
+    *err = "--resume: no complete checkpoint in " + o.out + ": " + passed;
+    return false;
+}
+
+// What a run that stops now leaves behind, for its last message.
+struct RunState {
+    std::string last_checkpoint;   // empty: none written or resumed from
+    int last_checkpoint_step = 0;
+    OutlierWindow loss_window, norm_window;
+};
+
+static std::string last_checkpoint_note(const RunState& rs) {
+    if (rs.last_checkpoint.empty()) return "no checkpoint was written";
+    return "the last checkpoint, " + rs.last_checkpoint + " (step " + std::to_string(rs.last_checkpoint_step) +
+           "), is intact: continue from it with --resume 1";
+}
+
+// Keeps the keep_last newest checkpoints at or before `step`; one after it (cut short, passed over by the
+// resume) is not counted and is replaced when the run writes that step.
+static void prune_checkpoints(const Options& o, int step) {
+    if (o.keep_last == 0) return;
+    std::vector<std::pair<int, std::string>> list = list_checkpoints(o.out, false);
+    int kept = 0;
+    for (size_t i = list.size(); i-- > 0;) {
+        if (list[i].first > step) continue;
+        if (kept++ < o.keep_last) continue;
+        std::string path = o.out + "/" + list[i].second;
+        if (remove(path.c_str()) != 0) printf("note: cannot remove %s (%s)\n", path.c_str(), strerror(errno));
+    }
+}
+
+static void save_checkpoint(Model* m, const Options& o, int step, const DataLoader& train, RunState* rs) {
+    Meta meta = run_settings(o, train);
+    meta.push_back({"step", std::to_string(step)});
+    meta.push_back({"train_shard", std::to_string(train.shard)});
+    meta.push_back({"train_offset", std::to_string(train.offset)});
+    meta.push_back({"loss_window", window_text(rs->loss_window)});
+    meta.push_back({"norm_window", window_text(rs->norm_window)});
+    std::string path = checkpoint_path(o.out, step), err;
+    if (!model_save(m, path.c_str(), meta, &err)) {
+        fprintf(stderr, "train_parallax: step %d: checkpoint: %s; %s\n", step, err.c_str(), last_checkpoint_note(*rs).c_str());
         exit(EXIT_FAILURE);
     }
     printf("step %5d | wrote %s\n", step, path.c_str());
+    rs->last_checkpoint = path;
+    rs->last_checkpoint_step = step;
+    prune_checkpoints(o, step);
+}
+
+// On resume, log.csv keeps its header and the rows up to the checkpoint's step: later rows are logged again,
+// the end-of-run memory row is written again, and a line cut short by a kill is dropped. Rewritten under a
+// temporary name and renamed; a missing log.csv starts with the header.
+static const char* LOG_HEADER = "step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s,eval_tokens\n";
+
+static bool log_keep_through(const std::string& path, int step, std::string* err) {
+    std::string in, out = LOG_HEADER;
+    if (FILE* f = fopen(path.c_str(), "rb")) {
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0) in.append(buf, n);
+        fclose(f);
+    }
+    if (in.compare(0, 5, "step,") == 0 && in.find('\n') != std::string::npos) out = in.substr(0, in.find('\n') + 1);
+    for (size_t pos = 0, nl; (nl = in.find('\n', pos)) != std::string::npos; pos = nl + 1) {
+        std::string line = in.substr(pos, nl + 1 - pos);
+        char* end;
+        long s = strtol(line.c_str(), &end, 10);
+        if (end == line.c_str() || *end != ',' || s > step || line.find(",gpu_memory_gib,") != std::string::npos) continue;
+        out += line;
+    }
+    std::string tmp = path + ".tmp";
+    FILE* f = fopen(tmp.c_str(), "wb");
+    bool ok = f && fwrite(out.data(), 1, out.size(), f) == out.size();
+    if (f) ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+        *err = path + ": cannot rewrite (" + strerror(errno) + ")";
+        return false;
+    }
+    return true;
 }
 
 int main(int argc, char** argv) {
@@ -986,27 +1324,21 @@ int main(int argc, char** argv) {
     Tokenizer tok;
     bool have_tok = o.sample_every > 0 && tokenizer_load(&tok, o.tokenizer.c_str(), &err);
     if (o.sample_every > 0 && !have_tok) printf("note: --tokenizer %s; samples print as token ids\n", err.c_str());
-    TensorFile ckpt;
+    // resume: the checkpoint's metadata is checked against every setting here; its tensors are read after GPU start
+    ResumePoint rp;
+    RunState rs;
     int start = 0;
     if (o.resume) {
-        std::string path = o.out + "/checkpoint.ptf";
-        if (!tensor_file_read(&ckpt, path.c_str(), &err)) { fprintf(stderr, "train_parallax: --resume: %s\n", err.c_str()); return 2; }
-        for (auto& kv : run_meta(o, 0, train)) {
-            if (kv.first == "step" || kv.first == "train_shard" || kv.first == "train_offset") continue;
-            if (ckpt.meta_value(kv.first) != kv.second) {
-                fprintf(stderr, "train_parallax: --resume: %s has %s %s, this run %s (use the same flags)\n",
-                        path.c_str(), kv.first.c_str(), ckpt.meta_value(kv.first).c_str(), kv.second.c_str());
-                return 2;
-            }
-        }
-        start = atoi(ckpt.meta_value("step").c_str());
-        train.shard = atoi(ckpt.meta_value("train_shard").c_str());
-        train.offset = atol(ckpt.meta_value("train_offset").c_str());
-        if (start > o.steps || train.shard >= (int)train.paths.size()) {
-            fprintf(stderr, "train_parallax: --resume: %s is at step %d (shard %d), past this run's --steps %d or shards\n",
-                    path.c_str(), start, train.shard, o.steps);
-            return 2;
-        }
+        if (!resume_find(o, train, &rp, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
+        start = rp.step;
+        train.shard = rp.train_shard;
+        train.offset = rp.train_offset;
+        rs.loss_window = rp.loss_window;
+        rs.norm_window = rp.norm_window;
+    } else if (!list_checkpoints(o.out, false).empty()) {
+        fprintf(stderr, "train_parallax: --out %s: holds checkpoints of an earlier run (%s/%s); continue it with "
+                "--resume 1, or use another --out\n", o.out.c_str(), o.out.c_str(), list_checkpoints(o.out, false).back().second.c_str());
+        return 2;
     }
     Config cfg = make_config(o.attention == "parallax", o.depth, o.width, o.head_dim, o.max_seq_len);
     size_t need = run_memory_bytes(cfg, o.batch, o.seq_len);
@@ -1016,6 +1348,7 @@ int main(int argc, char** argv) {
                val.tokens, val.windows.size(), need / 1073741824.0);
         return 0;
     }
+    if (o.resume && !log_keep_through(o.out + "/log.csv", start, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
     if (cuda_device_count() == 0) { fprintf(stderr, "train_parallax: no CUDA GPU found\n"); return 1; }
 
     cudaDeviceProp prop;
@@ -1026,9 +1359,14 @@ int main(int argc, char** argv) {
     model_alloc(&m, cfg, o.batch, o.seq_len);
     model_init(&m, (unsigned long long)o.seed);
     if (o.resume) {
-        if (!model_load_checkpoint(&m, ckpt, &err)) { fprintf(stderr, "train_parallax: --resume: %s\n", err.c_str()); return 2; }
-        ckpt = TensorFile();  // free the host copy
-        printf("resumed from %s/checkpoint.ptf at step %d\n", o.out.c_str(), start);
+        TensorFile ckpt;
+        if (!tensor_file_read(&ckpt, rp.path.c_str(), &err) || !model_load_checkpoint(&m, ckpt, &err)) {
+            fprintf(stderr, "train_parallax: --resume: %s\n", err.c_str());
+            return 2;
+        }
+        rs.last_checkpoint = rp.path;
+        rs.last_checkpoint_step = start;
+        printf("resumed from %s at step %d\n", rp.path.c_str(), start);
     }
     int accum = (int)(o.total_batch / ((long)o.batch * o.seq_len));
     // model FLOPs per token: 6 x matrix params (embedding excluded) + attention (spec 1, causal) per token
@@ -1047,12 +1385,31 @@ int main(int argc, char** argv) {
            o.seq_len, val_end == val.windows.size() ? ": every token but each shard's first, once" : " (--val-batches)");
     printf("  activations %.2f GiB for micro-batches of %d x %d (one allocation); %.2f GiB estimated in all\n",
            m.act.bytes / 1073741824.0, o.batch, o.seq_len, need / 1073741824.0);
+    if (o.checkpoint_every) {
+        printf("  checkpoints every %d steps and at the end: %s/checkpoint_<step>.ptf, %.2f GiB each, %s\n",
+               o.checkpoint_every, o.out.c_str(), checkpoint_bytes(o) / 1073741824.0,
+               o.keep_last ? ("the last " + std::to_string(o.keep_last) + " kept").c_str() : "all kept");
+        for (auto& t : list_checkpoints(o.out, true)) {   // never complete: a write that was killed
+            std::string path = o.out + "/" + t.second;
+            if (remove(path.c_str()) == 0) printf("  removed %s (left by a killed write)\n", path.c_str());
+        }
+    } else {
+        printf("  no checkpoints (--checkpoint-every 0)\n");
+    }
+    if (o.skip_outliers > 0)
+        printf("  updates skipped where the loss or gradient norm z-score over the last %d steps is above %g\n",
+               OUTLIER_WINDOW, o.skip_outliers);
 
     std::string log_path = o.out + "/log.csv";
     FILE* log = fopen(log_path.c_str(), o.resume ? "a" : "w");
     if (!log) { fprintf(stderr, "train_parallax: cannot write %s\n", log_path.c_str()); return 1; }
-    if (!o.resume) fprintf(log, "step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s,eval_tokens\n");
+    if (!o.resume) fputs(LOG_HEADER, log);
 
+    // a test hook, not a flag: TRAIN_PARALLAX_NAN_AT_STEP=N makes step N's loss NaN, so that dev/resume_check.sh
+    // can check on a GPU that such a step is not applied and leaves the last checkpoint intact
+    const char* nan_env = getenv("TRAIN_PARALLAX_NAN_AT_STEP");
+    int nan_test_step = nan_env ? atoi(nan_env) : 0;
+    if (nan_test_step > 0) printf("  test hook: the loss of step %d will be NaN (TRAIN_PARALLAX_NAN_AT_STEP)\n", nan_test_step);
     double total_ms = 0.0;
     int timed = 0;
     for (int step = start; step <= o.steps; step++) {
@@ -1076,8 +1433,8 @@ int main(int argc, char** argv) {
             if (have_tok) printf("step %5d | sample: %s\n", step, tokenizer_decode(&tok, ids).c_str());
             else { printf("step %5d | sample ids:", step); for (int id : ids) printf(" %d", id); printf("\n"); }
         }
-        if (step > start && (step == o.steps || (o.checkpoint_every && step % o.checkpoint_every == 0)))
-            save_checkpoint(&m, o, step, train);
+        if (o.checkpoint_every && step > start && (step == o.steps || step % o.checkpoint_every == 0))
+            save_checkpoint(&m, o, step, train, &rs);
         if (step == o.steps) break;
         cudaEvent_t t0, t1;
         cudaCheck(cudaEventCreate(&t0)); cudaCheck(cudaEventCreate(&t1));
@@ -1091,8 +1448,15 @@ int main(int argc, char** argv) {
             model_backward(&m, train.inputs.data(), o.batch, o.seq_len);
         }
         loss /= accum;
+        if (step + 1 == nan_test_step) loss = NAN;   // the fault test of dev/resume_check.sh
         float lrs = lr_schedule(step, o.steps, o.warmup, o.decay_frac, o.schedule == "cosine");
-        float norm = model_update(&m, o.hp, lrs);
+        // the update is decided before it is applied: never on a non-finite loss or norm, and not on an outlier
+        float norm = model_grad_norm(&m);
+        bool finite = std::isfinite(loss) && std::isfinite(norm);
+        double z_loss = outlier_z(rs.loss_window, (float)loss), z_norm = outlier_z(rs.norm_window, norm);
+        bool skip = o.skip_outliers > 0 && (z_loss > o.skip_outliers || z_norm > o.skip_outliers);
+        if (finite && !skip) model_apply_update(&m, o.hp, lrs, norm);
+        if (finite) { outlier_push(&rs.loss_window, (float)loss); outlier_push(&rs.norm_window, norm); }
         cudaCheck(cudaEventRecord(t1));
         cudaCheck(cudaEventSynchronize(t1));
         float ms;
@@ -1105,8 +1469,18 @@ int main(int argc, char** argv) {
                o.steps, loss, lrs, norm, ms, tps, mfu);
         fprintf(log, "%d,%ld,train,%.6f,%.5f,%.5f,%.2f,%.0f,\n", step + 1, tokens_seen + o.total_batch, loss, lrs,
                 norm, ms, tps);
+        if (finite && skip) {
+            printf("step %5d | update skipped: loss z-score %.2f, gradient norm z-score %.2f (--skip-outliers %g)\n",
+                   step + 1, z_loss, z_norm, o.skip_outliers);
+            fprintf(log, "%d,%ld,skipped,%.6f,%.5f,%.5f,,,\n", step + 1, tokens_seen + o.total_batch, loss, lrs, norm);
+        }
         fflush(log);
-        if (!std::isfinite(loss)) { fprintf(stderr, "train_parallax: loss is not finite at step %d\n", step + 1); return 1; }
+        if (!finite) {
+            fprintf(stderr, "train_parallax: step %d: loss %g, gradient norm %g: not finite; the update was not applied "
+                    "and no checkpoint written after it; %s\n", step + 1, loss, norm, last_checkpoint_note(rs).c_str());
+            fclose(log);
+            return 1;
+        }
     }
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));

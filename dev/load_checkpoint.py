@@ -1,9 +1,9 @@
-"""Loads a train_parallax checkpoint (OUT/checkpoint.ptf) into PyTorch: the weights as the reference model's
+"""Loads a train_parallax checkpoint (OUT/checkpoint_<step>.ptf) into PyTorch: the weights as the reference model's
 parameter dict (dev/model_ref.py), the optimizer state alongside. The layout is the reference tensor file
 (dev/README.md): param.<name>, muon_buf.<name>, adam_m.<name>, adam_v.<name>, and the run in the metadata.
 
-  python3 dev/load_checkpoint.py out/checkpoint.ptf                       # what is in it
-  python3 dev/load_checkpoint.py out/checkpoint.ptf --shard data/shards/val_000.bin --tokens 1024
+  python3 dev/load_checkpoint.py out/checkpoint_000200.ptf                     # what is in it
+  python3 dev/load_checkpoint.py out/checkpoint_000200.ptf --shard data/shards/val_000.bin --tokens 1024
         # the reference model's loss on the first tokens of a shard, to compare with the trainer's
 """
 import argparse

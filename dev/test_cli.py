@@ -5,6 +5,7 @@ stop before GPU start; each valid command (several that a default used to break)
   python3 dev/test_cli.py [./train_parallax]
 """
 import os
+import re
 import shutil
 import stat
 import struct
@@ -70,6 +71,173 @@ def dry_run_val_tokens(stdout):
             return int(line.split("validation ")[1].split(" tokens")[0])
     return None
 
+# ---------------------------------------------------------------------------------------------------------
+# --resume against fake checkpoints (dev/tensorfile.py): the metadata is checked before any GPU work, so a
+# refusal must come with exit 2 and name each setting with both values; a checkpoint that matches must get
+# past every check (to GPU start here, to the tensor load on a GPU host).
+
+def f32(x):
+    """A float as the trainer stores it: rounded to float32, 9 significant digits."""
+    return "%.9g" % struct.unpack("<f", struct.pack("<f", float(x)))[0]
+
+
+def listed(stderr):
+    """key -> (checkpoint value, this run's value) from the lines '  key: checkpoint A, this run B'."""
+    out = {}
+    for line in stderr.splitlines():
+        m = re.match(r"  (\S+): checkpoint (.*), this run (.*)$", line)
+        if m:
+            out[m.group(1)] = (m.group(2), m.group(3))
+    return out
+
+
+def past_the_checks(p):
+    """A --dry-run 1 got past every check."""
+    return p.returncode == 0 and "dry run: every check passed" in p.stdout
+
+
+def resume_cases(exe, d):
+    try:
+        import tensorfile
+    except ImportError as e:
+        CHECKS.skip("resume checks", f"dev/tensorfile.py needs numpy ({e})")
+        return
+    import numpy as np
+    tr = os.path.join(d, "resume_train")
+    os.makedirs(tr)
+    shards = [os.path.join(tr, "train_000.bin"), os.path.join(tr, "train_001.bin")]
+    sizes = [3000, 4000]
+    for path, n in zip(shards, sizes):
+        write_shard(path, [i % 50000 for i in range(n)])
+    held_out = os.path.join(d, "resume_val.bin")
+    write_shard(held_out, [(3 * i) % 50000 for i in range(2000)])
+    flags = {"--attention": "softmax", "--optimizer": "adamw", "--depth": "2", "--width": "256", "--head-dim": "128",
+             "--seq-len": "32", "--max-seq-len": "512", "--batch": "4", "--total-batch": "256", "--steps": "30",
+             "--warmup": "3", "--schedule": "cosine", "--decay-frac": "0.25", "--seed": "4242", "--adam-lr": "0.0015",
+             "--grad-clip": "0.5", "--skip-outliers": "4.5"}
+    # what the checkpoint must say for these flags and shards (the names the trainer's message uses)
+    expect = {"variant": "softmax", "optimizer": "adamw", "depth": "2", "width": "256", "head_dim": "128",
+              "seq_len": "32", "batch": "4", "total_batch": "256", "steps": "30", "warmup": "3",
+              "schedule": "cosine", "decay_frac": f32(0.25), "seed": "4242", "adam_lr": f32(0.0015),
+              "grad_clip": f32(0.5), "skip_outliers": f32(4.5), "train_files": "2"}
+    for i, (path, n) in enumerate(zip(shards, sizes)):
+        expect[f"train_file.{i}"], expect[f"train_file_tokens.{i}"] = path, str(n)
+    args = [a for kv in flags.items() for a in kv] + ["--train-data", os.path.join(tr, "train_*.bin"),
+                                                       "--val-data", held_out, "--prose-val-data", "",
+                                                       "--sample-every", "0"]
+    position = {"kind": "checkpoint", "step": "10", "train_shard": "1", "train_offset": "128", "adam_t": "9",
+                "loss_window": "", "norm_window": ""}
+    counter = [0]
+
+    def run(files, extra=("--resume", "1", "--dry-run", "1"), log=None):
+        """files: {name: meta dict, or (meta, cut bytes), or None for a directory} in a fresh OUT."""
+        counter[0] += 1
+        out = os.path.join(d, f"resume_out{counter[0]}")
+        os.makedirs(out)
+        for name, meta in files.items():
+            path = os.path.join(out, name)
+            if meta is None:
+                os.makedirs(path)
+                continue
+            cut = 0
+            if isinstance(meta, tuple):
+                meta, cut = meta
+            tensorfile.write(path, meta, [("param.wte", np.zeros((64, 64), np.float32))] if cut else [])
+            if cut:
+                os.truncate(path, os.path.getsize(path) - cut)
+        if log is not None:
+            with open(os.path.join(out, "log.csv"), "w") as f:
+                f.write(log)
+        p = subprocess.run([exe] + args + ["--out", out] + list(extra), capture_output=True, text=True, timeout=60)
+        return p, out
+
+    # 1. a checkpoint without settings: every setting is named missing, with this run's value
+    p, _ = run({"checkpoint_000010.ptf": position})
+    got = listed(p.stderr)
+    wrong = {k: got.get(k) for k, v in expect.items() if got.get(k) != ("(missing)", v)}
+    check("resume: every missing setting named with this run's value", p.returncode == 2 and not wrong and
+          len(got) >= len(expect), f"exit {p.returncode}, {len(got)} settings listed, wrong or absent: {wrong or 'none'}")
+    settings = {k: v[1] for k, v in got.items()}
+
+    # 2. the same settings stored: past every check (a dry run leaves log.csv alone); a real start keeps the
+    # header and the rows up to step 10 (it stops at GPU start here, at the tensor load on a GPU host)
+    full = dict(position, **settings)
+    rows = ["10,2560,train,5.1,1,0.5,1,1,\n", "10,2560,val,5.2,,,,,300\n", "11,2816,train,5.0,1,0.5,1,1,\n",
+            "30,7680,gpu_memory_gib,1.5,,,,,\n"]
+    header = "step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s,eval_tokens\n"
+    log = header + "".join(rows) + "12,3072,tra"
+    p, out = run({"checkpoint_000010.ptf": full}, log=log)
+    with open(os.path.join(out, "log.csv")) as f:
+        untouched = f.read() == log
+    check("resume: a checkpoint with the same settings gets past every check", past_the_checks(p) and untouched,
+          f"exit {p.returncode}: {(p.stderr.strip().splitlines() or [''])[-1]}; log.csv untouched: {untouched}")
+    p, out = run({"checkpoint_000010.ptf": full}, extra=("--resume", "1"), log=log)
+    with open(os.path.join(out, "log.csv")) as f:
+        kept = f.read()
+    want = header + "".join(r for r in rows if int(r.split(",")[0]) <= 10 and ",gpu_memory_gib," not in r)
+    check("resume: log.csv rows after the checkpoint's step (and a cut line, the memory row) dropped",
+          kept == want and "other settings" not in p.stderr,
+          f"{kept.count(chr(10))} lines kept, {want.count(chr(10))} expected; exit {p.returncode}")
+
+    # 3. other settings: each one named with both values, nothing else
+    changed = {"depth": "4", "steps": "40", "adam_lr": f32(0.002), "train_file_tokens.1": "4001",
+               "train_file.2": os.path.join(tr, "train_002.bin")}
+    p, _ = run({"checkpoint_000010.ptf": dict(full, **changed)})
+    got = listed(p.stderr)
+    want = {k: (v, expect.get(k, "(none)")) for k, v in changed.items()}
+    check("resume: each mismatched setting named with both values", p.returncode == 2 and got == want,
+          f"exit {p.returncode}, listed {got}")
+
+    # 4. a bad position or kind: a clear error naming the key
+    bad = [({"step": "abc"}, "step is 'abc'"), ({"step": "-3"}, "step is '-3'"), ({"step": "31"}, "step is '31'"),
+           ({"step": "12"}, "file name says 10"), ({"train_shard": "2"}, "train_shard is '2'"),
+           ({"train_offset": "x"}, "train_offset is 'x'"), ({"train_offset": "4001"}, "train_offset is '4001'"),
+           ({"adam_t": None}, "'adam_t' is missing"), ({"step": None}, "'step' is missing"),
+           ({"loss_window": "1 x"}, "loss_window"), ({"kind": "reference"}, "not a train_parallax checkpoint")]
+    for change, needle in bad:
+        meta = {k: v for k, v in dict(full, **change).items() if v is not None}
+        p, _ = run({"checkpoint_000010.ptf": meta})
+        msg = (p.stderr.strip().splitlines() or [""])[-1]
+        check(f"resume: refuses {change}", p.returncode == 2 and needle in msg and "checkpoint_000010.ptf" in msg,
+              f"exit {p.returncode}: {msg}")
+
+    # 5. the newest complete checkpoint is resumed: a newer one cut short is passed over, with a note
+    p, _ = run({"checkpoint_000010.ptf": full, "checkpoint_000020.ptf": (dict(full, step="20"), 100)})
+    check("resume: passes over a checkpoint cut short, resumes the one before",
+          past_the_checks(p) and "passing over" in p.stdout and "checkpoint_000020.ptf" in p.stdout,
+          f"exit {p.returncode}: {p.stdout.strip().splitlines()[-1:]} {(p.stderr.strip().splitlines() or [''])[-1]}")
+    for files, what in [({"checkpoint_000020.ptf": (dict(full, step="20"), 100)}, "only a cut-short checkpoint"),
+                        ({"checkpoint_000030.ptf": None}, "a directory as the checkpoint")]:
+        p, _ = run(files)
+        msg = (p.stderr.strip().splitlines() or [""])[-1]
+        check(f"resume: refuses {what}", p.returncode == 2 and "no complete checkpoint" in msg and "checkpoint_0000" in msg,
+              f"exit {p.returncode}: {msg}")
+
+    # 6. a fresh run refuses an OUT holding checkpoints; the new flags refuse bad values
+    p, _ = run({"checkpoint_000010.ptf": full}, extra=("--dry-run", "1"))
+    msg = (p.stderr.strip().splitlines() or [""])[-1]
+    check("fresh run refuses an OUT with checkpoints", p.returncode == 2 and "--out" in msg and "--resume 1" in msg,
+          f"exit {p.returncode}: {msg}")
+    for flag, value in [("--keep-last", "-1"), ("--keep-last", "x"), ("--skip-outliers", "-2"),
+                        ("--skip-outliers", "nan")]:
+        p = subprocess.run([exe] + args + ["--out", os.path.join(d, "o"), flag, value], capture_output=True,
+                           text=True, timeout=60)
+        msg = (p.stderr.strip().splitlines() or [""])[-1]
+        check(f"refuses {flag} {value}", p.returncode == 2 and flag in msg, f"exit {p.returncode}: {msg}")
+
+    # 7. --help states one checkpoint's size for the flags before it (reference: dev/model_ref.py's table)
+    p = subprocess.run([exe] + args + ["--help"], capture_output=True, text=True, timeout=60)
+    m = re.search(r"one checkpoint is ([0-9.]+) GiB", p.stdout)
+    try:
+        from model_ref import Config, param_table
+    except ImportError as e:
+        CHECKS.skip("--help states the checkpoint size", f"dev/model_ref.py needs torch ({e})")
+        return
+    cfg = Config(variant="softmax", depth=2, width=256, head_dim=128)
+    n = sum(int(np.prod(shape)) for _, shape in param_table(cfg))
+    check("--help states the checkpoint size", m and m.group(1) == "%.2f" % (16 * n / 2**30) and "--keep-last" in p.stdout,
+          f"help says {m.group(1) if m else None} GiB, 16 bytes x {n} parameters = {16 * n / 2**30:.4f} GiB")
+
 
 def main(argv):
     exe = os.path.abspath(argv[0] if argv else os.path.join(HERE, "..", "train_parallax"))
@@ -105,10 +273,10 @@ def main(argv):
         os.makedirs(os.path.join(ckdir_out, "checkpoint.ptf"))
         os.makedirs(os.path.join(logdir_out, "log.csv"))
         os.mkdir(garbage_out)
-        with open(os.path.join(garbage_out, "checkpoint.ptf"), "wb") as f:
+        with open(os.path.join(garbage_out, "checkpoint_000010.ptf"), "wb") as f:
             f.write(b"not a tensor file at all")
         os.mkdir(nokey_out)
-        write_empty_ptf(os.path.join(nokey_out, "checkpoint.ptf"))
+        write_empty_ptf(os.path.join(nokey_out, "checkpoint_000010.ptf"))
         cases = [
             # flags, one at a time
             (["--bogus", "1"], "--bogus", "unknown flag"),
@@ -174,9 +342,9 @@ def main(argv):
             (["--out", "/proc/no_such_dir"], ["--out", "cannot create"], "an --out that cannot be created, even by root"),
             (["--out", logdir_out], ["--out", "log.csv"], "OUT/log.csv a directory"),
             (["--out", ckdir_out], ["--out", "checkpoint.ptf"], "OUT/checkpoint.ptf a directory"),
-            (["--resume", "1"], "checkpoint.ptf", "resume without a checkpoint"),
-            (["--resume", "1", "--out", garbage_out], ["checkpoint.ptf", "bad magic"], "resume from a file that is not one"),
-            (["--resume", "1", "--out", nokey_out], [os.path.basename(exe) + ": ", "checkpoint.ptf", "no metadata key"],
+            (["--resume", "1"], "checkpoint_<step>.ptf", "resume without a checkpoint"),
+            (["--resume", "1", "--out", garbage_out], ["checkpoint_000010.ptf", "bad magic"], "resume from a file that is not one"),
+            (["--resume", "1", "--out", nokey_out], [os.path.basename(exe) + ": ", "checkpoint_000010.ptf", "metadata key 'kind' is missing"],
              "resume from a checkpoint missing its metadata, with the program's name"),
         ]
         for extra, needles, what in cases:
@@ -239,6 +407,7 @@ def main(argv):
               f"missing: {missing or 'none'}")
         check("--help states the step rule", "B x T must divide N" in p.stdout, "'B x T must divide N'")
         shutil.rmtree(path(hostile), ignore_errors=True)
+        resume_cases(exe, d)
     CHECKS.exit()
 
 

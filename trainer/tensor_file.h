@@ -1,4 +1,4 @@
-// defines: TensorFile, RefTensor, tensor_file_read, TensorToWrite, tensor_file_write
+// defines: TensorFile, RefTensor, tensor_file_read, TensorToWrite, tensor_file_write, tensor_file_read_meta
 // Reader of the reference tensor files (.ptf) that dev/export_reference.py writes.
 // Layout (dev/README.md): magic "PTF1", uint32 version 1, uint32 n_meta, uint32 n_tensors; n_meta
 // (key, value) strings, each a uint32 length and bytes; per tensor a uint32-length name, uint32 dtype
@@ -173,5 +173,54 @@ static bool tensor_file_write(const char* path, const std::vector<std::pair<std:
         remove(tmp.c_str());
         return false;
     }
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The metadata of a file without its tensors (a checkpoint's settings are checked before any GPU work, and
+// reading 2.7 GB for that would be slow). `complete` is false when the tensor table points past the end of
+// the file: a file cut short. Returns false with `err` when it is not a readable tensor file at all.
+#include <algorithm>
+
+static bool tensor_file_read_meta(const char* path, std::vector<std::pair<std::string, std::string>>* meta,
+                                  bool* complete, std::string* err) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) { *err = std::string(path) + ": cannot open (" + strerror(errno) + ")"; return false; }
+    if (!S_ISREG(sb.st_mode)) { *err = std::string(path) + ": not a regular file"; return false; }
+    FILE* f = fopen(path, "rb");
+    if (!f) { *err = std::string(path) + ": cannot open (" + strerror(errno) + ")"; return false; }
+    uint64_t file_size = (uint64_t)sb.st_size, end = 0;
+    auto fail = [&](const std::string& why) { fclose(f); *err = std::string(path) + ": " + why; return false; };
+    auto u32 = [&](uint32_t* v) { return fread(v, 4, 1, f) == 1; };
+    auto u64 = [&](uint64_t* v) { return fread(v, 8, 1, f) == 1; };
+    auto str = [&](std::string* s) {
+        uint32_t n;
+        if (!u32(&n) || n > file_size) return false;
+        s->resize(n);
+        return n == 0 || fread(&(*s)[0], 1, n, f) == n;
+    };
+    char magic[4];
+    uint32_t version, n_meta, n_tensors;
+    if (fread(magic, 1, 4, f) != 4 || memcmp(magic, "PTF1", 4) != 0) return fail("bad magic (not a reference tensor file)");
+    if (!u32(&version) || !u32(&n_meta) || !u32(&n_tensors)) return fail("truncated header");
+    if (version != 1) return fail("version " + std::to_string(version) + ", this reader knows 1");
+    meta->clear();
+    for (uint32_t i = 0; i < n_meta; i++) {
+        std::string k, v;
+        if (!str(&k) || !str(&v)) return fail("truncated metadata");
+        meta->push_back({k, v});
+    }
+    for (uint32_t i = 0; i < n_tensors; i++) {
+        std::string name;
+        uint32_t dtype, ndim;
+        uint64_t off, nbytes, dim;
+        if (!str(&name) || !u32(&dtype) || !u32(&ndim) || ndim > 16) return fail("truncated tensor table");
+        for (uint32_t d = 0; d < ndim; d++) if (!u64(&dim)) return fail("truncated tensor table");
+        if (!u64(&off) || !u64(&nbytes)) return fail("truncated tensor table");
+        if (off > file_size || nbytes > file_size) end = file_size + 1;   // past the end, without wrapping
+        else end = std::max(end, off + nbytes);
+    }
+    fclose(f);
+    *complete = end <= file_size;
     return true;
 }
