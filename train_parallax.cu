@@ -25,6 +25,8 @@
 #include "trainer/tensor_file.h"       // defines: TensorFile, tensor_file_read, tensor_file_write
 #include "trainer/tokenizer.h"         // defines: Tokenizer, tokenizer_load, tokenizer_decode
 #include "parallax_kernels.cuh"        // defines: attention_forward, attention_backward
+#include "trainer/attention_sm80.cuh"  // defines: attention_forward_sm80, attention_backward_sm80 (the 8.x path)
+#include "trainer/gpu_arch.h"          // defines: attention_path_pick, gpu_check_supported, gpu_peak_bf16
 #include "muon.cuh"                    // defines: muon_step, adamw_step, global_sumsq
 
 // ---------------------------------------------------------------------------------------------------------
@@ -317,6 +319,19 @@ static void model_init(Model* m, unsigned long long seed) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// the attention kernels of this process: the Hopper ones (parallax_kernels.cuh) or the 8.x path
+// (trainer/attention_sm80.cuh), picked once from the GPU and PARALLAX_ATTENTION by attention_path_init
+
+static AttentionPath g_attention_path = ATTENTION_PATH_HOPPER;
+
+// false with the reason in *err when the GPU is older than 8.0 or PARALLAX_ATTENTION is bad
+static bool attention_path_init(const cudaDeviceProp& prop, std::string* err) {
+    if (!gpu_check_supported(prop.name, prop.major, prop.minor, err)) return false;
+    bool hopper_built = kernel_built_for_hopper((const void*)attention_forward_kernel<64, true>);
+    return attention_path_pick(prop.major, prop.minor, hopper_built, getenv("PARALLAX_ATTENTION"), &g_attention_path,
+                               err);
+}
+
 // forward: embedding, L blocks, head and the fused cross-entropy. With targets, the logits buffer ends
 // holding dlogits scaled by grad_scale (1 / tokens of the whole batch); the mean loss is returned.
 // inputs, targets: host arrays of B*T tokens (B, T may be smaller than the allocation).
@@ -335,7 +350,7 @@ static float model_forward(Model* m, const int* inputs, const int* targets, int 
         rmsnorm_forward(la.h, la.rstd, la.x, (int)N, c.C, st);
         linear_forward(la.qkvr, la.h, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, st);
         qkr_norm_rope_forward(la.qkr, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D, c.n_proj(), st);
-        attention_forward(la.o, la.vbar, la.lse, la.tbar, la.qkr, c.probe ? la.qkr + 3 * C : NULL, la.qkr + C,
+        (g_attention_path == ATTENTION_PATH_SM80 ? attention_forward_sm80 : attention_forward)(la.o, la.vbar, la.lse, la.tbar, la.qkr, c.probe ? la.qkr + 3 * C : NULL, la.qkr + C,
                           la.qkvr + 2 * C, B, T, c.H, c.D, (int)nC, st);
         matmul_residual(la.x_mid, la.x, la.o, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, st);
         // MLP: x_next = x_mid + W_2 relu(W_1 rmsnorm(x_mid))^2
@@ -387,7 +402,7 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
         bf16* dO = a->dh;  // reuse: free until the q/k/v/r GEMM below
         linear_backward_input(dO, a->dres_bf16, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, false, st);
         bf16* dq = a->dbig;
-        attention_backward(dq, c.probe ? dq + 3 * C : NULL, dq + C, dq + 2 * C, a->Tg, a->Bv, dO, la.qkr,
+        (g_attention_path == ATTENTION_PATH_SM80 ? attention_backward_sm80 : attention_backward)(dq, c.probe ? dq + 3 * C : NULL, dq + C, dq + 2 * C, a->Tg, a->Bv, dO, la.qkr,
                            c.probe ? la.qkr + 3 * C : NULL, la.qkr + C, la.qkvr + 2 * C, la.o, la.vbar, la.lse, la.tbar,
                            B, T, c.H, c.D, (int)nC, st);
         qkr_norm_rope_backward(a->dbig, la.dgains, a->scratch, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D,
@@ -571,12 +586,10 @@ static std::vector<int> model_sample(Model* m, int n, unsigned long long seed) {
     return std::vector<int>(toks.begin() + 1, toks.end());
 }
 
-// dense bf16 peak of the GPU, for MFU (datasheet numbers; 0 when unknown)
+// dense bf16 peak of the GPU in FLOP/s, for MFU (trainer/gpu_arch.h's table; 0 when the GPU is not in it)
 static double gpu_peak_flops(const cudaDeviceProp& p) {
-    std::string n = p.name;
-    if (n.find("H100") != std::string::npos || n.find("H200") != std::string::npos || n.find("H800") != std::string::npos) return 989e12;
-    if (n.find("A100") != std::string::npos || n.find("A800") != std::string::npos) return 312e12;
-    return 0.0;
+    const GpuPeak* g = gpu_peak_bf16(p.name);
+    return g ? g->tflops * 1e12 : 0.0;
 }
 
 #ifndef TESTING
@@ -816,6 +829,7 @@ int main(int argc, char** argv) {
 
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    if (!attention_path_init(prop, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
     matmul_init();
     Config cfg = make_config(o.attention == "parallax", o.depth, o.width, o.head_dim, o.max_seq_len);
     Model m;
@@ -836,6 +850,9 @@ int main(int argc, char** argv) {
     double peak = gpu_peak_flops(prop);
     printf("train_parallax: %s attention, %s, d%d (C=%d, H=%d, D=%d), %.1f M parameters, on %s\n",
            o.attention.c_str(), o.optimizer.c_str(), cfg.L, cfg.C, cfg.H, cfg.D, m.n_params / 1e6, prop.name);
+    printf("  attention kernels: %s (compute capability %d.%d)\n",
+           g_attention_path == ATTENTION_PATH_SM80 ? "8.x path (trainer/attention_sm80.cuh)" : "Hopper", prop.major,
+           prop.minor);
     printf("  batch %d x %d, %d micro-steps = %ld tokens per step, %d steps; train %ld tokens in %zu shards, "
            "val %ld tokens\n", o.batch, o.seq_len, accum, o.total_batch, o.steps, dataloader_total_tokens(&train),
            train.paths.size(), dataloader_total_tokens(&val));
@@ -893,8 +910,9 @@ int main(int argc, char** argv) {
         cudaCheck(cudaEventDestroy(t0)); cudaCheck(cudaEventDestroy(t1));
         if (step > start) { total_ms += ms; timed++; }   // the first step includes cuBLAS warm-up
         double tps = o.total_batch / (ms / 1e3);
-        double mfu = peak > 0 ? 100.0 * flops_per_token * tps / peak : 0.0;
-        printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1,
+        char mfu[32] = "unknown";   // a GPU not in gpu_arch.h's table gets no number rather than a wrong one
+        if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tps / peak);
+        printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s | MFU %s\n", step + 1,
                o.steps, loss, lrs, norm, ms, tps, mfu);
         fprintf(log, "%d,%ld,train,%.6f,%.5f,%.5f,%.2f,%.0f\n", step + 1, tokens_seen + o.total_batch, loss, lrs,
                 norm, ms, tps);
