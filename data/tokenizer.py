@@ -7,6 +7,7 @@ Debian's python3-regex).
   python3 data/tokenizer.py write-decoder OUT.bin   the llm.c tokenizer file the trainer's samples use
 """
 import hashlib
+import heapq
 import json
 import os
 import struct
@@ -23,8 +24,10 @@ SHA256 = {
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
 }
 EOT = 50256  # <|endoftext|>
+VOCAB = 50257
 PATTERN = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 TOKENIZER_MAGIC, TOKENIZER_VERSION = 20240328, 2
+LONG_WORD = 64  # words longer than this take the heap BPE (the plain loop is faster on short ones)
 
 
 def sha256_of(path):
@@ -82,7 +85,10 @@ class Tokenizer:
         self.cache = {}
 
     def bpe(self, word):
-        """Merge the lowest-ranked adjacent pair until none is in the merge table."""
+        """Merge the lowest-ranked adjacent pair (every occurrence, left to right) until none is in the
+        merge table. Each round rescans the word, quadratic in its length: long words take bpe_long."""
+        if len(word) > LONG_WORD:
+            return [self.encoder[p] for p in self.bpe_long(word)]
         parts = list(word)
         while len(parts) > 1:
             best, best_rank = None, None
@@ -104,6 +110,52 @@ class Tokenizer:
             parts = merged
         return [self.encoder[p] for p in parts]
 
+    def bpe_long(self, word):
+        """The same merges in O(n log n): the parts form a linked list and every adjacent pair in the merge
+        table sits in a heap keyed by (rank, position). A round pops every entry of the lowest rank in
+        position order, exactly the occurrences the plain loop merges left to right, and only then pushes
+        the pairs the merges made, so a new lower-ranked pair waits for the next round as it does there.
+        Stale entries (a part already merged away or changed) are skipped when popped."""
+        parts = list(word)
+        n = len(parts)
+        nxt = list(range(1, n + 1))  # n = end of the list
+        prv = list(range(-1, n - 1))
+        alive = [True] * n
+        heap = []
+
+        def push(i):  # the pair starting at part i, if it is in the merge table
+            j = nxt[i]
+            r = self.ranks.get((parts[i], parts[j])) if j < n else None
+            if r is not None:
+                heapq.heappush(heap, (r, i, parts[i], parts[j]))
+
+        for i in range(n - 1):
+            push(i)
+        while heap:
+            rank = heap[0][0]
+            touched = []
+            while heap and heap[0][0] == rank:
+                _, i, a, b = heapq.heappop(heap)
+                j = nxt[i] if alive[i] else n
+                if j >= n or parts[i] != a or parts[j] != b:
+                    continue  # stale: merged away or changed since it was pushed
+                parts[i] = a + b
+                alive[j] = False
+                nxt[i] = nxt[j]
+                if nxt[j] < n:
+                    prv[nxt[j]] = i
+                touched.append(i)
+            for i in touched:
+                if alive[i]:
+                    if prv[i] >= 0:
+                        push(prv[i])
+                    push(i)
+        out, i = [], 0
+        while i < n:
+            out.append(parts[i])
+            i = nxt[i]
+        return out
+
     def encode(self, text):
         out, cache, be = [], self.cache, self.byte_encoder
         for piece in PATTERN.findall(text):
@@ -116,6 +168,8 @@ class Tokenizer:
         return out
 
     def token_bytes(self, i):
+        if not 0 <= i < VOCAB:
+            raise ValueError(f"token id {i} is out of range (GPT-2 ids are 0..{VOCAB - 1})")
         if i == EOT:
             return b"<|endoftext|>"
         return bytes(self.byte_decoder[c] for c in self.decoder[i])
@@ -138,18 +192,62 @@ class Tokenizer:
         os.replace(tmp, path)
 
 
+def usage_error(msg):
+    print(f"tokenizer.py: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_ids(args):
+    """Token ids from the command line; anything that is not an id of the vocabulary is an error naming it."""
+    ids = []
+    for x in args:
+        try:
+            i = int(x)
+        except ValueError:
+            usage_error(f"decode: '{x}' is not an integer token id")
+        if not 0 <= i < VOCAB:
+            usage_error(f"decode: token id {i} is out of range (GPT-2 ids are 0..{VOCAB - 1})")
+        ids.append(i)
+    return ids
+
+
+def utf8_text(args):
+    """The command-line words joined by spaces. Python hands bytes that are not UTF-8 over as surrogate
+    escapes; find the first one and name its byte offset."""
+    text = " ".join(args)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        offset = len(text[:e.start].encode("utf-8", "surrogateescape"))
+        byte = ord(text[e.start]) - 0xDC00
+        usage_error(f"encode: the text is not UTF-8 (byte 0x{byte & 0xFF:02x} at byte offset {offset})")
+    return text
+
+
 def main(argv):
-    if len(argv) < 2 or argv[0] not in ("encode", "decode", "write-decoder"):
+    if len(argv) < 2 or argv[0] not in ("encode", "decode", "write-decoder") or \
+            (argv[0] == "write-decoder" and len(argv) != 2):
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    tok = Tokenizer()
     if argv[0] == "encode":
-        print(" ".join(map(str, tok.encode(" ".join(argv[1:])))))
+        text = utf8_text(argv[1:])
     elif argv[0] == "decode":
-        print(tok.decode([int(x) for x in argv[1:]]))
-    else:
-        tok.write_decoder(argv[1])
-        print(f"wrote {argv[1]}")
+        ids = parse_ids(argv[1:])  # checked before the BPE files are fetched
+    try:
+        tok = Tokenizer()
+        if argv[0] == "encode":
+            print(" ".join(map(str, tok.encode(text))))
+        elif argv[0] == "decode":
+            print(tok.decode(ids))
+        else:
+            tok.write_decoder(argv[1])
+            print(f"wrote {argv[1]}")
+    except OSError as e:
+        print(f"tokenizer.py: {e.filename or argv[-1]}: {e.strerror}", file=sys.stderr)
+        sys.exit(2 if argv[0] == "write-decoder" else 1)
+    except RuntimeError as e:  # the BPE files could not be fetched or do not match their sha256
+        print(f"tokenizer.py: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,16 @@
                                  the loss after 0..steps optimizer steps on that batch, for Muon and AdamW
   attention_cases.ptf            attention-only cases (q, r, k, v, dO -> o, L, tbar, vbar, dq, dr, dk, dv)
                                  for both variants at T = 1, 17, 127, 1024, B x H > 1 and D = 64, 128
+  optim_d2.ptf (--optim)         one Muon and one AdamW step of a d2 model, tensor by tensor, clipping off
+                                 and on: the state before, the update and the state after (float64)
 
 The file layout is in dev/README.md (and dev/tensorfile.py). Examples:
   python3 dev/export_reference.py --depth 2 --device cpu            # small, on the CPU, under a minute
   python3 dev/export_reference.py --depth 12 --device cuda          # d12, B = 4, T = 64, on a GPU
+  python3 dev/export_reference.py --optim                           # optim_d2.ptf, CPU, 2 s
 """
 import argparse
+import copy
 import math
 import os
 import sys
@@ -20,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tensorfile  # noqa: E402
 from model_ref import Config, init_params, loss_and_grads, param_table  # noqa: E402
-from optim_ref import HPARAMS, Optimizer  # noqa: E402
+from optim_ref import HPARAMS, UPDATE_MAX_REL, Optimizer  # noqa: E402
 from parallax_attention import attention_backward, attention_forward_saved  # noqa: E402
 
 ATTENTION_SHAPES = [  # (B, H, T, D)
@@ -48,6 +52,8 @@ def parse_args(argv):
                     help="output folder (default dev/ref)")
     ap.add_argument("--no-model", action="store_true", help="write only the attention cases")
     ap.add_argument("--no-attention", action="store_true", help="write only the model file(s)")
+    ap.add_argument("--optim", action="store_true",
+                    help="write only optim_d2.ptf (one optimizer step per tensor, d2 C = 128, float64 on the CPU)")
     a = ap.parse_args(argv)
 
     def fail(msg):
@@ -124,6 +130,101 @@ def export_model(a, variant, dtype, device):
           f"(B={a.batch} T={a.seq_len} L={cfg.depth} C={cfg.width} loss {loss.item():.5f} on {device})")
 
 
+# ----------------------------------------------------------------------------------------------------------
+# one optimizer step, tensor by tensor (test_parallax's optimizer block; dev/test_reference.py's mutations)
+
+OPTIM_CONFIG = dict(variant="parallax", depth=2, width=128, head_dim=64, vocab=97, max_seq_len=64)
+OPTIM_WARMUP_STEPS = 2      # steps before the recorded one, so that every state is non-zero
+OPTIM_LR_SCALE = 0.5        # the schedule's multiplier in the recorded step: it must scale every group
+OPTIM_GRAD_STD = 0.01       # grad norm ~6.8 over the d2 model's 0.46 M parameters
+
+
+def fp32_round(d):
+    """Rounds a dict of tensors to float32 values in place, kept float64: what the file and the GPU hold."""
+    for k in d:
+        d[k].copy_(d[k].float().double())
+
+
+def optim_case(kind, seed):
+    """The state before the recorded step: float64 weights after OPTIM_WARMUP_STEPS full-rate steps of
+    `kind`, the gradient of the recorded step, and the optimizer, every value rounded to float32.
+    Returns (cfg, params, grads, opt).
+    The gradients are Gaussian, drawn fresh for each step, not the model's: a model gradient of a small
+    batch has rank below C, and bf16 Newton-Schulz turns its null space into noise of ~20% of the update
+    (float64 NS keeps it 0), which would hide every mutation; full-rank Gaussian matrices keep bf16 NS
+    within ~1% of float64. Independent draws keep the momentum buffer off the gradient's direction
+    (else plain momentum and Nesterov give the same update after the normalization)."""
+    cfg = Config(**OPTIM_CONFIG)
+    params = {k: v.double() for k, v in init_params(cfg, seed, zero_init_too=True).items()}
+    gen = torch.Generator().manual_seed(seed + 3)
+    opt = Optimizer(cfg, kind)
+    for step in range(OPTIM_WARMUP_STEPS + 1):
+        grads = {k: torch.randn(v.shape, generator=gen, dtype=torch.float64) * OPTIM_GRAD_STD
+                 for k, v in params.items()}
+        if step < OPTIM_WARMUP_STEPS:
+            opt.step(params, grads)
+    fp32_round(params)
+    fp32_round(grads)
+    fp32_round(opt.adam.m)
+    fp32_round(opt.adam.v)
+    if opt.muon:
+        fp32_round(opt.muon.buf)
+    return cfg, params, grads, opt
+
+
+def optim_state(opt, name):
+    """(state name, tensor) of one parameter's optimizer state, as the trainer's checkpoint names it."""
+    if opt.muon and name in opt.muon.buf:
+        return [("muon_buf", opt.muon.buf[name])]
+    return [("adam_m", opt.adam.m[name]), ("adam_v", opt.adam.v[name])]
+
+
+def optim_step(params, grads, opt, grad_clip, bf16_ns=False):
+    """One step on copies; returns (updates new - old in float64, the optimizer after, grad norm). With
+    bf16_ns, Newton-Schulz rounds to bf16 where muon.cuh does."""
+    p = {k: v.clone() for k, v in params.items()}
+    opt = copy.deepcopy(opt)
+    if opt.muon:
+        opt.muon.bf16 = bf16_ns
+    norm = opt.step(p, grads, lr_scale=OPTIM_LR_SCALE, grad_clip=grad_clip)
+    return {k: p[k] - params[k] for k in p}, opt, norm
+
+
+def export_optim(a):
+    """optim_d2.ptf: for kind in muon, adamw: <kind>.param/grad/<state>.<name> before the step, and for
+    clip in noclip (grad_clip 0), clip (half the gradient norm, so clipping acts): <kind>.<clip>.update.<name>
+    (new - old, computed in float64) and <kind>.<clip>.<state>.<name> after it."""
+    t0 = time.time()
+    meta = {"kind": "optim", "seed": a.seed, "lr_scale": repr(OPTIM_LR_SCALE), "torch": torch.__version__,
+            "warmup_steps": OPTIM_WARMUP_STEPS, "compute_dtype": "float64 from float32 inputs",
+            "max_rel_update.muon": repr(UPDATE_MAX_REL["muon"]), "max_rel_update.adamw": repr(UPDATE_MAX_REL["adamw"]),
+            "max_rel_state": repr(UPDATE_MAX_REL["state"])}
+    tensors = []
+    for kind in ("muon", "adamw"):
+        cfg, params, grads, opt = optim_case(kind, a.seed)
+        meta.update({k: v for k, v in OPTIM_CONFIG.items()})
+        meta["padded_vocab"] = cfg.padded_vocab
+        meta[f"{kind}.adam_t"] = OPTIM_WARMUP_STEPS
+        for k, v in HPARAMS[kind].items():
+            meta[f"{kind}.{k}"] = repr(v)
+        for n, _ in param_table(cfg):
+            tensors += [(f"{kind}.param.{n}", params[n]), (f"{kind}.grad.{n}", grads[n])]
+            tensors += [(f"{kind}.{s}.{n}", t) for s, t in optim_state(opt, n)]
+        _, _, norm = optim_step(params, grads, opt, 0.0)
+        clip = float(f"{norm / 2:.6g}")
+        meta[f"{kind}.grad_norm"] = repr(norm)
+        for tag, grad_clip in (("noclip", 0.0), ("clip", clip)):
+            meta[f"{kind}.{tag}.grad_clip"] = repr(grad_clip)
+            upd, after, _ = optim_step(params, grads, opt, grad_clip)
+            for n, _ in param_table(cfg):
+                tensors.append((f"{kind}.{tag}.update.{n}", upd[n]))
+                tensors += [(f"{kind}.{tag}.{s}.{n}", t) for s, t in optim_state(after, n)]
+        print(f"  optim {kind}: grad norm {norm:.4f}, clip at {clip}")
+    path = os.path.join(a.out, "optim_d2.ptf")
+    tensorfile.write(path, meta, tensors)
+    print(f"wrote {path}: {os.path.getsize(path) / 2**20:.1f} MiB in {time.time() - t0:.1f} s")
+
+
 def export_attention(a):
     """Inputs are rounded to bf16 (what the kernels read), then everything is computed in float64."""
     t0 = time.time()
@@ -157,6 +258,9 @@ def main(argv):
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     dtype = torch.float64 if a.dtype == "float64" else torch.float32
+    if a.optim:
+        export_optim(a)
+        return
     if not a.no_attention:
         export_attention(a)
     if not a.no_model:

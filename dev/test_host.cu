@@ -1,9 +1,11 @@
 // test_host: CPU tests of the trainer's host code (no GPU needed, so they run in CI): the tensor-file writer
-// and reader, the data loader's batches, the embedding backward's grouping of positions by token.
+// and reader (and its bound checks), the data loader's batches, the validation window plan (every token once
+// for any --batch), the embedding backward's grouping of positions by token.
 //   ./dev/test_host            one PASS / FAIL line per check
 //   ./dev/test_host --dump     the parameter table and the learning-rate schedules as JSON, which
 //                              dev/test_host.py compares with dev/model_ref.py and dev/optim_ref.py
 #include <cstdio>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <random>
 #include <string>
@@ -49,6 +51,37 @@ static void test_tensor_file() {
     remove(path.c_str());
 }
 
+// Hand-made tables whose offset + size or shape product wraps past 2^64: each must be refused, not read.
+static void test_tensor_file_bounds() {
+    std::string path = "/tmp/test_host_bounds_" + std::to_string(getpid()) + ".ptf", err;
+    struct Case { const char* what; std::vector<uint64_t> dims; uint64_t off, nbytes; };
+    Case cases[] = {
+        {"an offset that wraps past 2^64", {4}, ~0ULL - 7, 16},
+        {"a shape whose product wraps to 0 bytes", {1ULL << 62, 4}, 64, 0},
+        {"a size past the end of the file", {4}, 64, 16 + 64},
+    };
+    for (const Case& c : cases) {
+        std::vector<char> b;
+        auto put = [&](const void* p, size_t n) { b.insert(b.end(), (const char*)p, (const char*)p + n); };
+        auto u32 = [&](uint32_t v) { put(&v, 4); };
+        put("PTF1", 4); u32(1); u32(0); u32(1);
+        u32(1); put("x", 1); u32(0); u32((uint32_t)c.dims.size());
+        for (uint64_t d : c.dims) put(&d, 8);
+        put(&c.off, 8); put(&c.nbytes, 8);
+        b.resize(64 + 16, 0);   // 16 bytes of data at offset 64
+        FILE* f = fopen(path.c_str(), "wb");
+        fwrite(b.data(), 1, b.size(), f);
+        fclose(f);
+        TensorFile tf;
+        bool refused = !tensor_file_read(&tf, path.c_str(), &err);
+        check(std::string("tensor file: ") + c.what + " is refused", refused, refused ? err : "accepted");
+    }
+    remove(path.c_str());
+    TensorFile dir;
+    bool refused = !tensor_file_read(&dir, "/tmp", &err) && err.find("directory") != std::string::npos;
+    check("tensor file: a directory is refused as one", refused, err);
+}
+
 static void write_shard(const std::string& path, const std::vector<uint16_t>& tokens) {
     int header[256] = {SHARD_MAGIC, SHARD_VERSION, (int)tokens.size()};
     FILE* f = fopen(path.c_str(), "wb");
@@ -59,7 +92,7 @@ static void write_shard(const std::string& path, const std::vector<uint16_t>& to
 
 static void test_dataloader() {
     std::string dir = "/tmp/test_host_shards_" + std::to_string(getpid()), err;
-    if (system(("mkdir -p " + dir).c_str()) != 0) { check("data loader", false, "mkdir failed"); return; }
+    if (mkdir(dir.c_str(), 0700) != 0) { check("data loader", false, dir + ": mkdir failed"); return; }
     std::vector<uint16_t> s0(20), s1(30);
     for (int i = 0; i < 20; i++) s0[i] = (uint16_t)i;
     for (int i = 0; i < 30; i++) s1[i] = (uint16_t)(1000 + i);
@@ -78,7 +111,73 @@ static void test_dataloader() {
         got += std::to_string(dl.inputs[0]) + " ";
     }
     check("data loader: consecutive windows, next shard, back to the first", ok, "first inputs " + got);
-    if (system(("rm -rf " + dir).c_str()) != 0) perror("rm");
+    remove((dir + "/shard_000.bin").c_str());
+    remove((dir + "/shard_001.bin").c_str());
+    rmdir(dir.c_str());
+}
+
+// The validation plan over random shard sizes, for several T and B: every token of every shard but its first
+// is scored exactly once (whatever B is), each scored target is the shard's token at that position with the
+// one before it as input, and the scored count is the plan's tokens. The expected coverage is the files.
+static void test_val_plan(unsigned seed) {
+    std::string dir = "/tmp/test_host_val_" + std::to_string(getpid()), err;
+    if (mkdir(dir.c_str(), 0700) != 0) { check("validation plan", false, dir + ": mkdir failed"); return; }
+    std::mt19937 rng(seed);
+    int Ts[] = {1, 7, 64};
+    int Bs[] = {1, 3, 32};
+    for (int T : Ts) {
+        // shard sizes: exactly one window, one window + 1, a multiple of T plus one, and random ones
+        std::vector<long> sizes = {T + 1L, T + 2L, 3L * T + 1};
+        for (int i = 0; i < 3; i++) sizes.push_back(T + 1 + (long)(rng() % (20 * T + 50)));
+        std::vector<std::vector<uint16_t>> shards;
+        long want_tokens = 0;
+        for (size_t s = 0; s < sizes.size(); s++) {
+            std::vector<uint16_t> tok(sizes[s]);
+            for (uint16_t& t : tok) t = (uint16_t)(rng() % GPT2_VOCAB);
+            char name[64];
+            snprintf(name, sizeof name, "/val_%03zu.bin", s);
+            write_shard(dir + name, tok);
+            shards.push_back(tok);
+            want_tokens += sizes[s] - 1;
+        }
+        for (int B : Bs) {
+            ValSet vs;
+            bool ok = valset_open(&vs, "--val-data", (dir + "/val_*.bin").c_str(), B, T, &err);
+            std::vector<std::vector<int>> seen(shards.size());
+            for (size_t s = 0; s < shards.size(); s++) seen[s].assign(shards[s].size(), 0);
+            long scored = 0, wrong = 0;
+            std::vector<int> first;
+            for (size_t w = 0; ok && w < vs.windows.size(); w += B) {
+                valset_batch(&vs, w, vs.windows.size(), &first);
+                for (int b = 0; b < B; b++) {
+                    for (int t = first[b]; t < T; t++) {
+                        const ValWindow& win = vs.windows[w + b];
+                        long pos = win.start + t + 1;   // the target's position in its shard
+                        const std::vector<uint16_t>& tok = shards[win.shard];
+                        seen[win.shard][pos]++;
+                        scored++;
+                        if (vs.files.targets[(size_t)b * T + t] != tok[pos] || vs.files.inputs[(size_t)b * T + t] != tok[pos - 1])
+                            wrong++;
+                    }
+                }
+            }
+            long not_once = 0;
+            for (size_t s = 0; s < shards.size(); s++)
+                for (size_t p = 0; p < seen[s].size(); p++) not_once += seen[s][p] != (p == 0 ? 0 : 1);
+            ok = ok && not_once == 0 && wrong == 0 && scored == want_tokens && vs.tokens == want_tokens;
+            check("validation plan: every token once, T " + std::to_string(T) + ", B " + std::to_string(B), ok,
+                  ok ? std::to_string(scored) + " tokens in " + std::to_string(vs.windows.size()) + " windows of " +
+                           std::to_string(sizes.size()) + " shards"
+                     : err + " scored " + std::to_string(scored) + " of " + std::to_string(want_tokens) + ", " +
+                           std::to_string(not_once) + " positions not once, " + std::to_string(wrong) + " wrong tokens");
+        }
+        for (size_t s = 0; s < sizes.size(); s++) {
+            char name[64];
+            snprintf(name, sizeof name, "/val_%03zu.bin", s);
+            remove((dir + name).c_str());
+        }
+    }
+    rmdir(dir.c_str());
 }
 
 static void test_tokens_by_value() {
@@ -190,8 +289,12 @@ static void dump() {
 
 int main(int argc, char** argv) {
     if (argc > 1 && strcmp(argv[1], "--dump") == 0) { dump(); return 0; }
+    unsigned seed = argc > 2 && strcmp(argv[1], "--seed") == 0 ? (unsigned)strtoul(argv[2], NULL, 10) : (unsigned)time(NULL);
+    printf("test_host: random seed %u (./dev/test_host --seed %u repeats it)\n", seed, seed);
     test_tensor_file();
+    test_tensor_file_bounds();
     test_dataloader();
+    test_val_plan(seed);
     test_tokens_by_value();
     test_gpu_arch();
     printf("test_host: %d passed, %d failed\n", n_pass, n_fail);

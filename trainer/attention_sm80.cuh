@@ -34,6 +34,7 @@
 #include <cstdint>
 #include "cuda_common.h"
 #include "async_copy.cuh"   // defines: smem_u32, cp_async16, cp_async4
+#include "../parallax_kernels.cuh"   // defines: AttentionForwardParams, AttentionBackwardParams, attention_dispatch
 
 #ifndef LOG2E
 #define LOG2E 1.4426950408889634f
@@ -904,33 +905,26 @@ static void backward_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, f
 
 }  // namespace sm80
 
-// The 8.x path's forward and backward, with the arguments of attention_forward / attention_backward
-// (parallax_kernels.cuh): r == NULL selects the softmax variant; D is 64 or 128; Tg, Bv are fp32 scratch of
-// B*H*T each.
-static void attention_forward_sm80(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                                   const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
-                                   cudaStream_t stream) {
-    bool probe = r != NULL;
-#define SM80_FWD(DD, PP) sm80::forward_launch<DD, PP>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream)
-    if (D == 64 && probe) SM80_FWD(64, true);
-    else if (D == 64) SM80_FWD(64, false);
-    else if (D == 128 && probe) SM80_FWD(128, true);
-    else if (D == 128) SM80_FWD(128, false);
-    else { fprintf(stderr, "attention_forward_sm80: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef SM80_FWD
+// The 8.x path's forward and backward, with the parameters of attention_forward / attention_backward
+// (parallax_kernels.cuh) and its one (head dim, probe) dispatch.
+static void attention_forward_sm80(const AttentionForwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.shape, "attention_forward_sm80", [&](auto inst) {
+        constexpr int D = decltype(inst)::head_dim;
+        constexpr bool PROBE = decltype(inst)::probe;
+        const AttentionShape& s = p.shape;
+        sm80::forward_launch<D, PROBE>(p.saved.o, p.saved.vbar, p.saved.lse, p.saved.tbar, p.q, p.r, p.k, p.v,
+                                       s.batch, s.seq_len, s.heads, p.stride, stream);
+    });
 }
 
-static void attention_backward_sm80(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
-                                    const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
-                                    const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,
-                                    int stride, cudaStream_t stream) {
-    bool probe = r != NULL;
-#define SM80_BWD(DD, PP) sm80::backward_launch<DD, PP>(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, B, T, \
-                                                       H, stride, stream)
-    if (D == 64 && probe) SM80_BWD(64, true);
-    else if (D == 64) SM80_BWD(64, false);
-    else if (D == 128 && probe) SM80_BWD(128, true);
-    else if (D == 128) SM80_BWD(128, false);
-    else { fprintf(stderr, "attention_backward_sm80: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef SM80_BWD
+static void attention_backward_sm80(const AttentionBackwardParams& p, cudaStream_t stream) {
+    const AttentionForwardParams& f = p.fwd;
+    attention_dispatch(f.shape, "attention_backward_sm80", [&](auto inst) {
+        constexpr int D = decltype(inst)::head_dim;
+        constexpr bool PROBE = decltype(inst)::probe;
+        const AttentionShape& s = f.shape;
+        sm80::backward_launch<D, PROBE>(p.dq, p.dr, p.dk, p.dv, p.Tg, p.gvbar, p.dO, f.q, f.r, f.k, f.v, f.saved.o,
+                                        f.saved.vbar, f.saved.lse, f.saved.tbar, s.batch, s.seq_len, s.heads,
+                                        f.stride, stream);
+    });
 }

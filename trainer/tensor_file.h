@@ -3,9 +3,11 @@
 // Layout (dev/README.md): magic "PTF1", uint32 version 1, uint32 n_meta, uint32 n_tensors; n_meta
 // (key, value) strings, each a uint32 length and bytes; per tensor a uint32-length name, uint32 dtype
 // (0 float32, 1 int32), uint32 ndim, int64 dims[ndim], uint64 offset, uint64 nbytes; then the data.
-// The whole file is read into memory once; tensors point into it.
+// The whole file is read into memory once; tensors point into it. Errors name the program
+// (program_invocation_short_name, glibc) and the file.
 #pragma once
 
+#include <sys/stat.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cerrno>
@@ -37,24 +39,30 @@ struct TensorFile {
     // A tensor that must exist; a missing one names the file and the tensor.
     const RefTensor& get(const std::string& name) const {
         const RefTensor* t = find(name);
-        if (!t) { fprintf(stderr, "%s: no tensor named '%s'\n", path.c_str(), name.c_str()); exit(EXIT_FAILURE); }
+        if (!t) {
+            fprintf(stderr, "%s: %s: no tensor named '%s'\n", program_invocation_short_name, path.c_str(), name.c_str());
+            exit(EXIT_FAILURE);
+        }
         return *t;
     }
     std::string meta_value(const std::string& key) const {
         for (auto& kv : meta) if (kv.first == key) return kv.second;
-        fprintf(stderr, "%s: no metadata key '%s'\n", path.c_str(), key.c_str());
-        exit(EXIT_FAILURE);
+        fprintf(stderr, "%s: %s: no metadata key '%s' (not written by this program, or damaged)\n",
+                program_invocation_short_name, path.c_str(), key.c_str());
+        exit(2);
     }
 };
 
 // Returns false and fills `err` (naming the file and the reason) when the file is missing or malformed.
 static bool tensor_file_read(TensorFile* tf, const char* path, std::string* err) {
     tf->path = path;
+    struct stat st;
+    if (stat(path, &st) != 0) { *err = std::string(path) + ": cannot open (" + strerror(errno) + ")"; return false; }
+    if (S_ISDIR(st.st_mode)) { *err = std::string(path) + ": is a directory, not a tensor file"; return false; }
+    if (!S_ISREG(st.st_mode)) { *err = std::string(path) + ": not a regular file"; return false; }
     FILE* f = fopen(path, "rb");
     if (!f) { *err = std::string(path) + ": cannot open (" + strerror(errno) + ")"; return false; }
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
+    long size = (long)st.st_size;
     tf->bytes.resize(size > 0 ? size : 0);
     size_t got = size > 0 ? fread(tf->bytes.data(), 1, size, f) : 0;
     fclose(f);
@@ -89,15 +97,19 @@ static bool tensor_file_read(TensorFile* tf, const char* path, std::string* err)
         if (!str(&t.name) || !u32(&dtype) || !u32(&ndim)) return fail("truncated tensor table");
         if (dtype > 1) return fail("tensor " + t.name + " has unknown dtype " + std::to_string(dtype));
         t.dtype = (int)dtype;
-        t.numel = 1;
+        // every product and sum is bounded by the file size before it is formed: nothing wraps
+        uint64_t size_left = tf->bytes.size(), numel = 1;
         for (uint32_t d = 0; d < ndim; d++) {
             uint64_t dim;
             if (!u64(&dim)) return fail("truncated tensor table");
+            if (dim > size_left || (dim && numel > size_left / dim))
+                return fail("tensor " + t.name + ": shape larger than the file (corrupt?)");
             t.shape.push_back((int64_t)dim);
-            t.numel *= (int64_t)dim;
+            numel *= dim;
         }
+        t.numel = (int64_t)numel;
         if (!u64(&off) || !u64(&nbytes)) return fail("truncated tensor table");
-        if (nbytes != (uint64_t)t.numel * 4 || off + nbytes > tf->bytes.size())
+        if (numel > size_left / 4 || nbytes != numel * 4 || off > size_left || nbytes > size_left - off)
             return fail("tensor " + t.name + ": size does not match its shape or the file (truncated?)");
         t.data = base + off;
         tf->tensors.push_back(t);
@@ -157,7 +169,7 @@ static bool tensor_file_write(const char* path, const std::vector<std::pair<std:
     }
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp.c_str(), path) != 0) {
-        *err = std::string(path) + ": write failed (disk full?)";
+        *err = std::string(path) + ": write failed (" + strerror(errno) + ")";
         remove(tmp.c_str());
         return false;
     }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../../parallax_kernels.cuh"   // version 3, the trainer's: attention_forward, attention_backward
+#include "attention_wgmma_v4.cuh"       // version 4: attention_forward_wgmma, attention_backward_wgmma
 #include "attention_mma_v2.cuh"         // version 2: attention_forward_mma_v2, attention_backward_mma_v2
 #include "attention_rowwise.cuh"        // version 1: attention_forward_rowwise, attention_backward_rowwise
 #include "../../trainer/attention_sm80.cuh"   // version 5, the 8.x path: attention_forward_sm80, _backward_sm80
@@ -55,14 +56,14 @@ struct AttentionCase {
 struct AttentionOutputs { std::vector<double> o, vbar, L, tbar, dq, dk, dv, dr; };  // one run's
 
 // The versions of the kernel study: the trainer's (parallax_kernels.cuh, version 3), the forward and backward
-// on wgmma (parallax_kernels.cuh, version 4: D = 64; other head dims run version 3) and the earlier ones in
+// on wgmma (attention_wgmma_v4.cuh, version 4: D = 64; other head dims run version 3) and the earlier ones in
 // dev/cuda/, and the 8.x path (trainer/attention_sm80.cuh, version 5); test_parallax starts each check's name
 // with the prefix.
 struct AttentionVersion {
     int number;
     const char* prefix;
-    decltype(&attention_forward) fwd;
-    decltype(&attention_backward) bwd;
+    void (*fwd)(const AttentionForwardParams&, cudaStream_t);
+    void (*bwd)(const AttentionBackwardParams&, cudaStream_t);
 };
 static const AttentionVersion ATTENTION_VERSIONS[] = {
     {3, "", attention_forward, attention_backward},
@@ -154,17 +155,19 @@ static AttentionCase attention_case_random(int B, int H, int T, int D, bool prob
 // Runs one version's forward and backward on the GPU, with the inputs packed like the trainer's qkvr buffer
 // and every output poisoned with NaN first, and returns the outputs in the reference's order.
 static AttentionOutputs attention_case_run(const AttentionCase& c, const AttentionVersion& ver) {
-    const int B = c.B, H = c.H, T = c.T, D = c.D, C = H * D, n = c.probe ? 4 : 3, stride = n * C;
+    const int B = c.B, H = c.H, T = c.T, D = c.D, C = H * D;
+    const AttentionShape shape = {B, T, H, D, c.probe};
+    const int n = c.probe ? 4 : 3, stride = packed_stride(shape);
     const size_t nrow = (size_t)B * H * T, nel = nrow * D;
     // (b, h, t, d) of the reference -> offset in a (B, T, *) buffer with token stride `st` at column `col`
-    auto at = [&](size_t idx, int st, int col) {
+    auto at = [&](size_t idx, int st, size_t col) {
         size_t d = idx % D, t = (idx / D) % T, h = (idx / ((size_t)D * T)) % H, b = idx / ((size_t)D * T * H);
         return (b * T + t) * st + col + h * D + d;
     };
     std::vector<bf16> qkvr((size_t)B * T * stride), dO(nel);
     const std::vector<double>* parts[4] = {&c.q, &c.k, &c.v, &c.r};
     for (int p = 0; p < n; p++)
-        for (size_t i = 0; i < nel; i++) qkvr[at(i, stride, p * C)] = __float2bfloat16((float)(*parts[p])[i]);
+        for (size_t i = 0; i < nel; i++) qkvr[at(i, stride, packed_offset(shape, (PackedPart)p))] = __float2bfloat16((float)(*parts[p])[i]);
     for (size_t i = 0; i < nel; i++) dO[at(i, C, 0)] = __float2bfloat16((float)c.dO[i]);
 
     bf16 *d_qkvr, *d_dqkvr, *d_o, *d_vbar, *d_dO;
@@ -187,10 +190,9 @@ static AttentionOutputs attention_case_run(const AttentionCase& c, const Attenti
     cudaCheck(cudaMemset(d_tbar, 0xFF, nrow * sizeof(float)));
     cudaCheck(cudaMemset(d_dqkvr, 0xFF, qkvr.size() * sizeof(bf16)));
 
-    const bf16 *q = d_qkvr, *k = d_qkvr + C, *v = d_qkvr + 2 * C, *r = c.probe ? d_qkvr + 3 * C : NULL;
-    ver.fwd(d_o, d_vbar, d_L, d_tbar, q, r, k, v, B, T, H, D, stride, 0);
-    ver.bwd(d_dqkvr, c.probe ? d_dqkvr + 3 * C : NULL, d_dqkvr + C, d_dqkvr + 2 * C, d_Tg, d_Bv, d_dO, q, r, k, v, d_o,
-        d_vbar, d_L, d_tbar, B, T, H, D, stride, 0);
+    AttentionForwardParams fwd = attention_forward_params(shape, d_qkvr, d_qkvr, {d_o, d_vbar, d_L, d_tbar});
+    ver.fwd(fwd, 0);
+    ver.bwd(attention_backward_params(fwd, d_dO, d_dqkvr, d_Tg, d_Bv), 0);
     cudaCheck(cudaDeviceSynchronize());
 
     std::vector<bf16> h_o(nel), h_vbar(nel), h_d(qkvr.size());
@@ -202,7 +204,7 @@ static AttentionOutputs attention_case_run(const AttentionCase& c, const Attenti
     cudaCheck(cudaMemcpy(h_tbar.data(), d_tbar, nrow * sizeof(float), cudaMemcpyDeviceToHost));
 
     // gather a bf16 (B, T, *) buffer back into reference order
-    auto gather = [&](const std::vector<bf16>& buf, int st, int col) {
+    auto gather = [&](const std::vector<bf16>& buf, int st, size_t col) {
         std::vector<double> out(nel);
         for (size_t i = 0; i < nel; i++) out[i] = __bfloat162float(buf[at(i, st, col)]);
         return out;
@@ -212,10 +214,10 @@ static AttentionOutputs attention_case_run(const AttentionCase& c, const Attenti
     out.vbar = gather(h_vbar, C, 0);
     out.L.assign(h_L.begin(), h_L.end());
     out.tbar.assign(h_tbar.begin(), h_tbar.end());
-    out.dq = gather(h_d, stride, 0);
-    out.dk = gather(h_d, stride, C);
-    out.dv = gather(h_d, stride, 2 * C);
-    if (c.probe) out.dr = gather(h_d, stride, 3 * C);
+    out.dq = gather(h_d, stride, packed_offset(shape, PACKED_Q));
+    out.dk = gather(h_d, stride, packed_offset(shape, PACKED_K));
+    out.dv = gather(h_d, stride, packed_offset(shape, PACKED_V));
+    if (c.probe) out.dr = gather(h_d, stride, packed_offset(shape, PACKED_R));
 
     cudaCheck(cudaFree(d_qkvr)); cudaCheck(cudaFree(d_dqkvr)); cudaCheck(cudaFree(d_o));
     cudaCheck(cudaFree(d_vbar)); cudaCheck(cudaFree(d_dO)); cudaCheck(cudaFree(d_L));

@@ -9,6 +9,17 @@
 #pragma once
 
 #include "../../parallax_kernels.cuh"   // fragment helpers, pair_terms
+
+// The rounding residual of frag_a_from_c: bf16(c - bf16(c)). A product with frag_a_from_c's fragment plus one
+// with this one carries c to about 16 significant bits instead of 8 (used for U in O2, see the forward).
+__device__ __forceinline__ float bf16_residual(float x) { return x - __bfloat162float(__float2bfloat16_rn(x)); }
+__device__ __forceinline__ void frag_a_residual_from_c(uint32_t* a, const float* c0, const float* c1) {
+    a[0] = pack_bf16(bf16_residual(c0[0]), bf16_residual(c0[1]));
+    a[1] = pack_bf16(bf16_residual(c0[2]), bf16_residual(c0[3]));
+    a[2] = pack_bf16(bf16_residual(c1[0]), bf16_residual(c1[1]));
+    a[3] = pack_bf16(bf16_residual(c1[2]), bf16_residual(c1[3]));
+}
+
 // B fragment (k0..k0+15) x (n0..n0+7) of B = M^T, M stored row-major as M[n][k] with leading dimension ld
 __device__ __forceinline__ void frag_b_v2(uint32_t* b, const bf16* m, int ld, int n0, int k0, int g, int t) {
     b[0] = ld32(m + (n0 + g) * ld + k0 + 2 * t);
@@ -46,11 +57,11 @@ __device__ __forceinline__ void load_rows_v2(float* dst, const float* src, int b
 // of BK keys (the spec's recurrence, in log2 units: S is pre-multiplied by c log2 e):
 //   m_new = max(m, rowmax S); a = 2^(m - m_new); W = 2^(S - m_new); Tt = R K^T; U = W o Tt
 //   d1 = a d1 + rowsum W; d2 = a d2 + rowsum U; O1 = a O1 + W V; O2 = a O2 + U V
-//   end: vbar = O1/d1; tbar = d2/d1; o = vbar (1 + tbar) - O2/d1; L = m ln 2 + ln d1
+//   end: vbar = O1/d1; tbar = d2/d1; o = vbar (1 + tbar) - O2/d1; lse = m ln 2 + ln d1
 // K goes to shared memory row-major (B operand of Q K^T), V transposed (B operand of W V).
 
 template <int D, bool PROBE>
-__global__ void __launch_bounds__(128) attention_forward_v2_kernel(bf16* o, bf16* vbar, float* L, float* tbar,
+__global__ void __launch_bounds__(128) attention_forward_v2_kernel(bf16* o, bf16* vbar, float* lse, float* tbar,
                                                                 const bf16* q, const bf16* r, const bf16* k,
                                                                 const bf16* v, int B, int T, int H, int stride) {
     constexpr int BQ = 64, BK = D == 64 ? 64 : 32, KD = D / 16, NT = BK / 8, ND = D / 8;
@@ -166,7 +177,7 @@ __global__ void __launch_bounds__(128) attention_forward_v2_kernel(bf16* o, bf16
             *(uint32_t*)(o + out + col) = pack_bf16(v0, v1);
         }
         if (t == 0) {
-            L[(size_t)bh * T + row] = m[j] * LN2 + logf(d1[j]);
+            lse[(size_t)bh * T + row] = m[j] * LN2 + logf(d1[j]);
             tbar[(size_t)bh * T + row] = tb;
         }
     }
@@ -180,8 +191,8 @@ __global__ void __launch_bounds__(128) attention_forward_v2_kernel(bf16* o, bf16
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(128) attention_backward_dq_v2_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
                                                                     const bf16* r, const bf16* k, const bf16* v,
-                                                                    const float* L, const float* tbar, const float* Tg,
-                                                                    const float* Bv, int B, int T, int H, int stride) {
+                                                                    const float* lse, const float* tbar, const float* Tg,
+                                                                    const float* gvbar, int B, int T, int H, int stride) {
     constexpr int BQ = 64, BK = 32, KD = D / 16, NT = BK / 8, ND = D / 8;
     __shared__ __align__(16) bf16 Ks[BK * (D + 8)];
     __shared__ __align__(16) bf16 Vs[BK * (D + 8)];
@@ -201,15 +212,15 @@ __global__ void __launch_bounds__(128) attention_backward_dq_v2_kernel(bf16* dq,
             ra[kk][i] = (PROBE && row < T) ? ld32(r + off) : 0u;
             ga[kk][i] = row < T ? ld32(dO + (size_t)(b * T + row) * H * D + h * D + col) : 0u;
         }
-    float L2[2], tb[2], tg[2], bi[2];
+    float lse2[2], tb[2], tg[2], gvb[2];
     for (int j = 0; j < 2; j++) {
         int row = q0 + g + j * 8;
         size_t ri = (size_t)bh * T + row;
         bool ok = row < T;
-        L2[j] = ok ? L[ri] * LOG2E : INFINITY;  // padding rows: p = 0
+        lse2[j] = ok ? lse[ri] * LOG2E : INFINITY;  // padding rows: p = 0
         tb[j] = (ok && PROBE) ? tbar[ri] : 0.0f;
         tg[j] = ok ? Tg[ri] : 0.0f;
-        bi[j] = (ok && PROBE) ? Bv[ri] : 0.0f;
+        gvb[j] = (ok && PROBE) ? gvbar[ri] : 0.0f;
     }
     float dQ[ND][4], dR[ND][4];
     for (int nd = 0; nd < ND; nd++)
@@ -237,7 +248,7 @@ __global__ void __launch_bounds__(128) attention_backward_dq_v2_kernel(bf16* dq,
         for (int nt = 0; nt < NT; nt++)
             for (int i = 0; i < 4; i++) {
                 int key = k0 + nt * 8 + 2 * t + (i & 1), row = q0 + g + (i >> 1) * 8, j = i >> 1;
-                PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], L2[j], tb[j], tg[j], bi[j]);
+                PairTerms pt = pair_terms<PROBE>(S[nt][i], sc, Tt[nt][i], A[nt][i], lse2[j], tb[j], tg[j], gvb[j]);
                 bool vis = key <= row && key < T;
                 S[nt][i] = vis ? pt.dS : 0.0f;   // S now holds dS
                 Tt[nt][i] = vis ? pt.dT : 0.0f;  // Tt now holds dT
@@ -270,12 +281,12 @@ __global__ void __launch_bounds__(128) attention_backward_dq_v2_kernel(bf16* dq,
 // 128 threads; each warp owns 16 keys (K, V fragments in registers) and streams over query tiles of 32
 // from the first that can see them, computing the transposed products S^T = K Q^T, T^T = K R^T,
 // A^T = V dO^T. Q, R, dO go to shared memory row-major (B operands of those) and transposed (B operands of
-// dS^T Q, dT^T R, w^T dO); the per-query statistics L, tbar, Tg, B too.
+// dS^T Q, dT^T R, w^T dO); the per-query statistics lse, tbar, Tg, gvbar too.
 template <int D, bool PROBE>
 __global__ void __launch_bounds__(128) attention_backward_dkv_v2_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
                                                                      const bf16* r, const bf16* k, const bf16* v,
-                                                                     const float* L, const float* tbar, const float* Tg,
-                                                                     const float* Bv, int B, int T, int H, int stride) {
+                                                                     const float* lse, const float* tbar, const float* Tg,
+                                                                     const float* gvbar, int B, int T, int H, int stride) {
     constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     bf16* Qs = (bf16*)smem_raw;                 // BQ x (D + 8), and likewise Rs, Gs
@@ -284,7 +295,7 @@ __global__ void __launch_bounds__(128) attention_backward_dkv_v2_kernel(bf16* dk
     bf16* Qt = Gs + BQ * (D + 8);               // D x (BQ + 8), and likewise Rt, Gt
     bf16* Rt = Qt + D * (BQ + 8);
     bf16* Gt = Rt + D * (BQ + 8);
-    float* st = (float*)(Gt + D * (BQ + 8));    // L log2 e, tbar, Tg, B for the BQ queries
+    float* st = (float*)(Gt + D * (BQ + 8));    // lse log2 e, tbar, Tg, gvbar for the BQ queries
     int kt = blockIdx.x;
     int bh = blockIdx.y, b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -308,10 +319,10 @@ __global__ void __launch_bounds__(128) attention_backward_dkv_v2_kernel(bf16* dk
         load_tile_v2<D, BQ>(Qs, Qt, q, stride, b, h, q0, T);
         if (PROBE) load_tile_v2<D, BQ>(Rs, Rt, r, stride, b, h, q0, T);
         load_tile_v2<D, BQ>(Gs, Gt, dO, H * D, b, h, q0, T);
-        load_rows_v2<BQ>(st, L, bh, q0, T);
+        load_rows_v2<BQ>(st, lse, bh, q0, T);
         load_rows_v2<BQ>(st + BQ, tbar, bh, q0, T);
         load_rows_v2<BQ>(st + 2 * BQ, Tg, bh, q0, T);
-        load_rows_v2<BQ>(st + 3 * BQ, Bv, bh, q0, T);
+        load_rows_v2<BQ>(st + 3 * BQ, gvbar, bh, q0, T);
         __syncthreads();
         if (q0 + BQ - 1 < kr0) continue;  // every query of this tile is before every key of this warp
         float S[NT][4], Tt[NT][4], A[NT][4];
@@ -374,34 +385,28 @@ __global__ void __launch_bounds__(128) attention_backward_dkv_v2_kernel(bf16* dk
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// launchers. r == NULL selects the softmax variant. D must be 64 or 128.
+// launchers: the params structs of parallax_kernels.cuh to kernel arguments.
 
 template <int D, bool PROBE>
-static void attention_forward_mma_v2_launch(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                                     const bf16* k, const bf16* v, int B, int T, int H, int stride,
-                                     cudaStream_t stream) {
-    dim3 grid(ceil_div(T, 64), B * H);
-    attention_forward_v2_kernel<D, PROBE><<<grid, 128, 0, stream>>>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+static void attention_forward_mma_v2_launch(const AttentionForwardParams& p, cudaStream_t stream) {
+    const AttentionShape& s = p.shape;
+    dim3 grid(ceil_div(s.seq_len, 64), s.batch * s.heads);
+    attention_forward_v2_kernel<D, PROBE><<<grid, 128, 0, stream>>>(p.saved.o, p.saved.vbar, p.saved.lse,
+                                                                     p.saved.tbar, p.q, p.r, p.k, p.v, s.batch,
+                                                                     s.seq_len, s.heads, p.stride);
     cudaCheckLaunch();
 }
 
-static void attention_forward_mma_v2(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                              const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
-                              cudaStream_t stream) {
-    bool probe = r != NULL;
-#define ATTN_FWD(DD, PP) attention_forward_mma_v2_launch<DD, PP>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream)
-    if (D == 64 && probe) ATTN_FWD(64, true);
-    else if (D == 64) ATTN_FWD(64, false);
-    else if (D == 128 && probe) ATTN_FWD(128, true);
-    else if (D == 128) ATTN_FWD(128, false);
-    else { fprintf(stderr, "attention_forward_mma_v2: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef ATTN_FWD
+static void attention_forward_mma_v2(const AttentionForwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.shape, "attention_forward_mma_v2", [&](auto inst) {
+        attention_forward_mma_v2_launch<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
+    });
 }
 
 // backward, step 1 (version 2 only; version 3 computes them in its dq pass): the two per-row dots Tg_i = g_i.o_i and B_i = g_i.vbar_i (fp32, (B, H, T)); one warp
 // per row.
 template <int D>
-__global__ void attention_rowdots_kernel(float* Tg, float* Bv, const bf16* dO, const bf16* o, const bf16* vbar,
+__global__ void attention_rowdots_kernel(float* Tg, float* gvbar, const bf16* dO, const bf16* o, const bf16* vbar,
                                          int B, int T, int H) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= B * H * T) return;
@@ -419,19 +424,21 @@ __global__ void attention_rowdots_kernel(float* Tg, float* Bv, const bf16* dO, c
         tg += __shfl_xor_sync(0xffffffff, tg, s);
         bv += __shfl_xor_sync(0xffffffff, bv, s);
     }
-    if (lane == 0) { Tg[row] = tg; Bv[row] = bv; }
+    if (lane == 0) { Tg[row] = tg; gvbar[row] = bv; }
 }
 
 template <int D, bool PROBE>
-static void attention_backward_mma_v2_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv,
-                                      const bf16* dO, const bf16* q, const bf16* r, const bf16* k, const bf16* v,
-                                      const bf16* o, const bf16* vbar, const float* L, const float* tbar,
-                                      int B, int T, int H, int stride, cudaStream_t stream) {
-    attention_rowdots_kernel<D><<<ceil_div(B * H * T, 8), 256, 0, stream>>>(Tg, Bv, dO, o, vbar, B, T, H);
+static void attention_backward_mma_v2_launch(const AttentionBackwardParams& p, cudaStream_t stream) {
+    const AttentionForwardParams& f = p.fwd;
+    const AttentionShape& s = f.shape;
+    const int B = s.batch, T = s.seq_len, H = s.heads;
+    attention_rowdots_kernel<D><<<ceil_div(B * H * T, 8), 256, 0, stream>>>(p.Tg, p.gvbar, p.dO, f.saved.o,
+                                                                            f.saved.vbar, B, T, H);
     cudaCheckLaunch();
     dim3 grid(ceil_div(T, 64), B * H);
-    attention_backward_dq_v2_kernel<D, PROBE><<<grid, 128, 0, stream>>>(dq, dr, dO, q, r, k, v, L, tbar, Tg, Bv, B, T,
-                                                                     H, stride);
+    attention_backward_dq_v2_kernel<D, PROBE><<<grid, 128, 0, stream>>>(p.dq, p.dr, p.dO, f.q, f.r, f.k, f.v,
+                                                                         f.saved.lse, f.saved.tbar, p.Tg, p.gvbar,
+                                                                         B, T, H, f.stride);
     cudaCheckLaunch();
     size_t smem = (3 * 32 * (D + 8) + 3 * D * (32 + 8)) * sizeof(bf16) + 4 * 32 * sizeof(float);
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
@@ -440,23 +447,14 @@ static void attention_backward_mma_v2_launch(bf16* dq, bf16* dr, bf16* dk, bf16*
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_set = true;
     }
-    attention_backward_dkv_v2_kernel<D, PROBE><<<grid, 128, smem, stream>>>(dk, dv, dO, q, r, k, v, L, tbar, Tg, Bv, B,
-                                                                         T, H, stride);
+    attention_backward_dkv_v2_kernel<D, PROBE><<<grid, 128, smem, stream>>>(p.dk, p.dv, p.dO, f.q, f.r, f.k, f.v,
+                                                                             f.saved.lse, f.saved.tbar, p.Tg,
+                                                                             p.gvbar, B, T, H, f.stride);
     cudaCheckLaunch();
 }
 
-// Tg, Bv: fp32 scratch of B*H*T each.
-static void attention_backward_mma_v2(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
-                               const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
-                               const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,
-                               int stride, cudaStream_t stream) {
-    bool probe = r != NULL;
-#define ATTN_BWD(DD, PP) attention_backward_mma_v2_launch<DD, PP>(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, \
-                                                           B, T, H, stride, stream)
-    if (D == 64 && probe) ATTN_BWD(64, true);
-    else if (D == 64) ATTN_BWD(64, false);
-    else if (D == 128 && probe) ATTN_BWD(128, true);
-    else if (D == 128) ATTN_BWD(128, false);
-    else { fprintf(stderr, "attention_backward_mma_v2: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef ATTN_BWD
+static void attention_backward_mma_v2(const AttentionBackwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.fwd.shape, "attention_backward_mma_v2", [&](auto inst) {
+        attention_backward_mma_v2_launch<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
+    });
 }

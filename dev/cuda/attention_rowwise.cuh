@@ -7,13 +7,13 @@
 //   q, k, v, r   bf16, element (b, t, h, d) at [(b*T + t)*stride + h*D + d]; stride is the token stride,
 //                n*C when they sit packed in the qkvr GEMM output (n = 4, or 3 for softmax)
 //   o, vbar, dO  bf16 (B, T, H, D) contiguous, i.e. (B, T, C): o feeds the W_o GEMM directly
-//   L, tbar      fp32 (B, H, T): L = logsumexp_j s_ij (= m + log d1), tbar_i = sum_j p_ij t_ij
+//   lse, tbar      fp32 (B, H, T): lse = logsumexp_j s_ij (= m + log d1), tbar_i = sum_j p_ij t_ij
 //   dq, dk, dv, dr  bf16 with the same token stride as the inputs (they fill the packed dqkvr buffer)
 // All accumulation is fp32. c = 1/sqrt(D) scales q.k only.
 //
 #pragma once
 
-#include "../../trainer/cuda_common.h"
+#include "../../parallax_kernels.cuh"   // AttentionForwardParams, AttentionBackwardParams, attention_dispatch
 
 // ---------------------------------------------------------------------------------------------------------
 // forward: one thread per query row (b, h, i), the streaming recurrence of the spec over keys j <= i
@@ -22,7 +22,7 @@
 //   end: vbar = O1/d1; tbar = d2/d1; o = vbar (1 + tbar) - O2/d1
 // grid: ceil(B*H*T / 128) blocks of 128 threads.
 template <int D, bool PROBE>
-__global__ void attention_forward_rowwise_kernel(bf16* o, bf16* vbar, float* L, float* tbar,
+__global__ void attention_forward_rowwise_kernel(bf16* o, bf16* vbar, float* lse, float* tbar,
                                                  const bf16* q, const bf16* r, const bf16* k, const bf16* v,
                                                  int B, int T, int H, int stride) {
     int row = blockIdx.x * blockDim.x + threadIdx.x;
@@ -68,14 +68,14 @@ __global__ void attention_forward_rowwise_kernel(bf16* o, bf16* vbar, float* L, 
         vbar[out + d] = __float2bfloat16(vb);
         o[out + d] = __float2bfloat16(PROBE ? vb * (1.0f + tb) - O2[d] * inv : vb);
     }
-    L[row] = m + logf(d1);
+    lse[row] = m + logf(d1);
     tbar[row] = tb;
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // backward, step 1: the two per-row dots Tg_i = g_i.o_i and B_i = g_i.vbar_i (fp32, (B, H, T)).
 template <int D>
-__global__ void attention_rowdots_rowwise_kernel(float* Tg, float* Bv, const bf16* dO, const bf16* o,
+__global__ void attention_rowdots_rowwise_kernel(float* Tg, float* gvbar, const bf16* dO, const bf16* o,
                                                   const bf16* vbar, int B, int T, int H) {
     int row = blockIdx.x * blockDim.x + threadIdx.x;
     if (row >= B * H * T) return;
@@ -88,7 +88,7 @@ __global__ void attention_rowdots_rowwise_kernel(float* Tg, float* Bv, const bf1
         bv += g * __bfloat162float(vbar[off + d]);
     }
     Tg[row] = tg;
-    Bv[row] = bv;
+    gvbar[row] = bv;
 }
 
 // The per-pair quantities of the backward, shared by the two kernels below:
@@ -96,13 +96,13 @@ __global__ void attention_rowdots_rowwise_kernel(float* Tg, float* Bv, const bf1
 //   dS = p [(A - Tg) + (tbar - t)(A - B)],  dT = -p (A - B),  weight = p (1 + tbar - t)
 struct PairGradRowwise { float dS, dT, weight; };
 
-__device__ __forceinline__ PairGradRowwise pair_grad_rowwise(float s, float t, float A, float Li, float tbi, float Tgi, float Bi,
+__device__ __forceinline__ PairGradRowwise pair_grad_rowwise(float s, float t, float A, float lse_i, float tbi, float Tgi, float gvb,
                                               bool probe) {
-    float p = expf(s - Li);
+    float p = expf(s - lse_i);
     PairGradRowwise pg;
     if (probe) {
-        pg.dS = p * ((A - Tgi) + (tbi - t) * (A - Bi));
-        pg.dT = -p * (A - Bi);
+        pg.dS = p * ((A - Tgi) + (tbi - t) * (A - gvb));
+        pg.dT = -p * (A - gvb);
         pg.weight = p * (1.0f + tbi - t);
     } else {
         pg.dS = p * (A - Tgi);
@@ -115,8 +115,8 @@ __device__ __forceinline__ PairGradRowwise pair_grad_rowwise(float s, float t, f
 // step 2: one thread per query row i: dq_i = c sum_j dS_ij k_j, dr_i = sum_j dT_ij k_j (j <= i).
 template <int D, bool PROBE>
 __global__ void attention_backward_dq_rowwise_kernel(bf16* dq, bf16* dr, const bf16* dO, const bf16* q,
-                                                     const bf16* r, const bf16* k, const bf16* v, const float* L,
-                                                     const float* tbar, const float* Tg, const float* Bv,
+                                                     const bf16* r, const bf16* k, const bf16* v, const float* lse,
+                                                     const float* tbar, const float* Tg, const float* gvbar,
                                                      int B, int T, int H, int stride) {
     int row = blockIdx.x * blockDim.x + threadIdx.x;
     if (row >= B * H * T) return;
@@ -132,7 +132,7 @@ __global__ void attention_backward_dq_rowwise_kernel(bf16* dq, bf16* dr, const b
         dqf[d] = 0.0f;
         drf[d] = 0.0f;
     }
-    float Li = L[row], tbi = PROBE ? tbar[row] : 0.0f, Tgi = Tg[row], Bi = PROBE ? Bv[row] : 0.0f;
+    float lse_i = lse[row], tbi = PROBE ? tbar[row] : 0.0f, Tgi = Tg[row], gvb = PROBE ? gvbar[row] : 0.0f;
     for (int j = 0; j <= i; j++) {
         const bf16* kj = k + (size_t)(b * T + j) * stride + h * D;
         const bf16* vj = v + (size_t)(b * T + j) * stride + h * D;
@@ -143,7 +143,7 @@ __global__ void attention_backward_dq_rowwise_kernel(bf16* dq, bf16* dr, const b
             if (PROBE) t += rf[d] * kd;
             A += gf[d] * __bfloat162float(vj[d]);
         }
-        PairGradRowwise pg = pair_grad_rowwise(s, t, A, Li, tbi, Tgi, Bi, PROBE);
+        PairGradRowwise pg = pair_grad_rowwise(s, t, A, lse_i, tbi, Tgi, gvb, PROBE);
         for (int d = 0; d < D; d++) {
             float kd = __bfloat162float(kj[d]);
             dqf[d] += pg.dS * kd;
@@ -160,8 +160,8 @@ __global__ void attention_backward_dq_rowwise_kernel(bf16* dq, bf16* dr, const b
 //         dv_j = sum_i p_ij (1 + tbar_i - t_ij) g_i  (i >= j).
 template <int D, bool PROBE>
 __global__ void attention_backward_dkv_rowwise_kernel(bf16* dk, bf16* dv, const bf16* dO, const bf16* q,
-                                                      const bf16* r, const bf16* k, const bf16* v, const float* L,
-                                                      const float* tbar, const float* Tg, const float* Bv,
+                                                      const bf16* r, const bf16* k, const bf16* v, const float* lse,
+                                                      const float* tbar, const float* Tg, const float* gvbar,
                                                       int B, int T, int H, int stride) {
     int row = blockIdx.x * blockDim.x + threadIdx.x;
     if (row >= B * H * T) return;
@@ -186,8 +186,8 @@ __global__ void attention_backward_dkv_rowwise_kernel(bf16* dk, bf16* dv, const 
             if (PROBE) t += __bfloat162float(ri[d]) * kf[d];
             A += __bfloat162float(gi[d]) * vf[d];
         }
-        PairGradRowwise pg = pair_grad_rowwise(s * c, t, A, L[ri_row], PROBE ? tbar[ri_row] : 0.0f, Tg[ri_row],
-                                PROBE ? Bv[ri_row] : 0.0f, PROBE);
+        PairGradRowwise pg = pair_grad_rowwise(s * c, t, A, lse[ri_row], PROBE ? tbar[ri_row] : 0.0f, Tg[ri_row],
+                                PROBE ? gvbar[ri_row] : 0.0f, PROBE);
         for (int d = 0; d < D; d++) {
             dkf[d] += c * pg.dS * __bfloat162float(qi[d]);
             if (PROBE) dkf[d] += pg.dT * __bfloat162float(ri[d]);
@@ -201,60 +201,43 @@ __global__ void attention_backward_dkv_rowwise_kernel(bf16* dk, bf16* dv, const 
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// launchers. r == NULL selects the softmax variant. D must be 64 or 128.
+// launchers: the params structs of parallax_kernels.cuh to kernel arguments.
 
 template <int D, bool PROBE>
-static void attention_forward_rowwise_launch(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                                     const bf16* k, const bf16* v, int B, int T, int H, int stride,
-                                     cudaStream_t stream) {
+static void attention_forward_rowwise_launch(const AttentionForwardParams& p, cudaStream_t stream) {
+    const AttentionShape& s = p.shape;
     const int block = 128;
-    attention_forward_rowwise_kernel<D, PROBE><<<ceil_div(B * H * T, block), block, 0, stream>>>(
-        o, vbar, L, tbar, q, r, k, v, B, T, H, stride);
+    attention_forward_rowwise_kernel<D, PROBE><<<ceil_div(s.batch * s.heads * s.seq_len, block), block, 0, stream>>>(
+        p.saved.o, p.saved.vbar, p.saved.lse, p.saved.tbar, p.q, p.r, p.k, p.v, s.batch, s.seq_len, s.heads,
+        p.stride);
     cudaCheckLaunch();
 }
 
-static void attention_forward_rowwise(bf16* o, bf16* vbar, float* L, float* tbar, const bf16* q, const bf16* r,
-                              const bf16* k, const bf16* v, int B, int T, int H, int D, int stride,
-                              cudaStream_t stream) {
-    bool probe = r != NULL;
-#define ATTN_FWD(DD, PP) attention_forward_rowwise_launch<DD, PP>(o, vbar, L, tbar, q, r, k, v, B, T, H, stride, stream)
-    if (D == 64 && probe) ATTN_FWD(64, true);
-    else if (D == 64) ATTN_FWD(64, false);
-    else if (D == 128 && probe) ATTN_FWD(128, true);
-    else if (D == 128) ATTN_FWD(128, false);
-    else { fprintf(stderr, "attention_forward_rowwise: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef ATTN_FWD
+static void attention_forward_rowwise(const AttentionForwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.shape, "attention_forward_rowwise", [&](auto inst) {
+        attention_forward_rowwise_launch<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
+    });
 }
 
-// Tg, Bv: fp32 scratch of B*H*T each.
 template <int D, bool PROBE>
-static void attention_backward_rowwise_launch(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv,
-                                      const bf16* dO, const bf16* q, const bf16* r, const bf16* k, const bf16* v,
-                                      const bf16* o, const bf16* vbar, const float* L, const float* tbar,
-                                      int B, int T, int H, int stride, cudaStream_t stream) {
-    const int block = 128;
+static void attention_backward_rowwise_launch(const AttentionBackwardParams& p, cudaStream_t stream) {
+    const AttentionForwardParams& f = p.fwd;
+    const AttentionShape& s = f.shape;
+    const int block = 128, B = s.batch, T = s.seq_len, H = s.heads;
     int grid = ceil_div(B * H * T, block);
-    attention_rowdots_rowwise_kernel<D><<<grid, block, 0, stream>>>(Tg, Bv, dO, o, vbar, B, T, H);
+    attention_rowdots_rowwise_kernel<D><<<grid, block, 0, stream>>>(p.Tg, p.gvbar, p.dO, f.saved.o, f.saved.vbar, B,
+                                                                    T, H);
     cudaCheckLaunch();
     attention_backward_dq_rowwise_kernel<D, PROBE><<<grid, block, 0, stream>>>(
-        dq, dr, dO, q, r, k, v, L, tbar, Tg, Bv, B, T, H, stride);
+        p.dq, p.dr, p.dO, f.q, f.r, f.k, f.v, f.saved.lse, f.saved.tbar, p.Tg, p.gvbar, B, T, H, f.stride);
     cudaCheckLaunch();
     attention_backward_dkv_rowwise_kernel<D, PROBE><<<grid, block, 0, stream>>>(
-        dk, dv, dO, q, r, k, v, L, tbar, Tg, Bv, B, T, H, stride);
+        p.dk, p.dv, p.dO, f.q, f.r, f.k, f.v, f.saved.lse, f.saved.tbar, p.Tg, p.gvbar, B, T, H, f.stride);
     cudaCheckLaunch();
 }
 
-static void attention_backward_rowwise(bf16* dq, bf16* dr, bf16* dk, bf16* dv, float* Tg, float* Bv, const bf16* dO,
-                               const bf16* q, const bf16* r, const bf16* k, const bf16* v, const bf16* o,
-                               const bf16* vbar, const float* L, const float* tbar, int B, int T, int H, int D,
-                               int stride, cudaStream_t stream) {
-    bool probe = r != NULL;
-#define ATTN_BWD(DD, PP) attention_backward_rowwise_launch<DD, PP>(dq, dr, dk, dv, Tg, Bv, dO, q, r, k, v, o, vbar, L, tbar, \
-                                                           B, T, H, stride, stream)
-    if (D == 64 && probe) ATTN_BWD(64, true);
-    else if (D == 64) ATTN_BWD(64, false);
-    else if (D == 128 && probe) ATTN_BWD(128, true);
-    else if (D == 128) ATTN_BWD(128, false);
-    else { fprintf(stderr, "attention_backward_rowwise: head dim %d is not supported (64 or 128)\n", D); exit(EXIT_FAILURE); }
-#undef ATTN_BWD
+static void attention_backward_rowwise(const AttentionBackwardParams& p, cudaStream_t stream) {
+    attention_dispatch(p.fwd.shape, "attention_backward_rowwise", [&](auto inst) {
+        attention_backward_rowwise_launch<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
+    });
 }

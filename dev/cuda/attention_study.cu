@@ -19,7 +19,7 @@
 //        instructions per tile (loaders, pair terms, masks): 0.232 / 0.849 ms (182 TFLOP/s); softmax 0.148 / 0.551;
 //        tiles in and results out by TMA, longest blocks first: 0.203 / 0.694 ms (223 TFLOP/s); softmax 0.119 / 0.452;
 //        block starts overlapped, the probe's shift in the accumulator: 0.195 / 0.679 ms (228); softmax 0.114 / 0.445
-//   4  parallax_kernels.cuh            forward and backward on wgmma (sm_90a, D = 64)
+//   4  attention_wgmma_v4.cuh          forward and backward on wgmma (sm_90a, D = 64)
 //        ./dev/cuda/attention_study 4                 0.264 / 0.889 ms; softmax 0.232 / 0.729
 //   5  trainer/attention_sm80.cuh      the 8.x path (A100, L4, RTX 30xx / 40xx): version 3 with cp.async tiles
 //        ./dev/cuda/attention_study 5                 (timed on an H100: dev/cuda/NOTES.md)

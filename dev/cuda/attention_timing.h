@@ -56,7 +56,8 @@ static void fill_random(bf16* x, size_t n, unsigned seed, float scale) {
 // row: | variant | vN | BxTxHxD | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s | (model FLOPs of
 // spec section 1: forward 4u / 2u, forward + backward 12u / 7u, u = B H T^2 D). Returns the fwd+bwd ms.
 static float bench_attention(int B, int T, int H, int D, bool probe, const AttentionVersion& ver) {
-    int C = H * D, n = probe ? 4 : 3, stride = n * C;
+    AttentionShape shape = {B, T, H, D, probe};
+    int C = H * D, stride = packed_stride(shape);
     size_t N = (size_t)B * T, rows = (size_t)B * H * T;
     bf16 *qkvr, *dqkvr, *o, *vbar, *dO;
     float *L, *tbar, *Tg, *Bv;
@@ -71,12 +72,12 @@ static float bench_attention(int B, int T, int H, int D, bool probe, const Atten
     cudaCheck(cudaMalloc(&Bv, rows * sizeof(float)));
     fill_random(qkvr, N * stride, 1, 1.7f);   // uniform(-1.7, 1.7): unit variance
     fill_random(dO, N * C, 2, 1.7f);
-    const bf16 *q = qkvr, *k = qkvr + C, *v = qkvr + 2 * C, *r = probe ? qkvr + 3 * C : NULL;
-    auto fwd = [&]() { ver.fwd(o, vbar, L, tbar, q, r, k, v, B, T, H, D, stride, 0); };
+    AttentionForwardParams fp = attention_forward_params(shape, qkvr, qkvr, {o, vbar, L, tbar});
+    AttentionBackwardParams bp = attention_backward_params(fp, dO, dqkvr, Tg, Bv);
+    auto fwd = [&]() { ver.fwd(fp, 0); };
     auto fwdbwd = [&]() {
         fwd();
-        ver.bwd(dqkvr, probe ? dqkvr + 3 * C : NULL, dqkvr + C, dqkvr + 2 * C, Tg, Bv, dO, q, r, k, v, o, vbar,
-                L, tbar, B, T, H, D, stride, 0);
+        ver.bwd(bp, 0);
     };
     float ms_f = time_median(fwd, 3, 20), ms_fb = time_median(fwdbwd, 3, 20);
     double u = (double)B * H * T * T * D;

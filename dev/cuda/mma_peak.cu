@@ -12,7 +12,7 @@
 #include <cstdio>
 #include <cstdint>
 
-#include "../../parallax_kernels.cuh"   // defines: mma_bf16, wgmma_m64n64k16, wgmma_desc, ...
+#include "attention_wgmma_v4.cuh"   // defines: wgmma_m64n64k16, wgmma_desc, ...; includes parallax_kernels.cuh (mma_bf16)
 
 constexpr int ITERS = 4096;
 
