@@ -1,9 +1,17 @@
 # Parallax-GPT. `make` builds the CUDA binaries, `make test` runs every test (GPU tests say "skipped: no GPU"
 # on a machine without one), `make train` trains d12 on the built-in corpus.
 NVCC ?= nvcc
-# Hopper by default (wgmma, TMA need sm_90a); override for other GPUs, e.g. GPU_ARCH="-arch=sm_80"
-GPU_ARCH ?= -gencode arch=compute_90a,code=sm_90a
-NVCC_FLAGS ?= -O3 -std=c++17 -lineinfo $(GPU_ARCH)
+# One fat binary by default: SASS for 8.0 (A100), 8.6 (A10, A6000, RTX 30xx), 8.9 (L4, RTX 40xx), 9.0a (H100,
+# H200: TMA, wgmma) and compute_80 PTX for newer GPUs; the attention path is picked at run time
+# (trainer/gpu_arch.h). SM=86 (or 80, 89, 90a) builds for that one GPU only, about 4x faster.
+ifdef SM
+GPU_ARCH ?= -gencode arch=compute_$(SM),code=sm_$(SM)
+else
+GPU_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 \
+            -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90a,code=sm_90a \
+            -gencode arch=compute_80,code=compute_80
+endif
+NVCC_FLAGS ?= $(NVCC_BASE_FLAGS) $(GPU_ARCH)
 NVCC_LIBS = -lcublas -lcublasLt
 # the first python3 that has torch: the GPU machine's own, else Debian's (apt-get install python3-torch)
 PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import torch' >/dev/null 2>&1 && { command -v $$p; break; }; done)
@@ -16,11 +24,12 @@ TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
 .PHONY: all test train ref data compare bench clean
 # every binary `make` builds: `all` builds them and `clean` removes them, so the two cannot drift apart
-BINARIES = train_parallax test_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak \
-           dev/cuda/residual_study
+BINARIES = train_parallax test_parallax test_parallax_ptx80 dev/test_host dev/bench_parallax dev/cuda/attention_study \
+           dev/cuda/mma_peak dev/cuda/residual_study
 all: $(BINARIES)
 
 CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
+NVCC_BASE_FLAGS = -O3 -std=c++17 -lineinfo
 
 train_parallax: $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
@@ -30,6 +39,11 @@ STUDY_SOURCES = dev/cuda/attention_rowwise.cuh dev/cuda/attention_mma_v2.cuh dev
 
 test_parallax: test_parallax.cu $(STUDY_SOURCES) $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+# test_parallax from compute_80 PTX alone (JIT-compiled on the GPU at its first run): on a Hopper GPU it passes
+# only if the 8.x path uses no Hopper instruction (the Hopper kernels are not in it; gpu_arch.h sees that)
+test_parallax_ptx80: test_parallax.cu $(STUDY_SOURCES) $(CUDA_SOURCES)
+	$(NVCC) $(NVCC_BASE_FLAGS) -gencode arch=compute_80,code=compute_80 -o $@ $< $(NVCC_LIBS)
 
 # CPU tests of the trainer's host code (tensor files, data loader, grouping; table and schedule dumps)
 dev/test_host: dev/test_host.cu $(CUDA_SOURCES)
@@ -43,9 +57,10 @@ dev/bench_parallax: dev/bench_parallax.cu dev/cuda/attention_timing.h $(STUDY_SO
 dev/cuda/attention_study: dev/cuda/attention_study.cu dev/cuda/attention_timing.h $(STUDY_SOURCES) $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $<
 
-# the tensor-core ceilings the attention kernels work under: ./dev/cuda/mma_peak (mma.sync and wgmma TFLOP/s)
+# the tensor-core ceilings the attention kernels work under: ./dev/cuda/mma_peak (mma.sync and wgmma TFLOP/s;
+# Hopper only)
 dev/cuda/mma_peak: dev/cuda/mma_peak.cu dev/cuda/attention_wgmma_v4.cuh parallax_kernels.cuh trainer/cuda_common.h trainer/async_copy.cuh
-	$(NVCC) $(NVCC_FLAGS) -o $@ $<
+	$(NVCC) $(NVCC_BASE_FLAGS) -gencode arch=compute_90a,code=sm_90a -o $@ $<
 
 # the residual add and the norm after it, computed several ways (cuBLASLt algorithms, fused kernel): which is fastest
 dev/cuda/residual_study: dev/cuda/residual_study.cu dev/cuda/attention_timing.h $(STUDY_SOURCES) $(CUDA_SOURCES)

@@ -226,19 +226,19 @@ __device__ __forceinline__ void cp_async_mbar_arrive(uint64_t* bar) {
 // one arrival on bar that also raises its transaction count by `bytes`: the phase completes once its arrivals
 // are in and that many bytes of TMA copies (tma_load_3d) have landed; copies may land before this arrival
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
-                 : "memory");
+    HOPPER_ONLY(asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
+                 : "memory"));
 }
 // shared-memory state written by ordinary stores (an mbarrier's init, a tile) becomes visible to the async
 // proxy: the TMA copies' transaction counts, the tensor cores' reads
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_proxy_async() { HOPPER_ONLY(asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory")); }
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
     uint32_t done = 0;
     while (!done)
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        HOPPER_ONLY(asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
                      : "=r"(done)
                      : "r"(smem_u32(bar)), "r"(parity)
-                     : "memory");
+                     : "memory"));
 }
 
 // The order blocks start in. A grid (tiles, batch*H) starts its blocks in the order of their linear index;

@@ -5,6 +5,8 @@
 // threshold. Outputs are poisoned (NaN) before every run, so an unwritten element fails. Without a GPU it
 // prints one "skipped: no GPU" line and exits 0; when CUDA finds none but `nvidia-smi -L` lists one (a
 // driver or permission fault), that is a FAIL.
+// PARALLAX_ATTENTION=sm80 runs the model's checks on the 8.x attention path (trainer/gpu_arch.h); the attention
+// checks cover every kernel version this binary can run here, the 8.x path (prefix "sm80 ") among them.
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -19,7 +21,7 @@
 #define TESTING
 #include "train_parallax.cu"       // defines: Model, model_forward, model_backward, model_update, ...
 #include "trainer/tensor_file.h"   // defines: TensorFile, tensor_file_read
-#include "dev/cuda/attention_check.h"   // defines: AttentionCase, ATTENTION_VERSIONS (versions 1-3),
+#include "dev/cuda/attention_check.h"   // defines: AttentionCase, ATTENTION_VERSIONS (versions 1-5),
                                          // attention_case_run, attention_checks, attention_case_random
 #include "dev/cuda/small_kernel_check.h"   // defines: small_kernel_checks (q/k/r norm + RoPE, cross-entropy)
 
@@ -47,8 +49,21 @@ static void report(const std::string& name, double err, double tol) {
     fflush(stdout);
 }
 
+// Versions 3 and 4 are the Hopper kernels: they run only where this binary carries their sm_90a code (not in
+// test_parallax_ptx80, built from compute_80 PTX alone). Every other version runs on any GPU.
+static bool version_runs_here(const AttentionVersion& ver) {
+    static int hopper = -1;
+    if (hopper < 0) {
+        cudaDeviceProp prop;
+        cudaCheck(cudaGetDeviceProperties(&prop, 0));
+        hopper = prop.major == 9 && kernel_built_for_hopper((const void*)attention_forward_kernel<64, true>);
+    }
+    return hopper || (ver.number != 3 && ver.number != 4);
+}
+
 // Runs one version on a case and reports every output against the case's expected values.
 static void run_attention_case(const AttentionCase& c, const AttentionVersion& ver) {
+    if (!version_runs_here(ver)) return;
     AttentionOutputs out = attention_case_run(c, ver);
     for (const AttentionCheck& k : attention_checks(c, out))
         report(ver.prefix + c.name + " " + k.what, rel_error(*k.got, *k.ref), k.max_rel);
@@ -103,7 +118,8 @@ static void test_exported_attention(const std::string& path) {
 static void test_random_attention(unsigned seed) {
     std::mt19937 rng(seed);
     // odd sizes: T = 1, T not a multiple of any tile, B x H > 1, both head dims
-    const int shapes[][4] = {{1, 1, 1, 64}, {2, 3, 37, 64}, {1, 2, 200, 64}, {1, 1, 1, 128}, {2, 1, 77, 128}, {1, 1, 333, 128}};
+    const int shapes[][4] = {{1, 1, 1, 64}, {2, 3, 37, 64}, {1, 2, 200, 64}, {1, 1, 333, 64}, {1, 1, 1, 128},
+                             {1, 2, 37, 128}, {2, 1, 77, 128}, {1, 1, 333, 128}};
     for (int probe = 1; probe >= 0; probe--)
         for (const auto& s : shapes) {
             AttentionCase c = attention_case_random(s[0], s[1], s[2], s[3], probe, rng);
@@ -488,8 +504,11 @@ int main(int argc, char** argv) {
     }
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    std::string err;
+    if (!attention_path_init(prop, &err)) { fprintf(stderr, "test_parallax: %s\n", err.c_str()); return 2; }
     unsigned seed = (unsigned)time(NULL);
-    printf("test_parallax on %s, random seed %u\n", prop.name, seed);
+    printf("test_parallax on %s, random seed %u, the model's attention on the %s path\n", prop.name, seed,
+           g_attention_path == ATTENTION_PATH_SM80 ? "8.x (sm80)" : "Hopper");
     test_exported_attention(ref_dir + "/attention_cases.ptf");
     test_random_attention(seed);
     for (const KernelCheck& k : small_kernel_checks(seed)) report(k.name, k.err, k.max_rel);

@@ -31,6 +31,8 @@
 #include "trainer/tensor_file.h"       // defines: TensorFile, tensor_file_read, tensor_file_write, tensor_file_read_meta
 #include "trainer/tokenizer.h"         // defines: Tokenizer, tokenizer_load, tokenizer_decode
 #include "parallax_kernels.cuh"        // defines: attention_forward, attention_backward, their params structs
+#include "trainer/attention_sm80.cuh"  // defines: attention_forward_sm80, attention_backward_sm80 (the 8.x path)
+#include "trainer/gpu_arch.h"          // defines: attention_path_pick, gpu_check_supported, gpu_peak_bf16
 #include "muon.cuh"                    // defines: muon_step, adamw_step, global_sumsq
 
 // ---------------------------------------------------------------------------------------------------------
@@ -293,8 +295,11 @@ static size_t run_memory_bytes(const Config& cfg, int B, int T) {
     return bytes;
 }
 
-// This build's kernels use wgmma and TMA (sm_90a): Hopper only, until another target is built and tested.
-static bool gpu_is_supported(const cudaDeviceProp& p) { return p.major == 9 && p.minor == 0; }
+// Compute capability 8.0 and newer: the Hopper kernels on 9.0, the 8.x attention path elsewhere
+// (trainer/gpu_arch.h); *why says why not.
+static bool gpu_is_supported(const cudaDeviceProp& p, std::string* why) {
+    return gpu_check_supported(p.name, p.major, p.minor, why);
+}
 
 static void model_alloc(Model* m, const Config& cfg, int B, int T) {
     m->cfg = cfg;
@@ -362,6 +367,19 @@ static void model_init(Model* m, unsigned long long seed) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// the attention kernels of this process: the Hopper ones (parallax_kernels.cuh) or the 8.x path
+// (trainer/attention_sm80.cuh), picked once from the GPU and PARALLAX_ATTENTION by attention_path_init
+
+static AttentionPath g_attention_path = ATTENTION_PATH_HOPPER;
+
+// false with the reason in *err when the GPU is older than 8.0 or PARALLAX_ATTENTION is bad
+static bool attention_path_init(const cudaDeviceProp& prop, std::string* err) {
+    if (!gpu_check_supported(prop.name, prop.major, prop.minor, err)) return false;
+    bool hopper_built = kernel_built_for_hopper((const void*)attention_forward_kernel<64, true>);
+    return attention_path_pick(prop.major, prop.minor, hopper_built, getenv("PARALLAX_ATTENTION"), &g_attention_path,
+                               err);
+}
+
 // forward: embedding, L blocks, head and the fused cross-entropy. With targets, the logits buffer ends
 // holding dlogits scaled by grad_scale (1 / tokens of the whole batch); the mean loss is returned.
 // inputs, targets: host arrays of B*T tokens (B, T may be smaller than the allocation).
@@ -380,7 +398,8 @@ static float model_forward(Model* m, const int* inputs, const int* targets, int 
         rmsnorm_forward(la.h, la.rstd, la.x, (int)N, c.C, st);
         linear_forward(la.qkvr, la.h, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, st);
         qkr_norm_rope_forward(la.qkr, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D, c.n_proj(), st);
-        attention_forward(layer_attention(c, la, B, T), st);
+        (g_attention_path == ATTENTION_PATH_SM80 ? attention_forward_sm80 : attention_forward)(
+            layer_attention(c, la, B, T), st);
         matmul_residual(la.x_mid, la.x, la.o, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, st);
         // MLP: x_next = x_mid + W_2 relu(W_1 rmsnorm(x_mid))^2
         rmsnorm_forward(la.h2, la.rstd2, la.x_mid, (int)N, c.C, st);
@@ -431,7 +450,8 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
         bf16* dO = a->dh;  // reuse: free until the q/k/v/r GEMM below
         linear_backward_input(dO, a->dres_bf16, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, false, st);
         bf16* dq = a->dbig;
-        attention_backward(attention_backward_params(layer_attention(c, la, B, T), dO, dq, a->Tg, a->gvbar), st);
+        (g_attention_path == ATTENTION_PATH_SM80 ? attention_backward_sm80 : attention_backward)(
+            attention_backward_params(layer_attention(c, la, B, T), dO, dq, a->Tg, a->gvbar), st);
         qkr_norm_rope_backward(a->dbig, la.dgains, a->scratch, la.qkvr, la.gains, m->rope, (int)N, T, c.H, c.D,
                                c.n_proj(), st);
         linear_backward_weight(grad(m, P_QKVR) + l * nC * C, a->dbig, la.h, (int)N, c.C, (int)nC, st);
@@ -642,12 +662,10 @@ static std::vector<int> model_sample(Model* m, int n, unsigned long long seed) {
     return std::vector<int>(toks.begin() + 1, toks.end());
 }
 
-// dense bf16 peak of the GPU, for MFU (datasheet numbers; 0 when unknown)
+// dense bf16 peak of the GPU in FLOP/s, for MFU (trainer/gpu_arch.h's table; 0 when the GPU is not in it)
 static double gpu_peak_flops(const cudaDeviceProp& p) {
-    std::string n = p.name;
-    if (n.find("H100") != std::string::npos || n.find("H200") != std::string::npos || n.find("H800") != std::string::npos) return 989e12;
-    if (n.find("A100") != std::string::npos || n.find("A800") != std::string::npos) return 312e12;
-    return 0.0;
+    const GpuPeak* g = gpu_peak_bf16(p.name);
+    return g ? g->tflops * 1e12 : 0.0;
 }
 
 #ifndef TESTING
@@ -964,9 +982,9 @@ static void make_out_dir(const std::string& out) {
 
 // The first GPU checks, before any allocation: a supported compute capability, and room for the run.
 static void check_gpu(const cudaDeviceProp& prop, const Config& cfg, const Options& o, size_t need) {
-    if (!gpu_is_supported(prop)) {
-        fprintf(stderr, "train_parallax: GPU 0 is %s with compute capability %d.%d; this build supports 9.0 only "
-                        "(Hopper: H100, H200; the kernels use wgmma and TMA)\n", prop.name, prop.major, prop.minor);
+    std::string why;
+    if (!gpu_is_supported(prop, &why)) {
+        fprintf(stderr, "train_parallax: GPU 0: %s\n", why.c_str());
         exit(2);
     }
     // headroom for what the estimate leaves out: cuBLAS handles, allocator rounding
@@ -1354,6 +1372,7 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
     check_gpu(prop, cfg, o, need);
+    if (!attention_path_init(prop, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
     matmul_init();
     Model m;
     model_alloc(&m, cfg, o.batch, o.seq_len);
@@ -1378,6 +1397,9 @@ int main(int argc, char** argv) {
     double peak = gpu_peak_flops(prop);
     printf("train_parallax: %s attention, %s, d%d (C=%d, H=%d, D=%d), %.1f M parameters, on %s\n",
            o.attention.c_str(), o.optimizer.c_str(), cfg.L, cfg.C, cfg.H, cfg.D, m.n_params / 1e6, prop.name);
+    printf("  attention kernels: %s (compute capability %d.%d)\n",
+           g_attention_path == ATTENTION_PATH_SM80 ? "8.x path (trainer/attention_sm80.cuh)" : "Hopper", prop.major,
+           prop.minor);
     printf("  batch %d x %d, %d micro-steps = %ld tokens per step, %d steps; train %ld tokens in %zu shards, "
            "val %ld tokens in %zu shards\n", o.batch, o.seq_len, accum, o.total_batch, o.steps, dataloader_total_tokens(&train),
            train.paths.size(), dataloader_total_tokens(&val.files), val.files.paths.size());
@@ -1464,8 +1486,9 @@ int main(int argc, char** argv) {
         cudaCheck(cudaEventDestroy(t0)); cudaCheck(cudaEventDestroy(t1));
         if (step > start) { total_ms += ms; timed++; }   // the first step includes cuBLAS warm-up
         double tps = o.total_batch / (ms / 1e3);
-        double mfu = peak > 0 ? 100.0 * flops_per_token * tps / peak : 0.0;
-        printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s | MFU %.1f%%\n", step + 1,
+        char mfu[32] = "unknown";   // a GPU not in gpu_arch.h's table gets no number rather than a wrong one
+        if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tps / peak);
+        printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s | MFU %s\n", step + 1,
                o.steps, loss, lrs, norm, ms, tps, mfu);
         fprintf(log, "%d,%ld,train,%.6f,%.5f,%.5f,%.2f,%.0f,\n", step + 1, tokens_seen + o.total_batch, loss, lrs,
                 norm, ms, tps);

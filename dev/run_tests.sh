@@ -42,6 +42,10 @@ else
     echo "FAIL plot: no python3 with matplotlib found (Debian: apt-get install python3-matplotlib)" | tee -a "$log"
 fi
 run test_parallax ./test_parallax
+# the 8.x attention path forced on this GPU, then the binary built from compute_80 PTX alone (it runs the
+# 8.x path and would fail on any Hopper instruction); without a GPU each prints one SKIP line
+run test_parallax-sm80 env PARALLAX_ATTENTION=sm80 ./test_parallax
+run test_parallax-ptx80 ./test_parallax_ptx80
 
 passed=$(grep -c '^PASS ' "$log")
 failed=$(grep -c '^FAIL ' "$log")

@@ -207,6 +207,59 @@ static void test_tokens_by_value() {
           std::to_string(nu) + " distinct tokens, " + std::to_string(covered) + " positions");
 }
 
+// trainer/gpu_arch.h: device names as CUDA reports them -> the MFU table's row (NULL: not in the table, MFU
+// unknown); every row is reached by some name; the attention path for each compute capability and override.
+static void test_gpu_arch() {
+    struct { const char* name; const char* row; } cases[] = {
+        {"NVIDIA H100 80GB HBM3", "H100 SXM"}, {"NVIDIA H100 PCIe", "H100 PCIe"}, {"NVIDIA H200", "H200 SXM"},
+        {"NVIDIA A100-SXM4-80GB", "A100 SXM"}, {"NVIDIA A100-SXM4-40GB", "A100 SXM"},
+        {"NVIDIA A100-PCIE-40GB", "A100 PCIe"}, {"NVIDIA A100 80GB PCIe", "A100 PCIe"}, {"NVIDIA A10", "A10"},
+        {"NVIDIA RTX A6000", "RTX A6000"}, {"NVIDIA L4", "L4"}, {"NVIDIA GeForce RTX 3090", "RTX 3090"},
+        {"NVIDIA GeForce RTX 4090", "RTX 4090"},
+        {"NVIDIA H100 NVL", NULL}, {"NVIDIA GH200 480GB", NULL}, {"NVIDIA H200 NVL", NULL}, {"NVIDIA A10G", NULL},
+        {"NVIDIA L40S", NULL}, {"NVIDIA GeForce RTX 3090 Ti", NULL}, {"Tesla V100-SXM2-16GB", NULL},
+        {"NVIDIA B200", NULL},
+    };
+    std::string bad;
+    std::vector<bool> reached(sizeof(GPU_PEAKS) / sizeof(GPU_PEAKS[0]), false);
+    for (const auto& c : cases) {
+        const GpuPeak* g = gpu_peak_bf16(c.name);
+        bool ok = c.row ? g != NULL && strcmp(g->label, c.row) == 0 : g == NULL;
+        if (!ok) bad += std::string(" '") + c.name + "' -> " + (g ? g->label : "unknown");
+        if (g) reached[g - GPU_PEAKS] = true;
+    }
+    for (size_t i = 0; i < reached.size(); i++)
+        if (!reached[i]) bad += std::string(" row ") + GPU_PEAKS[i].label + " reached by no name";
+    check("gpu_arch: device name -> MFU table row, unknown GPUs unknown", bad.empty(),
+          bad.empty() ? std::to_string(sizeof(cases) / sizeof(cases[0])) + " names" : bad);
+
+    struct { int major, minor; bool built; const char* force; int path; } picks[] = {   // path -1: an error
+        {9, 0, true, NULL, ATTENTION_PATH_HOPPER}, {9, 0, true, "", ATTENTION_PATH_HOPPER},
+        {9, 0, false, NULL, ATTENTION_PATH_SM80}, {9, 0, true, "sm80", ATTENTION_PATH_SM80},
+        {9, 0, true, "hopper", ATTENTION_PATH_HOPPER}, {8, 0, true, NULL, ATTENTION_PATH_SM80},
+        {8, 6, true, NULL, ATTENTION_PATH_SM80}, {8, 9, true, "sm80", ATTENTION_PATH_SM80},
+        {12, 0, true, NULL, ATTENTION_PATH_SM80}, {8, 9, true, "hopper", -1}, {9, 0, false, "hopper", -1},
+        {9, 0, true, "SM80", -1}, {9, 0, true, "wgmma", -1},
+    };
+    bad.clear();
+    for (const auto& c : picks) {
+        AttentionPath path = (AttentionPath)-1;
+        std::string err;
+        bool ok = attention_path_pick(c.major, c.minor, c.built, c.force, &path, &err);
+        bool want_ok = c.path >= 0;
+        bool good = want_ok ? ok && path == c.path : !ok && err.find("PARALLAX_ATTENTION") != std::string::npos;
+        if (!good) bad += " " + std::to_string(c.major) + "." + std::to_string(c.minor) + "/" + (c.force ? c.force : "unset");
+    }
+    check("gpu_arch: attention path from compute capability, build and PARALLAX_ATTENTION", bad.empty(),
+          bad.empty() ? std::to_string(sizeof(picks) / sizeof(picks[0])) + " cases" : "wrong:" + bad);
+
+    std::string err;
+    bool refused = !gpu_check_supported("Tesla V100-SXM2-16GB", 7, 0, &err) && err.find("V100") != std::string::npos &&
+                   err.find("7.0") != std::string::npos;
+    bool taken = gpu_check_supported("NVIDIA A100-SXM4-80GB", 8, 0, &err) && gpu_check_supported("NVIDIA L4", 8, 9, &err);
+    check("gpu_arch: below 8.0 refused naming the GPU, 8.x taken", refused && taken, refused ? "refused" : err);
+}
+
 static void dump() {
     printf("{\"tables\": {");
     for (int probe = 1; probe >= 0; probe--) {
@@ -243,6 +296,7 @@ int main(int argc, char** argv) {
     test_dataloader();
     test_val_plan(seed);
     test_tokens_by_value();
+    test_gpu_arch();
     printf("test_host: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

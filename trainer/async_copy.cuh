@@ -10,6 +10,15 @@
 #include <cuda.h>   // CUtensorMap (a type only: nothing is linked from the driver library)
 #include "cuda_common.h"
 
+// Hopper-only instructions (TMA, wgmma, mbarrier transaction counts and try_wait) compile for sm_90 only: in
+// the 8.x code of a fat binary the statement becomes a trap. The kernels that use them are never launched there
+// (the attention path is picked at run time, trainer/gpu_arch.h); the 8.x path is trainer/attention_sm80.cuh.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define HOPPER_ONLY(...) __trap()
+#else
+#define HOPPER_ONLY(...) __VA_ARGS__
+#endif
+
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 // 16 bytes global -> shared without passing through registers; bytes = 0 fills the 16 bytes with zeros
@@ -31,20 +40,20 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 // against the transaction count of the mbarrier `bar` (mbar_arrive_expect_tx in parallax_kernels.cuh). The own
 // block's shared-memory addresses are valid .shared::cluster addresses without a cluster launch.
 __device__ __forceinline__ void tma_load_3d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
-    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+    HOPPER_ONLY(asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
                  " [%0], [%1, {%2, %3, %4}], [%5];\n"
                  ::"r"(smem_u32(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_u32(bar))
-                 : "memory");
+                 : "memory"));
 }
 
 // The reverse: the box at (c0, c1, c2) from shared memory src (laid out as tma_load_3d writes it); parts of the
 // box past the tensor's bounds are not written. Tracked per thread in bulk groups: tma_store_wait.
 __device__ __forceinline__ void tma_store_3d(const CUtensorMap* map, const void* src, int c0, int c1, int c2) {
-    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n"
+    HOPPER_ONLY(asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.tile.bulk_group [%0, {%2, %3, %4}], [%1];\n"
                  ::"l"(map), "r"(smem_u32(src)), "r"(c0), "r"(c1), "r"(c2)
-                 : "memory");
+                 : "memory"));
 }
 // until this thread's TMA stores so far have read their shared memory (it may then be reused or freed)
 __device__ __forceinline__ void tma_store_wait() {
-    asm volatile("cp.async.bulk.commit_group;\ncp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    HOPPER_ONLY(asm volatile("cp.async.bulk.commit_group;\ncp.async.bulk.wait_group.read 0;\n" ::: "memory"));
 }

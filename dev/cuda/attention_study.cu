@@ -21,6 +21,8 @@
 //        block starts overlapped, the probe's shift in the accumulator: 0.195 / 0.679 ms (228); softmax 0.114 / 0.445
 //   4  attention_wgmma_v4.cuh          forward and backward on wgmma (sm_90a, D = 64)
 //        ./dev/cuda/attention_study 4                 0.264 / 0.889 ms; softmax 0.232 / 0.729
+//   5  trainer/attention_sm80.cuh      the 8.x path (A100, L4, RTX 30xx / 40xx): version 3 with cp.async tiles
+//        ./dev/cuda/attention_study 5                 (timed on an H100: dev/cuda/NOTES.md)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -51,7 +53,7 @@ int main(int argc, char** argv) {
     const int B = shape[0], T = shape[1], H = shape[2], D = shape[3];
     const AttentionVersion* ver = NULL;
     for (const AttentionVersion& v : ATTENTION_VERSIONS) if (v.number == version) ver = &v;
-    if (!ver) { fprintf(stderr, "attention_study: VERSION must be 1, 2, 3 or 4, got %d\n", version); return 2; }
+    if (!ver) { fprintf(stderr, "attention_study: VERSION must be 1 to 5, got %d\n", version); return 2; }
     if (D != 64 && D != 128) { fprintf(stderr, "attention_study: D must be 64 or 128, got %d\n", D); return 2; }
     if (n_shape != 0 && n_shape != 4) { fprintf(stderr, "attention_study: give all of B T H D or none\n"); return 2; }
     if (cuda_device_count() == 0) { printf("attention_study: skipped: no GPU\n"); return 0; }

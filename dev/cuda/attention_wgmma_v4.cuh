@@ -57,11 +57,11 @@ __device__ __forceinline__ uint64_t wgmma_desc(const void* smem, int lbo, int sb
     return ((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
            ((uint64_t)((sbo >> 4) & 0x3FFF) << 32);   // base offset 0, no swizzle (bits 62-63 = 0)
 }
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_fence() { HOPPER_ONLY(asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory")); }
+__device__ __forceinline__ void wgmma_commit() { HOPPER_ONLY(asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory")); }
 // wait until at most N of this warpgroup's committed groups of products are still running
 template <int N>
-__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void wgmma_wait() { HOPPER_ONLY(asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory")); }
 // Pins N C fragments at this point of the program: the compiler may not move their reads or writes across
 // it. A wgmma_wait has no register operands, so without this the arithmetic on an accumulator could be
 // scheduled before the wait that makes it valid (ptxas would then serialize every wgmma).
@@ -75,7 +75,7 @@ __device__ __forceinline__ void fence_frags(float (*x)[4]) {
 // TRANS_B = 0: B K-major (Q K^T), 1: B MN-major (W V).
 template <int TRANS_B>
 __device__ __forceinline__ void wgmma_m64n64k16(float (*d)[4], const uint32_t* a, uint64_t desc, int accumulate) {
-    asm volatile(
+    HOPPER_ONLY(asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
         "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
@@ -88,13 +88,13 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (*d)[4], const uint32_t* a
           "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
           "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
           "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B)));
 }
 
 // The same for n = 32 (d: 4 C tiles of 8 columns).
 template <int TRANS_B>
 __device__ __forceinline__ void wgmma_m64n32k16(float (*d)[4], const uint32_t* a, uint64_t desc, int accumulate) {
-    asm volatile(
+    HOPPER_ONLY(asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
         "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, %22;\n}\n"
@@ -102,7 +102,7 @@ __device__ __forceinline__ void wgmma_m64n32k16(float (*d)[4], const uint32_t* a
           "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
           "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
           "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TRANS_B)));
 }
 
 // Starts copying 64 token rows x 64 d of a strided bf16 tensor into one of the two core-matrix layouts above
