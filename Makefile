@@ -4,7 +4,7 @@ NVCC ?= nvcc
 # Hopper by default (wgmma, TMA need sm_90a); override for other GPUs, e.g. GPU_ARCH="-arch=sm_80"
 GPU_ARCH ?= -gencode arch=compute_90a,code=sm_90a
 NVCC_FLAGS ?= -O3 -std=c++17 -lineinfo $(GPU_ARCH)
-NVCC_LIBS = -lcublas -lcublasLt
+NVCC_LIBS = -lcublas -lcublasLt -ldl   # -ldl: NCCL is opened at run time (trainer/nccl_api.h), never linked
 # the first python3 that has torch: the GPU machine's own, else Debian's (apt-get install python3-torch)
 PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import torch' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 # the data tools need only numpy and regex: Debian's python3 has them (python3-numpy, python3-regex)
@@ -15,7 +15,7 @@ REF_DIR = dev/ref
 TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
 .PHONY: all test train ref data compare bench clean
-all: train_parallax test_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak dev/cuda/residual_study
+all: train_parallax test_parallax dev/test_host dev/test_dist dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak dev/cuda/residual_study
 
 CUDA_SOURCES = train_parallax.cu parallax_kernels.cuh muon.cuh $(TRAINER_PARTS)
 
@@ -30,6 +30,12 @@ test_parallax: test_parallax.cu $(STUDY_SOURCES) $(CUDA_SOURCES)
 # CPU tests of the trainer's host code (tensor files, data loader, grouping; table and schedule dumps)
 dev/test_host: dev/test_host.cu $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+# CPU tests of the data-parallel host code: launcher variables, NCCL id rendezvous, NCCL loader, ZeRO-1 plan,
+# per-rank data slices (no GPU, no NCCL needed)
+DIST_PARTS = trainer/launcher.h trainer/rendezvous.h trainer/nccl_api.h trainer/shard_plan.h trainer/data_slice.h trainer/dataloader.h
+dev/test_dist: dev/test_dist.cpp $(DIST_PARTS)
+	$(NVCC) -O2 -std=c++17 -o $@ $< -ldl
 
 dev/bench_parallax: dev/bench_parallax.cu dev/cuda/attention_timing.h $(STUDY_SOURCES) $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
@@ -86,4 +92,4 @@ compare: train_parallax data/shards/manifest.json
 	PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/compare.sh
 
 clean:
-	rm -f test_parallax train_parallax dev/test_host dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak
+	rm -f test_parallax train_parallax dev/test_host dev/test_dist dev/bench_parallax dev/cuda/attention_study dev/cuda/mma_peak

@@ -22,6 +22,7 @@ run() {
 }
 
 run host ./dev/test_host
+run dist ./dev/test_dist
 if [ -n "${PYTHON:-}" ]; then
     run reference "$PYTHON" dev/test_reference.py
     run host-vs-reference "$PYTHON" dev/test_host.py ./dev/test_host
