@@ -83,8 +83,12 @@ data/shards/manifest.json: data/build_corpus.py data/extract.py data/tokenizer.p
 test: all $(if $(HAVE_GPU),$(REF_DIR)/attention_cases.ptf $(MODEL_REFS))
 	PYTHON="$(PYTHON)" DATA_PYTHON="$(DATA_PYTHON)" PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/run_tests.sh
 
+# make train GPUS=8: one process per GPU on this machine through torchrun (torch's; NCCL is found in its pip
+# package, or set PARALLAX_NCCL_LIB); GPUS=1 runs plainly, without NCCL
+GPUS ?= 1
+TORCHRUN ?= $(PYTHON) -m torch.distributed.run
 train: train_parallax data/shards/manifest.json
-	./train_parallax $(TRAIN_FLAGS)
+	$(if $(filter 1,$(GPUS)),./train_parallax,$(TORCHRUN) --standalone --nproc_per_node=$(GPUS) --no-python ./train_parallax) $(TRAIN_FLAGS)
 
 # the four combinations, one seed, same data and token budget, then the plot and the table (dev/compare.sh)
 PLOT_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import matplotlib' >/dev/null 2>&1 && { command -v $$p; break; }; done)

@@ -22,7 +22,7 @@ run() {
 }
 
 run host ./dev/test_host
-run dist ./dev/test_dist
+run dist ./dev/test_dist ./train_parallax
 if [ -n "${PYTHON:-}" ]; then
     run reference "$PYTHON" dev/test_reference.py
     run host-vs-reference "$PYTHON" dev/test_host.py ./dev/test_host
@@ -42,6 +42,7 @@ else
     echo "FAIL plot: no python3 with matplotlib found (Debian: apt-get install python3-matplotlib)" | tee -a "$log"
 fi
 run test_parallax ./test_parallax
+run dist-gpu bash dev/dist_check.sh ./train_parallax
 
 passed=$(grep -c '^PASS ' "$log")
 failed=$(grep -c '^FAIL ' "$log")

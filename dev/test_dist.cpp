@@ -3,8 +3,9 @@
 //   the NCCL id rendezvous over TCP and through a file, with forked processes on this machine;
 //   the NCCL loader's search path and its message when NCCL is missing;
 //   the ZeRO-1 plan for world sizes 1, 2, 3, 4, 8 against a direct per-matrix computation;
-//   each rank's micro-batches against the single-GPU order.
-//   ./dev/test_dist        one PASS / FAIL / SKIP line per check
+//   each rank's micro-batches against the single-GPU order;
+//   with the trainer's path: bad launches refused by train_parallax itself, exit status 2, before GPU work.
+//   ./dev/test_dist [./train_parallax]     one PASS / FAIL / SKIP line per check
 #include <sys/wait.h>
 #include <algorithm>
 #include <cmath>
@@ -433,7 +434,81 @@ static void test_data_slices(unsigned seed) {
     if (system(rm.c_str()) != 0) printf("note: could not remove %s\n", dir.c_str());
 }
 
-int main() {
+// ---------------------------------------------------------------------------------------------------------
+// the trainer refuses bad launches before any GPU work
+
+// runs exe with args and exactly the environment env; returns the exit status, stderr in *out
+static int run_trainer(const std::string& exe, const std::vector<std::string>& args, const std::vector<std::string>& env,
+                       std::string* out) {
+    int pipefd[2];
+    if (pipe(pipefd) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pipefd[1], 2);
+        dup2(pipefd[1], 1);
+        close(pipefd[0]);
+        std::vector<char*> av, ev;
+        av.push_back((char*)exe.c_str());
+        for (auto& a : args) av.push_back((char*)a.c_str());
+        av.push_back(NULL);
+        for (auto& e : env) ev.push_back((char*)e.c_str());
+        ev.push_back(NULL);
+        execve(exe.c_str(), av.data(), ev.data());
+        _exit(127);
+    }
+    close(pipefd[1]);
+    char buf[4096];
+    ssize_t k;
+    out->clear();
+    while ((k = read(pipefd[0], buf, sizeof buf)) > 0) out->append(buf, k);
+    close(pipefd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_trainer(const std::string& exe, unsigned seed) {
+    std::string dir = "/tmp/test_dist_cli_" + std::to_string(getpid());
+    std::string mk = "mkdir -p " + dir;
+    if (system(mk.c_str()) != 0) { check("trainer: temp dir", false, dir); return; }
+    std::mt19937 rng(seed);
+    std::vector<uint16_t> tok(5000);
+    for (auto& x : tok) x = (uint16_t)(rng() % 50257);
+    std::string shard = dir + "/good.bin";
+    write_shard(shard, tok);
+    std::vector<std::string> args = {"--train-data", shard, "--val-data", shard, "--batch", "2", "--seq-len", "64",
+                                     "--depth", "2", "--total-batch", "512", "--steps", "1", "--warmup", "0", "--out", dir + "/out"};
+    std::string path = std::string("PATH=") + (getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+    struct Case {
+        std::vector<std::string> env;
+        const char* must;      // in the message
+        const char* what;
+    };
+    Case cases[] = {
+        {{"RANK=0", "WORLD_SIZE=2", "LOCAL_RANK=0"}, "MASTER_ADDR", "a 2-process launch without MASTER_ADDR"},
+        {{"RANK=1", "WORLD_SIZE=3", "LOCAL_RANK=1", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=29500"}, "--total-batch",
+         "4 micro-batches over 3 ranks"},
+        {{"OMPI_COMM_WORLD_RANK=2", "OMPI_COMM_WORLD_SIZE=2", "OMPI_COMM_WORLD_LOCAL_RANK=0"}, "OMPI_COMM_WORLD_RANK=2",
+         "mpirun rank 2 of 2"},
+        {{"RANK=1", "WORLD_SIZE=2", "LOCAL_RANK=1", "MASTER_ADDR=127.0.0.1", "MASTER_PORT=29500",
+          "PARALLAX_NCCL_LIB=/nonexistent/libnccl.so.2"}, "pip install nvidia-nccl", "a 2-process launch without NCCL"},
+        {{"RANK=0", "WORLD_SIZE=1", "LOCAL_RANK=0", "PARALLAX_NCCL_LIB=/nonexistent/libnccl.so.2"}, "needs NCCL",
+         "torchrun at world size 1 takes the NCCL path"},
+    };
+    for (const Case& c : cases) {
+        std::vector<std::string> env = c.env;
+        env.push_back(path);
+        std::string out;
+        int rc = run_trainer(exe, args, env, &out);
+        std::string first = out.substr(0, out.find('\n'));
+        check(std::string("trainer refuses ") + c.what, rc == 2 && out.find(c.must) != std::string::npos,
+              "exit " + std::to_string(rc) + ": " + first);
+    }
+    std::string rm = "rm -rf " + dir;
+    if (system(rm.c_str()) != 0) printf("note: could not remove %s\n", dir.c_str());
+}
+
+int main(int argc, char** argv) {
     unsigned seed = std::random_device()();
     printf("test_dist: seed %u\n", seed);
     test_launcher_good();
@@ -442,6 +517,7 @@ int main() {
     test_nccl_loader();
     test_plans();
     test_data_slices(seed);
+    if (argc > 1) test_trainer(argv[1], seed);
     printf("test_dist: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

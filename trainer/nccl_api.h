@@ -1,8 +1,9 @@
 // The few NCCL calls the trainer makes, declared here from NCCL's documented C API (nccl.h is not needed to
 // build), and libnccl.so.2 opened at run time: the binary builds and runs on one GPU without NCCL.
 // Search order: PARALLAX_NCCL_LIB (a path; nothing else is tried when it is set), then "libnccl.so.2" on the
-// loader's path (LD_LIBRARY_PATH, ldconfig), then CUDA's lib64 and the pip package nvidia-nccl-cu1x
-// (nvidia/nccl/lib/ under the site-packages of every python3 on PATH, of /usr/local/lib and ~/.local).
+// loader's path (LD_LIBRARY_PATH, ldconfig), then CUDA's lib64, <dir>/../lib of every PATH entry (conda), and
+// the pip package nvidia-nccl-cu1x (nvidia/nccl/lib/ under the site-packages next to every PATH entry, of
+// /usr/local/lib, /usr/lib and ~/.local/lib).
 #pragma once
 
 #include <dlfcn.h>
@@ -54,6 +55,7 @@ static std::vector<std::string> nccl_candidates() {
         rest = colon == std::string::npos ? "" : rest.substr(colon + 1);
         if (!dir.empty()) roots.push_back(dir + "/../lib");
     }
+    for (const std::string& r : roots) c.push_back(r + "/libnccl.so.2");   // conda, /usr/local
     roots.push_back("/usr/local/lib");
     roots.push_back("/usr/lib");
     if (getenv("HOME")) roots.push_back(std::string(getenv("HOME")) + "/.local/lib");
