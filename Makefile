@@ -12,7 +12,7 @@ GPU_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm
             -gencode arch=compute_80,code=compute_80
 endif
 NVCC_FLAGS ?= $(NVCC_BASE_FLAGS) $(GPU_ARCH)
-NVCC_LIBS = -lcublas -lcublasLt
+NVCC_LIBS = -lcublas -lcublasLt -ldl   # -ldl: NCCL is opened at run time (trainer/nccl_api.h), never linked
 # the first python3 that has torch: the GPU machine's own, else Debian's (apt-get install python3-torch)
 PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import torch' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 # the data tools need only numpy and regex: Debian's python3 has them (python3-numpy, python3-regex)
@@ -24,7 +24,7 @@ TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
 .PHONY: all test train ref data compare bench clean
 # every binary `make` builds: `all` builds them and `clean` removes them, so the two cannot drift apart
-BINARIES = train_parallax test_parallax test_parallax_ptx80 dev/test_host dev/bench_parallax dev/cuda/attention_study \
+BINARIES = train_parallax test_parallax test_parallax_ptx80 dev/test_host dev/test_dist dev/bench_parallax dev/cuda/attention_study \
            dev/cuda/mma_peak dev/cuda/residual_study
 all: $(BINARIES)
 
@@ -48,6 +48,12 @@ test_parallax_ptx80: test_parallax.cu $(STUDY_SOURCES) $(CUDA_SOURCES)
 # CPU tests of the trainer's host code (tensor files, data loader, grouping; table and schedule dumps)
 dev/test_host: dev/test_host.cu $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+# CPU tests of the data-parallel host code: launcher variables, NCCL id rendezvous, NCCL loader, ZeRO-1 plan,
+# per-rank data slices (no GPU, no NCCL needed)
+DIST_PARTS = trainer/launcher.h trainer/rendezvous.h trainer/nccl_api.h trainer/shard_plan.h trainer/data_slice.h trainer/dataloader.h
+dev/test_dist: dev/test_dist.cpp $(DIST_PARTS)
+	$(NVCC) -O2 -std=c++17 -o $@ $< -ldl
 
 dev/bench_parallax: dev/bench_parallax.cu dev/cuda/attention_timing.h $(STUDY_SOURCES) $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
@@ -101,8 +107,12 @@ data/shards/manifest.json: data/build_corpus.py data/extract.py data/tokenizer.p
 test: all $(if $(HAVE_GPU),$(REF_DIR)/attention_cases.ptf $(MODEL_REFS) $(OPTIM_REF))
 	PYTHON="$(PYTHON)" DATA_PYTHON="$(DATA_PYTHON)" PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/run_tests.sh
 
+# make train GPUS=8: one process per GPU on this machine through torchrun (torch's; NCCL is found in its pip
+# package, or set PARALLAX_NCCL_LIB); GPUS=1 runs plainly, without NCCL
+GPUS ?= 1
+TORCHRUN ?= $(PYTHON) -m torch.distributed.run
 train: train_parallax data/shards/manifest.json
-	./train_parallax $(TRAIN_FLAGS)
+	$(if $(filter 1,$(GPUS)),./train_parallax,$(TORCHRUN) --standalone --nproc_per_node=$(GPUS) --no-python ./train_parallax) $(TRAIN_FLAGS)
 
 # the four combinations, one seed, same data and token budget, then the plot and the table (dev/compare.sh)
 PLOT_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import matplotlib' >/dev/null 2>&1 && { command -v $$p; break; }; done)

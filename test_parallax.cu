@@ -131,6 +131,12 @@ static void test_random_attention(unsigned seed) {
 // the whole model against the exporter's model file: logits, loss, every gradient, 10 optimizer steps of
 // Muon and of AdamW, and two identical runs giving identical bits
 
+// empty optimizer state (re-planned and zeroed: only the plan's parts have state)
+static void model_zero_state(Model* m) {
+    model_plan(m, m->plan.world, m->plan.rank, m->plan_muon);
+    m->adam_t = 0;
+}
+
 static void load_params(Model* m, const TensorFile& tf) {
     std::vector<float> host(m->n_params, 0.0f);
     for (int i = 0; i < NUM_PARAMS; i++) {
@@ -145,10 +151,7 @@ static void load_params(Model* m, const TensorFile& tf) {
     }
     cudaCheck(cudaMemcpy(m->params, host.data(), m->n_params * sizeof(float), cudaMemcpyHostToDevice));
     model_sync_bf16(m);
-    cudaCheck(cudaMemset(m->adam_m, 0, m->n_params * sizeof(float)));
-    cudaCheck(cudaMemset(m->adam_v, 0, m->n_params * sizeof(float)));
-    cudaCheck(cudaMemset(m->muon_buf, 0, m->n_params * sizeof(float)));
-    m->adam_t = 0;
+    model_zero_state(m);
 }
 
 static Hyper hyper_from_meta(const TensorFile& tf, bool muon) {

@@ -34,6 +34,9 @@
 #include "trainer/attention_sm80.cuh"  // defines: attention_forward_sm80, attention_backward_sm80 (the 8.x path)
 #include "trainer/gpu_arch.h"          // defines: attention_path_pick, gpu_check_supported, gpu_peak_bf16
 #include "muon.cuh"                    // defines: muon_step, adamw_step, global_sumsq
+#include "trainer/shard_plan.h"        // defines: ShardPlan, shard_plan_make (ZeRO-1: who updates what)
+#include "trainer/data_slice.h"        // defines: DataSlice, data_slice_make, dataloader_skip, split_range
+#include "trainer/dist.cuh"            // defines: Dist, dist_bucket_ready, dist_sum_host, dist_broadcast
 
 // ---------------------------------------------------------------------------------------------------------
 // config
@@ -140,9 +143,13 @@ struct Model {
     float* params;       // fp32 master weights
     bf16* params_bf16;   // bf16 copy the forward and backward read
     float* grads;        // fp32, accumulated over micro-steps
-    float* adam_m;       // AdamW state (every tensor has room, Muon's leave it unused)
+    float* adam_m;       // AdamW state of this rank's parts (plan.state_off), one buffer of plan.adam_state
     float* adam_v;
-    float* muon_buf;     // Muon momentum
+    float* muon_buf;     // Muon momentum of this rank's matrices, plan.muon_state
+    ShardPlan plan;      // which part of each tensor this rank updates (world 1: all of it)
+    bool plan_muon;      // the plan is for Muon (+ AdamW) or for AdamW alone
+    Dist* dist;          // NULL: one GPU, no NCCL
+    bool sync_grads;     // this backward finishes the step's gradients: all-reduce its buckets
     MuonScratch muon;
     float* rope;         // (max_T, D/2, 2)
     int B, T;            // the micro-batch the activations are sized for
@@ -301,6 +308,32 @@ static bool gpu_is_supported(const cudaDeviceProp& p, std::string* why) {
     return gpu_check_supported(p.name, p.major, p.minor, why);
 }
 
+// The tensors as the ZeRO-1 plan sees them: Muon's whole matrices, or AdamW's element slices.
+static std::vector<PlanTensor> model_plan_tensors(const Model* m, bool muon) {
+    std::vector<PlanTensor> t;
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        const ParamSpec& s = m->spec[i];
+        t.push_back({s.numel, s.muon_count, s.muon_rows, s.muon_cols, muon && s.muon_count > 0});
+    }
+    return t;
+}
+
+// (Re)allocates the optimizer state for rank `rank` of `world` under Muon or AdamW, zeroed: only this rank's
+// parts have room, so the state per GPU falls as 1 / world.
+static void model_plan(Model* m, int world, int rank, bool muon) {
+    float* old[] = {m->adam_m, m->adam_v, m->muon_buf};
+    for (float* p : old) if (p) cudaCheck(cudaFree(p));
+    m->plan = shard_plan_make(model_plan_tensors(m, muon), world, rank);
+    m->plan_muon = muon;
+    size_t na = std::max(m->plan.adam_state, (size_t)1), nm = std::max(m->plan.muon_state, (size_t)1);
+    cudaCheck(cudaMalloc(&m->adam_m, na * sizeof(float)));
+    cudaCheck(cudaMalloc(&m->adam_v, na * sizeof(float)));
+    cudaCheck(cudaMalloc(&m->muon_buf, nm * sizeof(float)));
+    cudaCheck(cudaMemset(m->adam_m, 0, na * sizeof(float)));
+    cudaCheck(cudaMemset(m->adam_v, 0, na * sizeof(float)));
+    cudaCheck(cudaMemset(m->muon_buf, 0, nm * sizeof(float)));
+}
+
 static void model_alloc(Model* m, const Config& cfg, int B, int T) {
     m->cfg = cfg;
     m->B = B;
@@ -312,13 +345,11 @@ static void model_alloc(Model* m, const Config& cfg, int B, int T) {
     cudaCheck(cudaMalloc(&m->params, np * sizeof(float)));
     cudaCheck(cudaMalloc(&m->params_bf16, np * sizeof(bf16)));
     cudaCheck(cudaMalloc(&m->grads, np * sizeof(float)));
-    cudaCheck(cudaMalloc(&m->adam_m, np * sizeof(float)));
-    cudaCheck(cudaMalloc(&m->adam_v, np * sizeof(float)));
-    cudaCheck(cudaMalloc(&m->muon_buf, np * sizeof(float)));
-    cudaCheck(cudaMemset(m->adam_m, 0, np * sizeof(float)));
-    cudaCheck(cudaMemset(m->adam_v, 0, np * sizeof(float)));
-    cudaCheck(cudaMemset(m->muon_buf, 0, np * sizeof(float)));
     cudaCheck(cudaMemset(m->grads, 0, np * sizeof(float)));
+    m->adam_m = m->adam_v = m->muon_buf = NULL;
+    m->dist = NULL;
+    m->sync_grads = false;
+    model_plan(m, 1, 0, true);
     MuonSizes z = muon_sizes(m->spec);
     muon_scratch_alloc(&m->muon, z.max_elems, z.max_count, z.max_gram);
 
@@ -423,6 +454,28 @@ static float model_forward(Model* m, const int* inputs, const int* targets, int 
 // ---------------------------------------------------------------------------------------------------------
 // backward: from the dlogits the forward left, every parameter gradient is added into m->grads.
 
+// Gradient buckets in the order the backward finishes them: the head, each layer from the last, the
+// embedding. Layer l's bucket: its slice of every per-layer tensor (qkvr_w, the gains, attproj_w, fc_w, fcproj_w).
+static std::vector<std::vector<GradRange>> grad_buckets(Model* m) {
+    int L = m->cfg.L;
+    std::vector<std::vector<GradRange>> b(L + 2);
+    b[0].push_back({grad(m, P_HEAD), m->spec[P_HEAD].numel});
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < NUM_PARAMS; i++) {
+            const ParamSpec& s = m->spec[i];
+            if (i == P_WTE || i == P_HEAD || !s.present) continue;
+            size_t per = s.numel / L;
+            b[1 + (L - 1 - l)].push_back({grad(m, i) + l * per, per});
+        }
+    b[L + 1].push_back({grad(m, P_WTE), m->spec[P_WTE].numel});
+    return b;
+}
+
+// bucket b's gradients are final: start its all-reduce (only in the step's last backward of a parallel run)
+static void grads_ready(Model* m, int b, cudaStream_t st) {
+    if (m->dist && m->sync_grads) dist_bucket_ready(m->dist, b, st);
+}
+
 static void model_backward(Model* m, const int* inputs, int B, int T) {
     const Config& c = m->cfg;
     Activations* a = &m->act;
@@ -434,6 +487,7 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
     linear_backward_input(a->dh, a->logits, param_bf16(m, P_HEAD), (int)N, c.C, c.Vp, false, st);
     cudaCheck(cudaMemsetAsync(a->dres, 0, N * C * sizeof(float), st));
     rmsnorm_backward(a->dres, a->dres_bf16, a->dh, a->res + 2 * c.L * N * C, a->rstd + 2 * c.L * N, (int)N, c.C, st);
+    grads_ready(m, 0, st);
 
     for (int l = c.L - 1; l >= 0; l--) {
         LayerActs la = layer_acts(m, l, N, rows);
@@ -457,11 +511,13 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
         linear_backward_weight(grad(m, P_QKVR) + l * nC * C, a->dbig, la.h, (int)N, c.C, (int)nC, st);
         linear_backward_input(a->dh, a->dbig, param_bf16(m, P_QKVR) + l * nC * C, (int)N, c.C, (int)nC, false, st);
         rmsnorm_backward(a->dres, l > 0 ? a->dres_bf16 : NULL, a->dh, la.x, la.rstd, (int)N, c.C, st);
+        grads_ready(m, 1 + (c.L - 1 - l), st);
     }
     std::vector<int> groups;
     int n_unique = tokens_by_value(&groups, inputs, (int)N);
     cudaCheck(cudaMemcpy(a->groups, groups.data(), groups.size() * sizeof(int), cudaMemcpyHostToDevice));
     embedding_backward(grad(m, P_WTE), a->dres, a->groups, groups, n_unique, c.C, st);
+    grads_ready(m, c.L + 1, st);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -486,6 +542,19 @@ static Hyper default_hyper(bool muon) {
     return h;
 }
 
+// every rank's updated parts broadcast from their owners (the all-gather of ZeRO-1), timed
+static void params_gather(Model* m, cudaStream_t st) {
+    std::vector<BcastPart> parts;
+    for (int i = 0; i < NUM_PARAMS; i++)
+        for (int r = 0; r < m->plan.world; r++) {
+            Range own = m->plan.own[i][r];
+            parts.push_back({param(m, i) + own.begin, param(m, i) + own.begin, own.size(), r});
+        }
+    cudaCheck(cudaEventRecord(m->dist->gather_start, st));
+    dist_broadcast(m->dist, parts, st);
+    cudaCheck(cudaEventRecord(m->dist->gather_done, st));
+}
+
 // The global gradient norm (before clipping), on the host: the main loop decides on it whether to update.
 static float model_grad_norm(Model* m) {
     return (float)sqrt(global_sumsq(m->grads, m->n_params, m->act.scratch, 0));
@@ -496,23 +565,31 @@ static float model_grad_norm(Model* m) {
 static void model_apply_update(Model* m, const Hyper& hp, float lr_scale, float norm) {
     cudaStream_t st = 0;
     float gscale = (hp.grad_clip > 0.0f && norm > hp.grad_clip) ? hp.grad_clip / norm : 1.0f;
+    if (hp.muon != m->plan_muon) {   // the tests switch optimizers on one model: fresh state for the other
+        if (m->plan.world > 1) { fprintf(stderr, "train_parallax: optimizer changed in a parallel run\n"); exit(EXIT_FAILURE); }
+        model_plan(m, 1, 0, hp.muon);
+    }
     m->adam_t++;
     for (int i = 0; i < NUM_PARAMS; i++) {
         const ParamSpec& s = m->spec[i];
-        if (!s.present) continue;
-        float* w = param(m, i);
-        float* g = grad(m, i);
+        Range own = m->plan.own[i][m->plan.rank];   // ZeRO-1: only this rank's part
+        if (!s.present || own.size() == 0) continue;
+        float* w = param(m, i) + own.begin;
+        float* g = grad(m, i) + own.begin;
+        size_t off = m->plan.state_off[i];
         if (hp.muon && s.muon_count) {
-            muon_step(&m->muon, w, m->muon_buf + s.offset, g, s.muon_count, s.muon_rows, s.muon_cols,
+            int count = (int)(own.size() / ((size_t)s.muon_rows * s.muon_cols));
+            muon_step(&m->muon, w, m->muon_buf + off, g, count, s.muon_rows, s.muon_cols,
                       hp.muon_lr * lr_scale, hp.muon_beta, hp.muon_wd, gscale, st);
             continue;
         }
         float lr = hp.adam_lr, wd = hp.adam_wd;
         if (hp.muon) lr = s.group == GROUP_EMBED ? hp.embed_lr : s.group == GROUP_HEAD ? hp.head_lr : hp.gain_lr;
         else if (s.group == GROUP_GAIN) wd = 0.0f;   // AdamW-only: decay on matrices, not on the gains
-        adamw_step(w, m->adam_m + s.offset, m->adam_v + s.offset, g, s.numel, lr * lr_scale, hp.adam_beta1,
+        adamw_step(w, m->adam_m + off, m->adam_v + off, g, own.size(), lr * lr_scale, hp.adam_beta1,
                    hp.adam_beta2, hp.adam_eps, wd, m->adam_t, gscale, st);
     }
+    if (m->dist) params_gather(m, st);
     model_sync_bf16(m);
 }
 
@@ -546,9 +623,63 @@ static float lr_schedule(int step, int total, int warmup, float decay_frac, bool
 
 static const char* STATE_PREFIXES[] = {"param.", "muon_buf.", "adam_m.", "adam_v."};
 
-static float* state_buffer(Model* m, int which) {
-    float* bufs[] = {m->params, m->muon_buf, m->adam_m, m->adam_v};
-    return bufs[which];
+// which: 0 params, 1 muon_buf, 2 adam_m, 3 adam_v. Whether tensor i has optimizer state `which` (Muon's
+// tensors only muon_buf, AdamW's only adam_m and adam_v; the checkpoint holds zeros for the rest), and where
+// this rank's part of it is.
+static bool state_kept(const Model* m, int which, int i) {
+    return m->spec[i].present && (which == 1) == m->plan.tensors[i].muon;
+}
+
+static float* state_part(Model* m, int which, int i) {
+    float* bufs[] = {NULL, m->muon_buf, m->adam_m, m->adam_v};
+    return bufs[which] + m->plan.state_off[i];
+}
+
+// The whole of state `which` (n_params floats, the table's offsets) into host (NULL on ranks that do not
+// write). Parameters are whole on every rank; optimizer state is gathered from its owners, in a parallel run
+// through m->grads (free between steps).
+static void state_to_host(Model* m, int which, float* host) {
+    size_t n = m->n_params;
+    if (which == 0) {
+        if (host) cudaCheck(cudaMemcpy(host, m->params, n * sizeof(float), cudaMemcpyDeviceToHost));
+        return;
+    }
+    if (m->dist) {
+        cudaCheck(cudaMemset(m->grads, 0, n * sizeof(float)));
+        std::vector<BcastPart> parts;
+        for (int i = 0; i < NUM_PARAMS; i++) {
+            if (!state_kept(m, which, i)) continue;
+            for (int r = 0; r < m->plan.world; r++) {
+                Range own = m->plan.own[i][r];
+                float* recv = grad(m, i) + own.begin;
+                parts.push_back({r == m->plan.rank ? state_part(m, which, i) : recv, recv, own.size(), r});
+            }
+        }
+        dist_broadcast(m->dist, parts, 0);
+        if (host) cudaCheck(cudaMemcpy(host, m->grads, n * sizeof(float), cudaMemcpyDeviceToHost));
+        return;
+    }
+    memset(host, 0, n * sizeof(float));
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        Range own = m->plan.own[i][0];
+        if (state_kept(m, which, i) && own.size())
+            cudaCheck(cudaMemcpy(host + m->spec[i].offset + own.begin, state_part(m, which, i), own.size() * sizeof(float),
+                                 cudaMemcpyDeviceToHost));
+    }
+}
+
+// this rank's parts of state `which` from the whole (host, the table's offsets)
+static void state_from_host(Model* m, int which, const float* host) {
+    if (which == 0) {
+        cudaCheck(cudaMemcpy(m->params, host, m->n_params * sizeof(float), cudaMemcpyHostToDevice));
+        return;
+    }
+    for (int i = 0; i < NUM_PARAMS; i++) {
+        Range own = m->plan.own[i][m->plan.rank];
+        if (state_kept(m, which, i) && own.size())
+            cudaCheck(cudaMemcpy(state_part(m, which, i), host + m->spec[i].offset + own.begin, own.size() * sizeof(float),
+                                 cudaMemcpyHostToDevice));
+    }
 }
 
 static bool model_save(Model* m, const char* path, std::vector<std::pair<std::string, std::string>> meta,
@@ -563,10 +694,10 @@ static bool model_save(Model* m, const char* path, std::vector<std::pair<std::st
     meta.push_back({"vocab", std::to_string(c.V)});
     meta.push_back({"padded_vocab", std::to_string(c.Vp)});
     meta.push_back({"adam_t", std::to_string(m->adam_t)});
-    std::vector<float> host(4 * m->n_params);
-    for (int w = 0; w < 4; w++)
-        cudaCheck(cudaMemcpy(host.data() + w * m->n_params, state_buffer(m, w), m->n_params * sizeof(float),
-                             cudaMemcpyDeviceToHost));
+    bool writer = !m->dist || m->dist->li.rank == 0;   // every rank takes part in the gather, rank 0 writes
+    std::vector<float> host(writer ? 4 * m->n_params : 0);
+    for (int w = 0; w < 4; w++) state_to_host(m, w, writer ? host.data() + w * m->n_params : NULL);
+    if (!writer) return true;
     std::vector<TensorToWrite> tensors;
     for (int w = 0; w < 4; w++)
         for (int i = 0; i < NUM_PARAMS; i++) {
@@ -615,7 +746,7 @@ static bool model_load_checkpoint(Model* m, const TensorFile& tf, std::string* e
             }
             memcpy(host.data() + s.offset, t->f32(), s.numel * sizeof(float));
         }
-        cudaCheck(cudaMemcpy(state_buffer(m, w), host.data(), m->n_params * sizeof(float), cudaMemcpyHostToDevice));
+        state_from_host(m, w, host.data());
     }
     std::string adam_t;
     for (auto& kv : tf.meta) if (kv.first == "adam_t") adam_t = kv.second;
@@ -1012,17 +1143,24 @@ struct ValScore {
 };
 
 static ValScore evaluate(Model* m, ValSet* vs, size_t w0, size_t w1) {
-    ValScore r = {0.0, 0};
     int B = vs->files.B, T = vs->files.T;
+    int batches = (int)((w1 - w0 + B - 1) / B);
+    int b0 = 0, b1 = batches;   // in a parallel run each rank takes a contiguous share of the batches
+    if (m->dist) split_range(batches, m->plan.world, m->plan.rank, &b0, &b1);
     std::vector<int> first;
-    std::vector<float> losses((size_t)B * T);
-    for (size_t w = w0; w < w1; w += B) {
-        valset_batch(vs, w, w1, &first);
+    std::vector<float> losses((size_t)batches * B * T, 0.0f), firsts((size_t)batches * B, 0.0f);
+    for (int bi = b0; bi < b1; bi++) {
+        valset_batch(vs, w0 + (size_t)bi * B, w1, &first);
         model_forward(m, vs->files.inputs.data(), vs->files.targets.data(), B, T, 0.0f);
-        cudaCheck(cudaMemcpy(losses.data(), m->act.losses, losses.size() * sizeof(float), cudaMemcpyDeviceToHost));
-        for (int b = 0; b < B; b++)   // in order, in double: the same plan gives the same bits
-            for (int t = first[b]; t < T; t++) { r.sum += losses[(size_t)b * T + t]; r.tokens++; }
+        cudaCheck(cudaMemcpy(losses.data() + (size_t)bi * B * T, m->act.losses, (size_t)B * T * sizeof(float),
+                             cudaMemcpyDeviceToHost));
+        for (int b = 0; b < B; b++) firsts[(size_t)bi * B + b] = (float)first[b];
     }
+    // every rank fills its own batches, zeros elsewhere: the sums over ranks are exact copies
+    if (m->dist) { dist_sum_host(m->dist, losses); dist_sum_host(m->dist, firsts); }
+    ValScore r = {0.0, 0};
+    for (size_t row = 0; row < firsts.size(); row++)   // in order, in double: the same plan gives the same bits
+        for (int t = (int)firsts[row]; t < T; t++) { r.sum += losses[row * T + t]; r.tokens++; }
     return r;
 }
 
@@ -1293,7 +1431,7 @@ static void save_checkpoint(Model* m, const Options& o, int step, const DataLoad
     printf("step %5d | wrote %s\n", step, path.c_str());
     rs->last_checkpoint = path;
     rs->last_checkpoint_step = step;
-    prune_checkpoints(o, step);
+    if (!m->dist || m->dist->li.rank == 0) prune_checkpoints(o, step);   // rank 0 writes, rank 0 prunes
 }
 
 // On resume, log.csv keeps its header and the rows up to the checkpoint's step: later rows are logged again,
@@ -1330,13 +1468,21 @@ static bool log_keep_through(const std::string& path, int step, std::string* err
 
 int main(int argc, char** argv) {
     Options o = parse_args(argc, argv);
-    // every input is checked before any GPU work: the data first (a default never hides a bad shard), then
-    // the flags' relations, then OUT
+    // every input is checked before any GPU work: the launch (one process per GPU), the data first (a default
+    // never hides a bad shard), then the flags' relations and the batch's split over the ranks, then OUT
+    LaunchInfo li;
+    DataSlice slice;
+    std::string lerr;
+    if (!launch_parse(launch_getenv, &li, &lerr)) { fprintf(stderr, "train_parallax: %s\n", lerr.c_str()); return 2; }
     DataLoader train;
     ValSet val, prose;
     std::string err;
     bool have_prose = open_data(o, &train, &val, &prose);
     check_config(&o);
+    if (!data_slice_make((int)(o.total_batch / ((long)o.batch * o.seq_len)), li.world, li.rank, &slice, &lerr)) {
+        fprintf(stderr, "train_parallax: --total-batch %ld: %s\n", o.total_batch, lerr.c_str());
+        return 2;
+    }
     make_out_dir(o.out);
     size_t val_end = val_windows(o, val), prose_end = have_prose ? val_windows(o, prose) : 0;
     Tokenizer tok;
@@ -1366,16 +1512,28 @@ int main(int argc, char** argv) {
                val.tokens, val.windows.size(), need / 1073741824.0);
         return 0;
     }
-    if (o.resume && !log_keep_through(o.out + "/log.csv", start, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
+    if (o.resume && li.rank == 0 && !log_keep_through(o.out + "/log.csv", start, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
+    Dist dist;
+    if (li.use_nccl) dist_load(&dist, li);   // exits 2 with what to install when NCCL is missing
     if (cuda_device_count() == 0) { fprintf(stderr, "train_parallax: no CUDA GPU found\n"); return 1; }
+    int device = launch_device(li, cuda_device_count(), &lerr);
+    if (device < 0) { fprintf(stderr, "train_parallax: rank %d: %s\n", li.rank, lerr.c_str()); return 2; }
+    cudaCheck(cudaSetDevice(device));
+    if (li.rank != 0 && !freopen("/dev/null", "w", stdout)) return 1;   // rank 0 prints; errors still reach stderr
+    if (li.use_nccl) dist_connect(&dist);
 
     cudaDeviceProp prop;
-    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    cudaCheck(cudaGetDeviceProperties(&prop, device));
     check_gpu(prop, cfg, o, need);
     if (!attention_path_init(prop, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
     matmul_init();
     Model m;
     model_alloc(&m, cfg, o.batch, o.seq_len);
+    model_plan(&m, li.world, li.rank, o.optimizer == "muon");   // ZeRO-1: this rank's optimizer state only
+    if (li.use_nccl) {
+        m.dist = &dist;
+        dist_set_buckets(&dist, grad_buckets(&m));
+    }
     model_init(&m, (unsigned long long)o.seed);
     if (o.resume) {
         TensorFile ckpt;
@@ -1421,9 +1579,13 @@ int main(int argc, char** argv) {
     if (o.skip_outliers > 0)
         printf("  updates skipped where the loss or gradient norm z-score over the last %d steps is above %g\n",
                OUTLIER_WINDOW, o.skip_outliers);
+    if (li.use_nccl)
+        printf("  data parallel: %d ranks (%s), %d micro-steps each; NCCL %d (%s); optimizer state %.2f GiB per GPU "
+               "(ZeRO-1)\n", li.world, li.launcher.c_str(), slice.count, dist.api.version, dist.api.path.c_str(),
+               (2.0 * m.plan.adam_state + m.plan.muon_state) * 4 / 1073741824.0);
 
     std::string log_path = o.out + "/log.csv";
-    FILE* log = fopen(log_path.c_str(), o.resume ? "a" : "w");
+    FILE* log = fopen(li.rank == 0 ? log_path.c_str() : "/dev/null", o.resume ? "a" : "w");
     if (!log) { fprintf(stderr, "train_parallax: cannot write %s\n", log_path.c_str()); return 1; }
     if (!o.resume) fputs(LOG_HEADER, log);
 
@@ -1450,7 +1612,7 @@ int main(int argc, char** argv) {
             }
             fflush(log);
         }
-        if (o.sample_every && step > start && (step % o.sample_every == 0 || step == o.steps)) {
+        if (o.sample_every && li.rank == 0 && step > start && (step % o.sample_every == 0 || step == o.steps)) {
             std::vector<int> ids = model_sample(&m, o.sample_tokens, (unsigned long long)o.seed * 1000003ULL + step);
             if (have_tok) printf("step %5d | sample: %s\n", step, tokenizer_decode(&tok, ids).c_str());
             else { printf("step %5d | sample ids:", step); for (int id : ids) printf(" %d", id); printf("\n"); }
@@ -1462,13 +1624,24 @@ int main(int argc, char** argv) {
         cudaCheck(cudaEventCreate(&t0)); cudaCheck(cudaEventCreate(&t1));
         cudaCheck(cudaEventRecord(t0));
         cudaCheck(cudaMemset(m.grads, 0, m.n_params * sizeof(float)));
-        double loss = 0.0;
-        for (int k = 0; k < accum; k++) {
+        // this rank's micro-batches of the global batch; the per-micro-batch losses summed over the ranks
+        // (zeros elsewhere) and added in order, as on one GPU
+        std::vector<float> micro(accum, 0.0f);
+        dataloader_skip(&train, slice.first);
+        for (int k = slice.first; k < slice.first + slice.count; k++) {
             dataloader_next(&train);
-            loss += model_forward(&m, train.inputs.data(), train.targets.data(), o.batch, o.seq_len,
-                                  1.0f / (float)o.total_batch);
+            micro[k] = model_forward(&m, train.inputs.data(), train.targets.data(), o.batch, o.seq_len,
+                                     1.0f / (float)o.total_batch);
+            m.sync_grads = k == slice.first + slice.count - 1;   // the last backward all-reduces its buckets
             model_backward(&m, train.inputs.data(), o.batch, o.seq_len);
         }
+        dataloader_skip(&train, accum - slice.first - slice.count);
+        if (m.dist) {
+            dist_grads_wait(&dist, 0);
+            dist_sum_host(&dist, micro);
+        }
+        double loss = 0.0;
+        for (int k = 0; k < accum; k++) loss += micro[k];
         loss /= accum;
         if (step + 1 == nan_test_step) loss = NAN;   // the fault test of dev/resume_check.sh
         float lrs = lr_schedule(step, o.steps, o.warmup, o.decay_frac, o.schedule == "cosine");
@@ -1487,9 +1660,16 @@ int main(int argc, char** argv) {
         if (step > start) { total_ms += ms; timed++; }   // the first step includes cuBLAS warm-up
         double tps = o.total_batch / (ms / 1e3);
         char mfu[32] = "unknown";   // a GPU not in gpu_arch.h's table gets no number rather than a wrong one
-        if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tps / peak);
-        printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s | MFU %s\n", step + 1,
-               o.steps, loss, lrs, norm, ms, tps, mfu);
+        if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tps / peak / li.world);
+        if (m.dist) {   // tokens/s for the job and per GPU, MFU per GPU; the communication the backward did not hide
+            float comm = dist_exposed_ms(&dist);
+            printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s, %.0f per GPU | MFU %s | "
+                   "comm exposed %.1f ms\n", step + 1, o.steps, loss, lrs, norm, ms, tps, tps / li.world, mfu, comm);
+            fprintf(log, "%d,%ld,comm_exposed,,,,%.2f,,\n", step + 1, tokens_seen + o.total_batch, comm);
+        } else {
+            printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s | MFU %s\n", step + 1,
+                   o.steps, loss, lrs, norm, ms, tps, mfu);
+        }
         fprintf(log, "%d,%ld,train,%.6f,%.5f,%.5f,%.2f,%.0f,\n", step + 1, tokens_seen + o.total_batch, loss, lrs,
                 norm, ms, tps);
         if (finite && skip) {
@@ -1507,12 +1687,22 @@ int main(int argc, char** argv) {
     }
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+    if (m.dist) {   // every rank's memory, printed by rank 0; the log's row is the largest
+        std::vector<float> mem(li.world, 0.0f);
+        mem[li.rank] = (float)((total_b - free_b) / 1073741824.0);
+        dist_sum_host(&dist, mem);
+        printf("GPU memory in use per rank (GiB):");
+        for (int r = 0; r < li.world; r++) printf(" %.2f", mem[r]);
+        printf("\n");
+        free_b = total_b - (size_t)(*std::max_element(mem.begin(), mem.end()) * 1073741824.0);
+    }
     fprintf(log, "%d,%ld,gpu_memory_gib,%.3f,,,,,\n", o.steps, (long)o.steps * o.total_batch,
             (total_b - free_b) / 1073741824.0);   // every buffer is allocated up front: this is the peak
     if (timed > 0)
         printf("done: %d steps timed, %.1f s, %.0f tok/s average; GPU memory in use %.1f GiB\n", timed, total_ms / 1e3,
                timed * o.total_batch / (total_ms / 1e3), (total_b - free_b) / 1073741824.0);
     fclose(log);
+    if (m.dist) dist_close(&dist);
     model_free(&m);
     return 0;
 }

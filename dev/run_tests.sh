@@ -22,6 +22,7 @@ run() {
 }
 
 run host ./dev/test_host
+run dist ./dev/test_dist ./train_parallax
 if [ -n "${PYTHON:-}" ]; then
     run reference "$PYTHON" dev/test_reference.py
     run host-vs-reference "$PYTHON" dev/test_host.py ./dev/test_host
@@ -46,6 +47,7 @@ run test_parallax ./test_parallax
 # 8.x path and would fail on any Hopper instruction); without a GPU each prints one SKIP line
 run test_parallax-sm80 env PARALLAX_ATTENTION=sm80 ./test_parallax
 run test_parallax-ptx80 ./test_parallax_ptx80
+run dist-gpu bash dev/dist_check.sh ./train_parallax
 
 passed=$(grep -c '^PASS ' "$log")
 failed=$(grep -c '^FAIL ' "$log")

@@ -4,6 +4,7 @@
 //   ./dev/test_host            one PASS / FAIL line per check
 //   ./dev/test_host --dump     the parameter table and the learning-rate schedules as JSON, which
 //                              dev/test_host.py compares with dev/model_ref.py and dev/optim_ref.py
+#include <algorithm>
 #include <cstdio>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -287,6 +288,38 @@ static void dump() {
     printf("}}\n");
 }
 
+// the data-parallel view of the trainer's own table: the gradient buckets cover every gradient once, in the
+// backward's order (head, layers last to first, embedding), and the ZeRO-1 plan sees 84 Muon matrices at d12
+static void test_dist_tables() {
+    for (bool probe : {true, false}) {
+        Model m;
+        m.cfg = make_config(probe, 12, 768, 64, 1024);
+        fill_param_table(m.spec, m.cfg);
+        m.n_params = m.spec[NUM_PARAMS - 1].offset + m.spec[NUM_PARAMS - 1].numel;
+        std::vector<float> g(m.n_params);
+        m.grads = g.data();
+        std::vector<std::vector<GradRange>> b = grad_buckets(&m);
+        std::vector<int> hits(m.n_params, 0);
+        for (auto& bucket : b)
+            for (auto& r : bucket)
+                for (size_t i = 0; i < r.n; i++) hits[(r.p - g.data()) + i]++;
+        bool once = std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; });
+        // layer l's bucket holds its fc_w slice: bucket 1 is the last layer's
+        size_t fc_last = m.spec[P_FC].offset + 11 * m.spec[P_FC].numel / 12;
+        bool order = b.size() == 14 && b[0][0].p == grad(&m, P_HEAD) && b[13][0].p == grad(&m, P_WTE);
+        bool last_first = false;
+        for (auto& r : b[1]) last_first = last_first || (size_t)(r.p - g.data()) == fc_last;
+        int mats = 0;
+        for (const PlanTensor& t : model_plan_tensors(&m, true)) mats += t.muon ? t.muon_count : 0;
+        int adam_mats = 0;
+        for (const PlanTensor& t : model_plan_tensors(&m, false)) adam_mats += t.muon ? 1 : 0;
+        check(std::string("gradient buckets and plan tensors, d12 ") + (probe ? "parallax" : "softmax"),
+              once && order && last_first && mats == (probe ? 84 : 72) && adam_mats == 0,
+              std::to_string(b.size()) + " buckets cover " + std::to_string(m.n_params) + " gradients once; " +
+                  std::to_string(mats) + " Muon matrices");
+    }
+}
+
 int main(int argc, char** argv) {
     if (argc > 1 && strcmp(argv[1], "--dump") == 0) { dump(); return 0; }
     unsigned seed = argc > 2 && strcmp(argv[1], "--seed") == 0 ? (unsigned)strtoul(argv[2], NULL, 10) : (unsigned)time(NULL);
@@ -297,6 +330,7 @@ int main(int argc, char** argv) {
     test_val_plan(seed);
     test_tokens_by_value();
     test_gpu_arch();
+    test_dist_tables();
     printf("test_host: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
