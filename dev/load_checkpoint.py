@@ -25,7 +25,7 @@ def load_checkpoint(path):
     if meta.get("kind") != "checkpoint":
         raise ValueError(f"{path}: not a train_parallax checkpoint (kind={meta.get('kind')})")
     cfg = Config(variant=meta["variant"], depth=int(meta["depth"]), width=int(meta["width"]),
-                 head_dim=int(meta["head_dim"]), vocab=int(meta["vocab"]))
+                 head_dim=int(meta["head_dim"]), vocab=int(meta["vocab"]), mlp_hidden=int(meta.get("mlp_hidden", 0)))
     params = {n: torch.from_numpy(t["param." + n].copy()) for n, _ in param_table(cfg)}
     state = {k: {n: torch.from_numpy(t[f"{k}.{n}"].copy()) for n, _ in param_table(cfg)}
              for k in ("muon_buf", "adam_m", "adam_v")}

@@ -49,6 +49,8 @@ def main(argv):
             (["--seq-len", "2048"], "--seq-len", "sequence length over the maximum"),
             (["--head-dim", "96"], "--head-dim", "unsupported head dim"),
             (["--width", "4224"], "--width", "width above the norms' 4096"),
+            (["--mlp-hidden", "100"], "--mlp-hidden", "MLP hidden size not a multiple of 64"),
+            (["--mlp-hidden", "wide"], "--mlp-hidden", "MLP hidden size neither a number nor 'match'"),
             (["--depth", "72"], "--width", "width from --depth above 4096"),
             (["--train-data", os.path.join(d, "none*.bin")], "none*.bin", "no shard matches"),
             (["--train-data", os.path.join(d, "magic.bin")], "magic.bin", "bad magic"),
