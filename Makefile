@@ -84,7 +84,8 @@ test: all $(if $(HAVE_GPU),$(REF_DIR)/attention_cases.ptf $(MODEL_REFS))
 train: train_parallax data/shards/manifest.json
 	./train_parallax $(TRAIN_FLAGS)
 
-# the four combinations, one seed, same data and token budget, then the plot and the table (dev/compare.sh)
+# Parallax, softmax and parameter-matched softmax under Muon and AdamW, 3 seeds, same data and token budget
+# (or COMPARE_TIME seconds each), resumable; then the statistics table and the plot (dev/compare.sh, compare.py)
 PLOT_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import matplotlib' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 compare: train_parallax data/shards/manifest.json
 	PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/compare.sh
