@@ -78,6 +78,47 @@ def paired_gap(a, b):
     return m, sd, len(d), sum(1 for x in d if x < 0)
 
 
+def read_run_log(path):
+    """plot_losses.read_log for a run that may have been killed: a row cut short or glued to the next one by the
+    resumed run is dropped rather than refused. ValueError when the file is missing or holds no rows."""
+    try:
+        return read_log(path)
+    except (ValueError, TypeError, KeyError):
+        pass
+    out = {"train": [], "val": [], "valprose": [], "memory": None}
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror})")
+    for line in lines[1:]:
+        c = line.split(",")
+        try:
+            if len(c) != 8:
+                continue
+            step, tokens, kind, loss = int(c[0]), int(c[1]), c[2], float(c[3])
+            if kind == "train":
+                out["train"].append((step, tokens, loss, float(c[6]), float(c[7])))
+            elif kind in ("val", "valprose"):
+                out[kind].append((step, tokens, loss))
+            elif kind == "gpu_memory_gib":
+                out["memory"] = loss
+        except ValueError:
+            continue
+    if not out["train"] and not out["val"]:
+        raise ValueError(f"{path}: holds no training or validation rows")
+    return out
+
+
+def end_line(path):
+    """Before a resume appends to log.csv: a last row cut short gets its newline, so the next row stays whole."""
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
 def dedupe(log):
     """A resumed run repeats the rows between its checkpoint and the interruption: keep the last row of each
     step, in step order."""
@@ -204,7 +245,7 @@ def log_complete(path, steps):
     """True when log.csv holds a finished run of `steps` steps: the trainer writes the gpu_memory_gib row last,
     after the final validation."""
     try:
-        log = dedupe(read_log(path))
+        log = dedupe(read_run_log(path))
     except ValueError:
         return False
     return (log["memory"] is not None and bool(log["train"]) and log["train"][-1][0] == steps
@@ -311,7 +352,7 @@ def calibrate(a, say):
                 if os.path.exists(ck):
                     os.remove(ck)
                 try:
-                    ms = sorted(x[3] for x in dedupe(read_log(os.path.join(d, "log.csv")))["train"][1:])
+                    ms = sorted(x[3] for x in dedupe(read_run_log(os.path.join(d, "log.csv")))["train"][1:])
                 except ValueError:
                     ms = []
                 if rc or not ms:
@@ -352,18 +393,22 @@ def train_all(a, runs, say):
         def job(gpu):
             d, where = r["dir"], f"GPU {gpu}: " if gpu != "-" else ""
             what = f"{r['arm']}, {r['optimizer']}, seed {r['seed']}"
+            ck = os.path.join(d, "checkpoint.ptf")
             if state == "done":
                 say(f"== {where}{what}: reused {d}/log.csv")
+                if not a.keep_checkpoints and os.path.exists(ck):   # left by a comparison stopped just after the run
+                    os.remove(ck)
                 return None
             say(f"== {where}{what} -> {d}" + (" (resumed from its checkpoint)" if state == "resume" else ""))
             os.makedirs(d, exist_ok=True)
             with open(os.path.join(d, "run.json"), "w") as f:
                 json.dump({"args": r["args"], "steps": r["steps"]}, f)
+            if state == "resume":
+                end_line(os.path.join(d, "log.csv"))
             rc = train(a.trainer, r["args"], d, gpu, state == "resume", os.environ)
             if rc != 0 or not log_complete(os.path.join(d, "log.csv"), r["steps"]):
                 return (f"compare: the run in {d} failed (status {rc}); run the comparison again to resume it; "
                         f"its last lines:\n" + last_lines(os.path.join(d, "train.out")))
-            ck = os.path.join(d, "checkpoint.ptf")
             if not a.keep_checkpoints and os.path.exists(ck):
                 os.remove(ck)
             return None
@@ -381,7 +426,7 @@ def report(a, runs, say):
         path = os.path.join(r["dir"], "log.csv")
         if not log_complete(path, r["steps"]):
             raise CompareError(f"{path}: not a finished run (run the comparison to finish it)")
-        log = dedupe(read_log(path))
+        log = dedupe(read_run_log(path))
         have.append(dict(r, log=log, summary=run_summary(log)))
     budget = (f"equal time: {a.time_budget:g} s of training per run (steps from each arm's measured step time)"
               if a.time_budget else f"equal tokens: {runs[0]['steps']} steps per run")

@@ -17,7 +17,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from checks import Checks  # noqa: E402
-from compare import band, dedupe, mean_sd, paired_gap  # noqa: E402
+from compare import band, dedupe, end_line, mean_sd, paired_gap, read_run_log  # noqa: E402
 from plot_losses import read_log  # noqa: E402
 
 CHECKS = Checks("compare")
@@ -139,6 +139,22 @@ def test_statistics():
           and dd["train"][1][2] == 4.5 and dd["val"][-1][2] == 4.4, str([x[:3] for x in dd["train"]]))
 
 
+def test_killed_log(d):
+    """A trainer killed mid-row, then resumed: end_line closes the cut row, the reader drops it."""
+    path = os.path.join(d, "log.csv")
+    with open(path, "w") as f:
+        f.write("step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s\n0,0,val,9.5,,,,\n"
+                "1,1000,train,9.0,1.0,0.5,10.0,100000\n2,2000,train,8.")
+    end_line(path)
+    with open(path, "a") as f:
+        f.write("2,2000,train,8.5,1.0,0.5,10.0,100000\n3,3000,train,8.0,1.0,0.5,10.0,100000\n"
+                "3,3000,val,8.2,,,,\n3,3000,gpu_memory_gib,1.0,,,,\n")
+    log = dedupe(read_run_log(path))
+    check("a log cut mid-row and resumed: the cut row dropped, every whole row read",
+          [(x[0], x[2]) for x in log["train"]] == [(1, 9.0), (2, 8.5), (3, 8.0)] and log["val"][-1][2] == 8.2
+          and log["memory"] == 1.0, str([(x[0], x[2]) for x in log["train"]]))
+
+
 def test_full(d):
     p = run_compare(d)
     check("make compare runs to the end with a stand-in trainer", p.returncode == 0,
@@ -246,6 +262,8 @@ def test_equal_time(d):
 
 def main():
     test_statistics()
+    with tempfile.TemporaryDirectory() as d:
+        test_killed_log(d)
     with tempfile.TemporaryDirectory() as d:
         test_full(d)
     with tempfile.TemporaryDirectory() as d:
