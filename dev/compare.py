@@ -335,8 +335,10 @@ def calibrate(a, say):
     for arm in a.arms:
         for opt in a.optimizers:
             d = os.path.join(a.out, "calibrate", f"{arm}_{opt}")
-            args = trainer_args(arm, opt, a.seeds[0], a.calibrate_steps, ["--val-every", "0", "--checkpoint-every", "0"]
-                                + a.flags)
+            # after the user's flags, so that they win: the step time does not depend on the warmup, and the
+            # trainer refuses a warmup longer than the run
+            args = trainer_args(arm, opt, a.seeds[0], a.calibrate_steps, ["--checkpoint-every", "0"] + a.flags
+                                + ["--val-every", "0", "--warmup", "0"])
             saved = os.path.join(d, "steps.json")
 
             def job(gpu, arm=arm, opt=opt, d=d, args=args, saved=saved):

@@ -115,7 +115,7 @@ def test_full(d, trainer, data):
             ref[name] = (n, cfg.hidden)
         check("softmax --mlp-hidden match: the reference's parameter count and F = 4C + C/2; Parallax's less the r gain",
               (par, par_f) == ref["parallax"] and (mat, mat_f) == ref["match"] and par - mat == DEPTH * HEAD_DIM,
-              f"Parallax {par:,} (F {par_f}), matched softmax {mat:,} (F {mat_f}); reference {ref}")
+              f"Parallax {par} (F {par_f}), matched softmax {mat} (F {mat_f}); reference {ref}")
     except ImportError:
         CHECKS.skip("softmax --mlp-hidden match parameter count against dev/model_ref.py", "no torch in this python")
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
