@@ -54,9 +54,11 @@ def token_chain(n, map_seed, noise_seed):
     return out
 
 
-def compare(out, trainer, data, extra, env=None):
+def compare(out, trainer, data, extra, env=None, more_flags=""):
+    """The compare.py command line for the smoke model (more_flags: trainer flags that override these)."""
     flags = (f"--train-data {data}/train_000.bin --val-data {data}/val_000.bin --prose-val-data '' --depth {DEPTH} "
-             f"--width {WIDTH} --batch 8 --seq-len 256 --total-batch 8192 --warmup 5 --val-every 10 --val-batches 4")
+             f"--width {WIDTH} --batch 8 --seq-len 256 --total-batch 8192 --warmup 5 --val-every 10 --val-batches 4 "
+             + more_flags)
     cmd = [sys.executable, os.path.join(HERE, "compare.py"), "--out", out, "--trainer", trainer, "--flags", flags] + extra
     return cmd, dict(os.environ, MPLBACKEND="Agg", **(env or {}))
 
@@ -78,7 +80,7 @@ def params_of(train_out):
 
 def test_full(d, trainer, data):
     out = os.path.join(d, "full")
-    cmd, env = compare(out, trainer, data, ["--steps", "40", "--seeds", "1 2 3"])
+    cmd, env = compare(out, trainer, data, ["--steps", "40", "--seeds", "1 2 3", "--checkpoint-every", "0"])
     t0 = time.time()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     check("the comparison (3 arms x 2 optimizers x 3 seeds, 40 steps each) completes", p.returncode == 0,
@@ -124,12 +126,13 @@ def test_full(d, trainer, data):
 
 
 def test_resume(d, trainer, data):
-    """One run of 60 steps (checkpoints every 10) killed after step 12, then resumed by the comparison."""
+    """One run of 60 steps (checkpoints every 10) killed after step 12, then resumed by the comparison. Steps
+    of 32 micro-batches, so that the kill lands mid-run."""
     one = ["--steps", "60", "--seeds", "1", "--arms", "softmax_match", "--optimizers", "muon", "--checkpoint-every", "10"]
     ref_out, cut_out = os.path.join(d, "straight"), os.path.join(d, "cut")
-    cmd, env = compare(ref_out, trainer, data, one)
+    cmd, env = compare(ref_out, trainer, data, one, more_flags="--total-batch 65536")
     straight = subprocess.run(cmd, env=env, capture_output=True, text=True).returncode
-    cmd, env = compare(cut_out, trainer, data, one)
+    cmd, env = compare(cut_out, trainer, data, one, more_flags="--total-batch 65536")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     log = os.path.join(cut_out, "softmax_match_muon_s1", "log.csv")
     killed_at = None
@@ -162,7 +165,7 @@ def test_resume(d, trainer, data):
 def test_equal_time(d, trainer, data):
     out = os.path.join(d, "time")
     cmd, env = compare(out, trainer, data, ["--time-budget", "4", "--seeds", "1", "--arms", "parallax softmax",
-                                           "--optimizers", "muon"])
+                                           "--optimizers", "muon", "--checkpoint-every", "0"], more_flags="--val-every 0")
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     detail, ok = [], p.returncode == 0
     for arm in ("parallax", "softmax"):
