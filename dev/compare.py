@@ -486,6 +486,9 @@ def parse_args(argv):
         a.flags = shlex.split(a.flags)
     except ValueError as e:
         ap.error(f"--flags: {e}")
+    if "--val-every" in a.flags and a.flags.index("--val-every") + 1 < len(a.flags) and \
+            a.flags[a.flags.index("--val-every") + 1] == "0":
+        ap.error("--flags: --val-every 0 leaves no validation loss to compare")
     owned = {"--attention", "--optimizer", "--seed", "--steps", "--out", "--resume", "--checkpoint-every"}
     clash = sorted(owned & set(a.flags))
     if clash:

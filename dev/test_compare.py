@@ -294,7 +294,7 @@ def main():
               (p.stderr.strip().splitlines() or [f"exit {p.returncode}, no message"])[0])
     with tempfile.TemporaryDirectory() as d:
         bad = [({"COMPARE_ARMS": "parallax linear"}, "--arms"), ({"COMPARE_SEEDS": "1 x"}, "--seeds"),
-               ({"COMPARE_FLAGS": "--seed 3"}, "--flags"), ({"COMPARE_OPTIMIZERS": "sgd"}, "--optimizers")]
+               ({"COMPARE_FLAGS": "--seed 3"}, "--flags"), ({"COMPARE_FLAGS": "--val-every 0"}, "--flags"), ({"COMPARE_OPTIMIZERS": "sgd"}, "--optimizers")]
         for extra, needle in bad:
             p = run_compare(d, **extra)
             msg = (p.stderr.strip().splitlines() or [""])[-1]
