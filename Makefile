@@ -90,7 +90,11 @@ $(MODEL_REFS_D12) &: $(REF_SOURCES)
 MODEL_REFS_D128 = $(REF_DIR)/model_parallax_d2.ptf $(REF_DIR)/model_softmax_d2.ptf
 $(MODEL_REFS_D128) &: $(REF_SOURCES)
 	$(PYTHON) dev/export_reference.py --depth 2 --width 256 --head-dim 128 --no-attention --out $(REF_DIR)
-MODEL_REFS = $(MODEL_REFS_D12) $(MODEL_REFS_D128)
+# the same 2-layer softmax model with the MLP widened to 4C + C/2 = 1152 (--mlp-hidden match)
+MODEL_REFS_MLP = $(REF_DIR)/model_softmax_d2_mlp1152.ptf
+$(MODEL_REFS_MLP): $(REF_SOURCES)
+	$(PYTHON) dev/export_reference.py --variant softmax --depth 2 --width 256 --head-dim 128 --mlp-hidden match --no-attention --out $(REF_DIR)
+MODEL_REFS = $(MODEL_REFS_D12) $(MODEL_REFS_D128) $(MODEL_REFS_MLP)
 # one optimizer step per tensor (Muon and AdamW, clipping off and on), d2 C = 128, float64 on the CPU (~2 s, 30 MiB)
 OPTIM_REF = $(REF_DIR)/optim_d2.ptf
 $(OPTIM_REF): $(REF_SOURCES)
@@ -114,7 +118,8 @@ TORCHRUN ?= $(PYTHON) -m torch.distributed.run
 train: train_parallax data/shards/manifest.json
 	$(if $(filter 1,$(GPUS)),./train_parallax,$(TORCHRUN) --standalone --nproc_per_node=$(GPUS) --no-python ./train_parallax) $(TRAIN_FLAGS)
 
-# the four combinations, one seed, same data and token budget, then the plot and the table (dev/compare.sh)
+# Parallax, softmax and parameter-matched softmax under Muon and AdamW, 3 seeds, same data and token budget
+# (or COMPARE_TIME seconds each), resumable; then the statistics table and the plot (dev/compare.sh, compare.py)
 PLOT_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import matplotlib' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 compare: train_parallax data/shards/manifest.json
 	PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/compare.sh

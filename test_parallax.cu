@@ -219,6 +219,9 @@ static void test_model(const std::string& path) {
     float lr_scale = (float)atof(tf.meta_value("lr_scale").c_str());
     std::string tag = "model " + variant + " d" + std::to_string(depth) + " B" + std::to_string(B) + "T" + std::to_string(T);
     Config cfg = make_config(variant == "parallax", depth, width, D, T);
+    std::string F = tf.meta_value("mlp_hidden");   // absent in files older than --mlp-hidden: 4C
+    if (!F.empty()) cfg.F = atoi(F.c_str());
+    if (cfg.F != 4 * cfg.C) tag += " mlp" + std::to_string(cfg.F);
     Model m;
     model_alloc(&m, cfg, B, T);
     load_params(&m, tf);

@@ -47,6 +47,7 @@ struct Config {
     int C;             // width
     int H;             // heads
     int D;             // head dim
+    int F;             // MLP hidden size (4C by default; --mlp-hidden)
     int V;             // vocab
     int Vp;            // vocab padded to a multiple of 128
     int max_T;         // longest sequence (size of the RoPE table)
@@ -60,11 +61,16 @@ static Config make_config(bool probe, int depth, int width, int head_dim, int ma
     c.C = width;
     c.D = head_dim;
     c.H = width / head_dim;
+    c.F = 4 * width;
     c.V = GPT2_VOCAB;
     c.Vp = (c.V + 127) / 128 * 128;
     c.max_T = max_T;
     return c;
 }
+
+// --mlp-hidden match: softmax lacks W_R's C^2 per layer, and a hidden size of F has 2CF MLP weights, so
+// F = 4C + C/2 gives it Parallax's parameter count (all but the r gain's D per layer). Parallax keeps 4C.
+static int mlp_hidden_match(bool probe, int width) { return probe ? 4 * width : 4 * width + width / 2; }
 
 // ---------------------------------------------------------------------------------------------------------
 // parameters: one table of (name, shape, optimizer group) drives allocation, init, checkpoints, the
@@ -84,7 +90,7 @@ struct ParamSpec {
 };
 
 static void fill_param_table(ParamSpec* t, const Config& c) {
-    long L = c.L, C = c.C, D = c.D, Vp = c.Vp, n = c.n_proj();
+    long L = c.L, C = c.C, D = c.D, F = c.F, Vp = c.Vp, n = c.n_proj();
     auto set = [&](int i, const char* name, int ndim, long a, long b, long d, ParamGroup g, int mc, int mr, int mcols) {
         ParamSpec& s = t[i];
         s.name = name; s.ndim = ndim; s.shape[0] = a; s.shape[1] = b; s.shape[2] = d;
@@ -97,8 +103,8 @@ static void fill_param_table(ParamSpec* t, const Config& c) {
     set(P_KGAIN, "k_gain", 2, L, D, 0, GROUP_GAIN, 0, 0, 0);
     set(P_RGAIN, "r_gain", 2, L, D, 0, GROUP_GAIN, 0, 0, 0);
     set(P_ATTPROJ, "attproj_w", 3, L, C, C, GROUP_MATRIX, L, C, C);
-    set(P_FC, "fc_w", 3, L, 4 * C, C, GROUP_MATRIX, L, 4 * C, C);
-    set(P_FCPROJ, "fcproj_w", 3, L, C, 4 * C, GROUP_MATRIX, L, C, 4 * C);
+    set(P_FC, "fc_w", 3, L, F, C, GROUP_MATRIX, L, F, C);
+    set(P_FCPROJ, "fcproj_w", 3, L, C, F, GROUP_MATRIX, L, C, F);
     set(P_HEAD, "lm_head_w", 2, Vp, C, 0, GROUP_HEAD, 0, 0, 0);
     if (!c.probe) { t[P_RGAIN].present = false; t[P_RGAIN].numel = 0; }
     size_t off = 0;
@@ -118,15 +124,15 @@ struct Activations {
     bf16* vbar;       // (L, N, C)
     float* lse;       // (L, B, H, T): logsumexp of the attention rows' scores
     float* tbar;      // (L, B, H, T)
-    bf16* u;          // (L, N, 4C): fc pre-activation
-    bf16* act;        // (L, N, 4C): relu(u)^2
+    bf16* u;          // (L, N, F): fc pre-activation (F = MLP hidden, 4C by default)
+    bf16* act;        // (L, N, F): relu(u)^2
     bf16* logits;     // (N, Vp): logits, then dlogits after the fused cross-entropy
     float* losses;    // (N)
     // backward scratch
     float* dres;      // (N, C) fp32 gradient of the residual stream
     bf16* dh;         // (N, C) bf16 gradient entering a rmsnorm (a GEMM's output, like every activation)
     bf16* dres_bf16;  // (N, C) bf16 copy for the GEMMs
-    bf16* dbig;       // (N, max(4C, nC)): d act / d u, or d qkvr
+    bf16* dbig;       // (N, max(F, nC)): d act / d u, or d qkvr
     float* Tg;        // (B, H, T): the attention backward's row dot g.o
     float* gvbar;     // (B, H, T): and g.vbar
     float* scratch;   // the q/k/r backward's gain partials (qkr_backward_scratch_floats), and SUMSQ_PARTS
@@ -175,7 +181,7 @@ struct LayerActs {
 static LayerActs layer_acts(Model* m, int l, size_t N, size_t rows) {
     const Config& c = m->cfg;
     Activations* a = &m->act;
-    size_t C = c.C, nC = (size_t)c.n_proj() * C;
+    size_t C = c.C, F = c.F, nC = (size_t)c.n_proj() * C;
     LayerActs la;
     la.x = a->res + (2 * l) * N * C;
     la.x_mid = la.x + N * C;
@@ -187,8 +193,8 @@ static LayerActs layer_acts(Model* m, int l, size_t N, size_t rows) {
     la.qkr = a->qkr + l * N * nC;
     la.o = a->o + l * N * C;
     la.vbar = a->vbar + l * N * C;
-    la.u = a->u + l * N * 4 * C;
-    la.act = a->act + l * N * 4 * C;
+    la.u = a->u + l * N * F;
+    la.act = a->act + l * N * F;
     la.lse = a->lse + l * rows;
     la.tbar = a->tbar + l * rows;
     la.gains = {{param(m, P_QGAIN) + l * c.D, param(m, P_KGAIN) + l * c.D, c.probe ? param(m, P_RGAIN) + l * c.D : NULL}};
@@ -228,7 +234,7 @@ static void model_sync_bf16(Model* m) { to_bf16(m->params_bf16, m->params, m->n_
 // in table order, each slice starting on a 256-byte boundary (vector loads and cuBLAS want alignment).
 // Returns the bytes; with base NULL only counts them (the memory check before any allocation).
 static size_t activations_layout(Activations* a, const Config& cfg, int B, int T, char* base) {
-    size_t N = (size_t)B * T, C = cfg.C, L = cfg.L, nC = cfg.n_proj() * C, rows = (size_t)B * cfg.H * T;
+    size_t N = (size_t)B * T, C = cfg.C, F = cfg.F, L = cfg.L, nC = cfg.n_proj() * C, rows = (size_t)B * cfg.H * T;
     size_t scratch = std::max(qkr_backward_scratch_floats(cfg.D), (size_t)SUMSQ_PARTS);
     struct { void** ptr; size_t bytes; } table[] = {
         {(void**)&a->res, (2 * L + 1) * N * C * sizeof(float)},
@@ -240,14 +246,14 @@ static size_t activations_layout(Activations* a, const Config& cfg, int B, int T
         {(void**)&a->vbar, L * N * C * sizeof(bf16)},
         {(void**)&a->lse, L * rows * sizeof(float)},
         {(void**)&a->tbar, L * rows * sizeof(float)},
-        {(void**)&a->u, L * N * 4 * C * sizeof(bf16)},
-        {(void**)&a->act, L * N * 4 * C * sizeof(bf16)},
+        {(void**)&a->u, L * N * F * sizeof(bf16)},
+        {(void**)&a->act, L * N * F * sizeof(bf16)},
         {(void**)&a->logits, N * cfg.Vp * sizeof(bf16)},
         {(void**)&a->losses, N * sizeof(float)},
         {(void**)&a->dres, N * C * sizeof(float)},
         {(void**)&a->dh, N * C * sizeof(bf16)},
         {(void**)&a->dres_bf16, N * C * sizeof(bf16)},
-        {(void**)&a->dbig, N * std::max((size_t)4 * C, nC) * sizeof(bf16)},
+        {(void**)&a->dbig, N * std::max(F, nC) * sizeof(bf16)},
         {(void**)&a->Tg, rows * sizeof(float)},
         {(void**)&a->gvbar, rows * sizeof(float)},
         {(void**)&a->scratch, scratch * sizeof(float)},
@@ -418,7 +424,7 @@ static bool attention_path_init(const cudaDeviceProp& prop, std::string* err) {
 static float model_forward(Model* m, const int* inputs, const int* targets, int B, int T, float grad_scale) {
     const Config& c = m->cfg;
     Activations* a = &m->act;
-    size_t N = (size_t)B * T, C = c.C, nC = (size_t)c.n_proj() * C, rows = (size_t)B * c.H * T;
+    size_t N = (size_t)B * T, C = c.C, F = c.F, nC = (size_t)c.n_proj() * C, rows = (size_t)B * c.H * T;
     cudaStream_t st = 0;
     cudaCheck(cudaMemcpy(a->tokens, inputs, N * sizeof(int), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(a->tokens + N, targets, N * sizeof(int), cudaMemcpyHostToDevice));
@@ -434,10 +440,10 @@ static float model_forward(Model* m, const int* inputs, const int* targets, int 
         matmul_residual(la.x_mid, la.x, la.o, param_bf16(m, P_ATTPROJ) + l * C * C, (int)N, c.C, c.C, st);
         // MLP: x_next = x_mid + W_2 relu(W_1 rmsnorm(x_mid))^2
         rmsnorm_forward(la.h2, la.rstd2, la.x_mid, (int)N, c.C, st);
-        linear_forward(la.u, la.h2, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, st);
-        relu2_forward(la.act, la.u, N * 4 * C, st);
+        linear_forward(la.u, la.h2, param_bf16(m, P_FC) + l * F * C, (int)N, c.C, c.F, st);
+        relu2_forward(la.act, la.u, N * F, st);
         float* x_next = la.x_mid + N * C;
-        matmul_residual(x_next, la.x_mid, la.act, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C, st);
+        matmul_residual(x_next, la.x_mid, la.act, param_bf16(m, P_FCPROJ) + l * C * F, (int)N, c.F, c.C, st);
     }
     float* xf = a->res + 2 * c.L * N * C;
     bf16* hf = a->h + 2 * c.L * N * C;
@@ -479,7 +485,7 @@ static void grads_ready(Model* m, int b, cudaStream_t st) {
 static void model_backward(Model* m, const int* inputs, int B, int T) {
     const Config& c = m->cfg;
     Activations* a = &m->act;
-    size_t N = (size_t)B * T, C = c.C, nC = (size_t)c.n_proj() * C, rows = (size_t)B * c.H * T;
+    size_t N = (size_t)B * T, C = c.C, F = c.F, nC = (size_t)c.n_proj() * C, rows = (size_t)B * c.H * T;
     cudaStream_t st = 0;
     // head: logits = hf W_head^T
     bf16* hf = a->h + 2 * c.L * N * C;
@@ -492,12 +498,12 @@ static void model_backward(Model* m, const int* inputs, int B, int T) {
     for (int l = c.L - 1; l >= 0; l--) {
         LayerActs la = layer_acts(m, l, N, rows);
         // MLP: x_next = x_mid + act W_2^T, act = relu(u)^2, u = h2 W_1^T (dres_bf16: dres, from the last norm)
-        linear_backward_weight(grad(m, P_FCPROJ) + l * C * 4 * C, a->dres_bf16, la.act, (int)N, 4 * c.C, c.C, st);
-        linear_backward_input(a->dbig, a->dres_bf16, param_bf16(m, P_FCPROJ) + l * C * 4 * C, (int)N, 4 * c.C, c.C,
+        linear_backward_weight(grad(m, P_FCPROJ) + l * C * F, a->dres_bf16, la.act, (int)N, c.F, c.C, st);
+        linear_backward_input(a->dbig, a->dres_bf16, param_bf16(m, P_FCPROJ) + l * C * F, (int)N, c.F, c.C,
                               false, st);
-        relu2_backward(a->dbig, la.u, N * 4 * C, st);
-        linear_backward_weight(grad(m, P_FC) + l * 4 * C * C, a->dbig, la.h2, (int)N, c.C, 4 * c.C, st);
-        linear_backward_input(a->dh, a->dbig, param_bf16(m, P_FC) + l * 4 * C * C, (int)N, c.C, 4 * c.C, false, st);
+        relu2_backward(a->dbig, la.u, N * F, st);
+        linear_backward_weight(grad(m, P_FC) + l * F * C, a->dbig, la.h2, (int)N, c.C, c.F, st);
+        linear_backward_input(a->dh, a->dbig, param_bf16(m, P_FC) + l * F * C, (int)N, c.C, c.F, false, st);
         rmsnorm_backward(a->dres, a->dres_bf16, a->dh, la.x_mid, la.rstd2, (int)N, c.C, st);
         // attention: x_mid = x + o W_o^T
         linear_backward_weight(grad(m, P_ATTPROJ) + l * C * C, a->dres_bf16, la.o, (int)N, c.C, c.C, st);
@@ -690,7 +696,7 @@ static bool model_save(Model* m, const char* path, std::vector<std::pair<std::st
     meta.push_back({"depth", std::to_string(c.L)});
     meta.push_back({"width", std::to_string(c.C)});
     meta.push_back({"head_dim", std::to_string(c.D)});
-    meta.push_back({"mlp_hidden", std::to_string(4 * c.C)});
+    meta.push_back({"mlp_hidden", std::to_string(c.F)});
     meta.push_back({"vocab", std::to_string(c.V)});
     meta.push_back({"padded_vocab", std::to_string(c.Vp)});
     meta.push_back({"adam_t", std::to_string(m->adam_t)});
@@ -721,13 +727,16 @@ static bool model_save(Model* m, const char* path, std::vector<std::pair<std::st
     return tensor_file_write(path, meta, tensors, err);
 }
 
-// The checkpoint must describe the same model (variant, depth, width, head dim); returns false with `err`.
+// The checkpoint must describe the same model (variant, depth, width, head dim, MLP hidden size); returns
+// false with `err`.
 static bool model_load_checkpoint(Model* m, const TensorFile& tf, std::string* err) {
     const Config& c = m->cfg;
-    const char* keys[] = {"variant", "depth", "width", "head_dim"};
-    std::string want[] = {c.probe ? "parallax" : "softmax", std::to_string(c.L), std::to_string(c.C), std::to_string(c.D)};
-    for (int i = 0; i < 4; i++) {
+    const char* keys[] = {"variant", "depth", "width", "head_dim", "mlp_hidden"};
+    std::string want[] = {c.probe ? "parallax" : "softmax", std::to_string(c.L), std::to_string(c.C), std::to_string(c.D),
+                          std::to_string(c.F)};
+    for (int i = 0; i < 5; i++) {
         std::string got;
+        if (i == 4) got = std::to_string(4 * c.C);   // checkpoints older than --mlp-hidden have 4C
         for (auto& kv : tf.meta) if (kv.first == keys[i]) got = kv.second;
         if (got != want[i]) {
             *err = tf.path + ": " + keys[i] + " is " + got + ", this run has " + want[i];
@@ -813,6 +822,8 @@ struct Options {
     std::string tokenizer = "data/shards/gpt2_tokenizer.bin";
     std::string out = "out";
     int depth = 12, width = 0, head_dim = 64, seq_len = 1024, max_seq_len = 0, batch = 32;   // 0: from the others
+    int mlp_hidden = 0;          // 0: 4C; set from --mlp-hidden after the width is known
+    bool mlp_match = false;      // --mlp-hidden match
     long total_batch = 262144;   // 8 micro-steps of 32 x 1024
     int steps = 200, warmup = 20, val_every = 50, val_batches = 0, seed = 1337;   // val_batches 0: the whole set
     int checkpoint_every = 100, sample_every = 100, sample_tokens = 64;
@@ -864,6 +875,8 @@ static void usage(const Options& o) {
            "  --depth N           layers (default %d); width defaults to 64 x depth\n"
            "  --width C           model width, a multiple of 128 up to 4096 (default 64 x depth, rounded up to 128)\n"
            "  --head-dim D        64 or 128 (default %d)\n"
+           "  --mlp-hidden N      MLP hidden size, a multiple of 64, or 'match': softmax gets 4C + C/2, Parallax's\n"
+           "                      parameter count (W_R's C^2 per layer; Parallax keeps 4C) (default 4C)\n"
            "  --seq-len T         sequence length (default %d)\n"
            "  --max-seq-len T     longest sequence allowed, the RoPE table (default the larger of 1024 and T)\n"
            "  --batch B           micro-batch (default %d)\n"
@@ -942,6 +955,10 @@ static Options parse_args(int argc, char** argv) {
         } else if (!strcmp(f, "--depth")) o.depth = (int)parse_int(f, v, 1, 256);
         else if (!strcmp(f, "--width")) o.width = (int)parse_int(f, v, 64, RMSNORM_MAX_C);
         else if (!strcmp(f, "--head-dim")) o.head_dim = (int)parse_int(f, v, 64, 128);
+        else if (!strcmp(f, "--mlp-hidden")) {
+            o.mlp_match = !strcmp(v, "match");
+            if (!o.mlp_match) o.mlp_hidden = (int)parse_int(f, v, 64, 1 << 18);
+        }
         else if (!strcmp(f, "--seq-len")) o.seq_len = (int)parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--max-seq-len")) o.max_seq_len = (int)parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--batch")) o.batch = (int)parse_int(f, v, 1, 1 << 16);
@@ -1034,6 +1051,9 @@ static void check_config(Options* o) {
     if (o->head_dim != 64 && o->head_dim != 128) flag_error("--head-dim", "must be 64 or 128");
     if (o->width % o->head_dim) flag_error("--width", std::to_string(o->width) + " is not a multiple of --head-dim " + std::to_string(o->head_dim));
     if (o->width % 128) flag_error("--width", std::to_string(o->width) + " must be a multiple of 128");
+    if (o->mlp_match) o->mlp_hidden = mlp_hidden_match(o->attention == "parallax", o->width);
+    if (o->mlp_hidden == 0) o->mlp_hidden = 4 * o->width;
+    if (o->mlp_hidden % 64) flag_error("--mlp-hidden", std::to_string(o->mlp_hidden) + " is not a multiple of 64");
     if (o->max_seq_len == 0) o->max_seq_len = std::max(1024, o->seq_len);
     if (o->seq_len > o->max_seq_len)
         flag_error("--seq-len", std::to_string(o->seq_len) + " is above --max-seq-len " + std::to_string(o->max_seq_len));
@@ -1209,7 +1229,7 @@ static Meta run_settings(const Options& o, const DataLoader& train) {
 
 static Meta model_settings(const Options& o) {
     return {{"variant", o.attention}, {"depth", std::to_string(o.depth)}, {"width", std::to_string(o.width)},
-            {"head_dim", std::to_string(o.head_dim)}, {"mlp_hidden", std::to_string(4 * o.width)},
+            {"head_dim", std::to_string(o.head_dim)}, {"mlp_hidden", std::to_string(o.mlp_hidden)},
             {"vocab", std::to_string(GPT2_VOCAB)}};
 }
 
@@ -1505,6 +1525,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     Config cfg = make_config(o.attention == "parallax", o.depth, o.width, o.head_dim, o.max_seq_len);
+    cfg.F = o.mlp_hidden;
     size_t need = run_memory_bytes(cfg, o.batch, o.seq_len);
     if (o.dry_run) {
         printf("dry run: every check passed; d%d (C=%d), %d steps of %ld tokens, validation %ld tokens in %zu windows, "
@@ -1558,6 +1579,7 @@ int main(int argc, char** argv) {
     printf("  attention kernels: %s (compute capability %d.%d)\n",
            g_attention_path == ATTENTION_PATH_SM80 ? "8.x path (trainer/attention_sm80.cuh)" : "Hopper", prop.major,
            prop.minor);
+    printf("  MLP hidden %d, %zu parameters\n", cfg.F, m.n_params);
     printf("  batch %d x %d, %d micro-steps = %ld tokens per step, %d steps; train %ld tokens in %zu shards, "
            "val %ld tokens in %zu shards\n", o.batch, o.seq_len, accum, o.total_batch, o.steps, dataloader_total_tokens(&train),
            train.paths.size(), dataloader_total_tokens(&val.files), val.files.paths.size());

@@ -1,7 +1,8 @@
 """Writes the reference files that test_parallax.cu checks the CUDA code against.
 
-  model_<variant>_d<depth>.ptf   initial weights, one batch, logits, loss, every parameter's gradient, and
+  model_<variant>_d<depth>[_mlp<F>].ptf   initial weights, one batch, logits, loss, every parameter's gradient, and
                                  the loss after 0..steps optimizer steps on that batch, for Muon and AdamW
+                                 (_mlp<F>: an MLP hidden size F other than 4C, --mlp-hidden)
   attention_cases.ptf            attention-only cases (q, r, k, v, dO -> o, L, tbar, vbar, dq, dr, dk, dv)
                                  for both variants at T = 1, 17, 127, 1024, B x H > 1 and D = 64, 128
   optim_d2.ptf (--optim)         one Muon and one AdamW step of a d2 model, tensor by tensor, clipping off
@@ -11,6 +12,7 @@ The file layout is in dev/README.md (and dev/tensorfile.py). Examples:
   python3 dev/export_reference.py --depth 2 --device cpu            # small, on the CPU, under a minute
   python3 dev/export_reference.py --depth 12 --device cuda          # d12, B = 4, T = 64, on a GPU
   python3 dev/export_reference.py --optim                           # optim_d2.ptf, CPU, 2 s
+  python3 dev/export_reference.py --variant softmax --depth 2 --width 256 --mlp-hidden match   # widened MLP
 """
 import argparse
 import copy
@@ -38,6 +40,8 @@ def parse_args(argv):
     ap.add_argument("--depth", type=int, default=12, help="layers (default 12)")
     ap.add_argument("--width", type=int, default=0, help="model width C (default 64 x depth)")
     ap.add_argument("--head-dim", type=int, default=64, help="head dim D (default 64)")
+    ap.add_argument("--mlp-hidden", default="0",
+                    help="MLP hidden size F; 0 = 4C (default), 'match' = 4C + C/2 for softmax (Parallax's parameters)")
     ap.add_argument("--batch", type=int, default=4, help="batch B (default 4)")
     ap.add_argument("--seq-len", type=int, default=64, help="sequence length T (default 64)")
     ap.add_argument("--max-seq-len", type=int, default=1024, help="longest T allowed (default 1024)")
@@ -79,13 +83,22 @@ def parse_args(argv):
         a.width = 64 * a.depth
     if a.width < a.head_dim or a.width % a.head_dim:
         fail(f"--width {a.width} must be a positive multiple of --head-dim {a.head_dim}")
+    if a.mlp_hidden == "match":
+        a.mlp_hidden = 4 * a.width + a.width // 2 if a.variant == "softmax" else 0
+    elif not a.mlp_hidden.isdigit():
+        fail(f"--mlp-hidden: expected a number or 'match', got '{a.mlp_hidden}'")
+    else:
+        a.mlp_hidden = int(a.mlp_hidden)
+    if a.variant == "both" and a.mlp_hidden not in (0, 4 * a.width):
+        fail("--mlp-hidden: a widened MLP is for one --variant (softmax or parallax), not both")
     if a.device == "auto":
         a.device = "cuda" if torch.cuda.is_available() else "cpu"
     return a
 
 
 def export_model(a, variant, dtype, device):
-    cfg = Config(variant=variant, depth=a.depth, width=a.width, head_dim=a.head_dim, max_seq_len=a.max_seq_len)
+    cfg = Config(variant=variant, depth=a.depth, width=a.width, head_dim=a.head_dim, max_seq_len=a.max_seq_len,
+                 mlp_hidden=a.mlp_hidden)
     cfg.check()
     t0 = time.time()
     params0 = init_params(cfg, a.seed, zero_init_too=True)
@@ -103,7 +116,7 @@ def export_model(a, variant, dtype, device):
     del logits, grads
 
     meta = {"kind": "model", "variant": variant, "depth": cfg.depth, "width": cfg.width,
-            "head_dim": cfg.head_dim, "vocab": cfg.vocab, "padded_vocab": cfg.padded_vocab,
+            "head_dim": cfg.head_dim, "mlp_hidden": cfg.hidden, "vocab": cfg.vocab, "padded_vocab": cfg.padded_vocab,
             "batch": a.batch, "seq_len": a.seq_len, "seed": a.seed, "steps": a.steps,
             "init": "spec, with W_o, W_2 and W_head drawn like W_1 instead of zero",
             "schedule": "constant learning rates (the defaults times lr_scale), no gradient clipping",
@@ -124,7 +137,8 @@ def export_model(a, variant, dtype, device):
         tensors.append((f"{kind}.losses", torch.tensor(losses)))
         print(f"  {variant} {kind}: losses {' '.join(f'{x:.4f}' for x in losses)}")
 
-    path = os.path.join(a.out, f"model_{variant}_d{cfg.depth}.ptf")
+    suffix = f"_mlp{cfg.hidden}" if cfg.hidden != 4 * cfg.width else ""
+    path = os.path.join(a.out, f"model_{variant}_d{cfg.depth}{suffix}.ptf")
     tensorfile.write(path, meta, tensors)
     print(f"wrote {path}: {os.path.getsize(path) / 2**20:.1f} MiB in {time.time() - t0:.1f} s "
           f"(B={a.batch} T={a.seq_len} L={cfg.depth} C={cfg.width} loss {loss.item():.5f} on {device})")

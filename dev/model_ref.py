@@ -6,8 +6,8 @@ Layout, the same as the trainer's (llm.c style: one tensor per kind, all layers 
   qkvr_w     (L, n*C, C)    rows [0,C) W_q, [C,2C) W_k, [2C,3C) W_v, [3C,4C) W_r (n = 4; softmax n = 3)
   q_gain     (L, D)         gains after the per-head rmsnorm; k_gain likewise; r_gain (parallax only)
   attproj_w  (L, C, C)      W_o
-  fc_w       (L, 4C, C)     W_1
-  fcproj_w   (L, C, 4C)     W_2
+  fc_w       (L, F, C)      W_1 (F = MLP hidden size, 4C unless mlp_hidden says otherwise)
+  fcproj_w   (L, C, F)      W_2
   lm_head_w  (Vp, C)        W_head, untied; only the first V rows enter the loss
 Activations are (B, T, C) with heads interleaved as (B, T, H, D); attention takes (B, H, T, D).
 Works on torch 1.13 (CPU) and 2.x.
@@ -32,6 +32,11 @@ class Config:
     head_dim: int = 64          # D
     vocab: int = GPT2_VOCAB     # V
     max_seq_len: int = 1024
+    mlp_hidden: int = 0         # F; 0 means 4C (a widened softmax MLP matches Parallax's parameters at 4C + C/2)
+
+    @property
+    def hidden(self):
+        return self.mlp_hidden or 4 * self.width
 
     @property
     def n_head(self):
@@ -52,17 +57,19 @@ class Config:
             raise ValueError(f"depth must be at least 1, got {self.depth}")
         if self.width % self.head_dim != 0 or self.head_dim % 2 != 0:
             raise ValueError(f"width {self.width} must be a multiple of the head dim {self.head_dim} (even)")
+        if self.mlp_hidden < 0:
+            raise ValueError(f"mlp_hidden must not be negative, got {self.mlp_hidden}")
         if self.vocab < 2:
             raise ValueError(f"vocab must be at least 2, got {self.vocab}")
 
 
 def param_table(cfg):
     """(name, shape) of every parameter tensor, in file order. The trainer keeps the same table."""
-    C, L, D, Vp = cfg.width, cfg.depth, cfg.head_dim, cfg.padded_vocab
+    C, L, D, F, Vp = cfg.width, cfg.depth, cfg.head_dim, cfg.hidden, cfg.padded_vocab
     table = [("wte", (Vp, C)), ("qkvr_w", (L, cfg.n_proj * C, C)), ("q_gain", (L, D)), ("k_gain", (L, D))]
     if cfg.variant == "parallax":
         table.append(("r_gain", (L, D)))
-    table += [("attproj_w", (L, C, C)), ("fc_w", (L, 4 * C, C)), ("fcproj_w", (L, C, 4 * C)), ("lm_head_w", (Vp, C))]
+    table += [("attproj_w", (L, C, C)), ("fc_w", (L, F, C)), ("fcproj_w", (L, C, F)), ("lm_head_w", (Vp, C))]
     return table
 
 
@@ -212,7 +219,7 @@ def forward_with_cache(cfg, params, idx, targets):
 def backward(cfg, params, idx, targets, logits, cache):
     """Gradients of the mean cross-entropy with respect to every parameter, by hand."""
     B, T = idx.shape
-    C, H, D, n, V = cfg.width, cfg.n_head, cfg.head_dim, cfg.n_proj, cfg.vocab
+    C, H, D, n, V, F = cfg.width, cfg.n_head, cfg.head_dim, cfg.n_proj, cfg.vocab, cfg.hidden
     N = B * T
     cos, sin = cache["cos"], cache["sin"]
     grads = {name: torch.zeros_like(p) for name, p in params.items()}
@@ -228,10 +235,10 @@ def backward(cfg, params, idx, targets, logits, cache):
     for l in reversed(range(cfg.depth)):
         a = cache["layers"][l]
         # MLP: x_out = x_mid + relu(h2 W_1^T)^2 W_2^T
-        grads["fcproj_w"][l] = dx.reshape(N, C).t() @ a["act"].reshape(N, 4 * C)
+        grads["fcproj_w"][l] = dx.reshape(N, C).t() @ a["act"].reshape(N, F)
         dact = dx @ params["fcproj_w"][l]
         du = dact * 2.0 * torch.relu(a["u"])
-        grads["fc_w"][l] = du.reshape(N, 4 * C).t() @ a["h2"].reshape(N, C)
+        grads["fc_w"][l] = du.reshape(N, F).t() @ a["h2"].reshape(N, C)
         dx = dx + rmsnorm_backward(du @ params["fc_w"][l], a["x_mid"])
         # attention: x_mid = x + y W_o^T
         grads["attproj_w"][l] = dx.reshape(N, C).t() @ a["y"].reshape(N, C)

@@ -316,6 +316,8 @@ def main(argv):
             (["--seq-len", "2048", "--max-seq-len", "1024"], "--seq-len", "sequence length over the given maximum"),
             (["--width", "192"], "--width", "width not a multiple of 128"),
             (["--head-dim", "128", "--width", "200"], "--width", "width not a multiple of the head dim"),
+            (["--mlp-hidden", "100"], "--mlp-hidden", "MLP hidden size not a multiple of 64"),
+            (["--mlp-hidden", "wide"], "--mlp-hidden", "MLP hidden size neither a number nor 'match'"),
             (["--depth", "72"], "--width", "width from --depth above 4096"),
             (["--warmup", "30", "--steps", "10"], "--warmup", "a given warmup longer than the steps"),
             # data files

@@ -263,11 +263,13 @@ static void test_gpu_arch() {
 
 static void dump() {
     printf("{\"tables\": {");
-    for (int probe = 1; probe >= 0; probe--) {
-        Config c = make_config(probe, 12, 768, 64, 1024);
+    // parallax, softmax, and softmax with --mlp-hidden match
+    for (int probe = 1; probe >= -1; probe--) {
+        Config c = make_config(probe == 1, 12, 768, 64, 1024);
+        if (probe == -1) c.F = mlp_hidden_match(false, c.C);
         ParamSpec spec[NUM_PARAMS];
         fill_param_table(spec, c);
-        printf("\"%s\": [", probe ? "parallax" : "softmax");
+        printf("\"%s\": [", probe == 1 ? "parallax" : probe == 0 ? "softmax" : "softmax_match");
         bool first = true;
         for (int i = 0; i < NUM_PARAMS; i++) {
             if (!spec[i].present) continue;
@@ -276,7 +278,7 @@ static void dump() {
             printf("]]");
             first = false;
         }
-        printf("]%s", probe ? ", " : "");
+        printf("]%s", probe > -1 ? ", " : "");
     }
     printf("}, \"schedules\": {");
     const char* kinds[] = {"wsd", "cosine"};

@@ -3,6 +3,7 @@ the learning-rate schedules: compares `dev/test_host --dump` with dev/model_ref.
   python3 dev/test_host.py [./dev/test_host]
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -28,6 +29,18 @@ def main(argv):
         ours = [(n, tuple(s)) for n, s in d["tables"][variant]]
         ref = [(n, tuple(s)) for n, s in param_table(Config(variant=variant))]
         check(f"parameter table of d12 {variant} equals the reference's", ours == ref, f"{len(ours)} tensors")
+    # --mlp-hidden match: the reference's softmax with F = 4C + C/2 has Parallax's parameters but the r gain's
+    C = Config().width
+    ours = [(n, tuple(s)) for n, s in d["tables"]["softmax_match"]]
+    matched = param_table(Config(variant="softmax", mlp_hidden=4 * C + C // 2))
+    check("parameter table of d12 softmax with --mlp-hidden match equals the reference's at F = 4C + C/2",
+          ours == [(n, tuple(s)) for n, s in matched], f"fc_w {dict(ours).get('fc_w')}")
+    numel = {v: sum(math.prod(s) for _, s in d["tables"][v]) for v in ("parallax", "softmax", "softmax_match")}
+    r_gain = math.prod(dict(param_table(Config(variant="parallax")))["r_gain"])
+    check("--mlp-hidden match: softmax has Parallax's parameter count less the r gain",
+          numel["parallax"] - numel["softmax_match"] == r_gain,
+          f"parallax {numel['parallax']:,}, softmax {numel['softmax']:,}, matched {numel['softmax_match']:,}, "
+          f"r gain {r_gain}")
     for kind in ("wsd", "cosine"):
         ours = d["schedules"][kind]
         ref = [lr_schedule(s, 100, 10, 0.3, kind) for s in range(100)]

@@ -131,8 +131,8 @@ def test_newton_schulz(gen):
           f"singular values in [{s.min():.4f}, {s.max():.4f}], band [{want_lo:.4f}, {band_hi:.4f}] +- {slack:.4f}")
 
 
-def small_config(variant):
-    return Config(variant=variant, depth=2, width=96, head_dim=32, vocab=97, max_seq_len=64)
+def small_config(variant, mlp_hidden=0):
+    return Config(variant=variant, depth=2, width=96, head_dim=32, vocab=97, max_seq_len=64, mlp_hidden=mlp_hidden)
 
 
 def small_batch(gen, cfg, B=2, T=11):
@@ -142,9 +142,11 @@ def small_batch(gen, cfg, B=2, T=11):
 
 def test_model_backward(gen):
     """The whole model's hand-written backward, and autograd with the analytic attention, against
-    plain autograd, in float64, every parameter."""
-    for variant in ("parallax", "softmax"):
-        cfg = small_config(variant)
+    plain autograd, in float64, every parameter; softmax also with the MLP widened to 4C + C/2 (--mlp-hidden match)."""
+    for variant, mlp_hidden in (("parallax", 0), ("softmax", 0), ("softmax", 4 * 96 + 48)):
+        cfg = small_config(variant, mlp_hidden)
+        if mlp_hidden:
+            variant += f" mlp {mlp_hidden}"
         params = {k: v.double() for k, v in init_params(cfg, 7, zero_init_too=True).items()}
         idx, tgt = small_batch(gen, cfg)
         lg0, loss0, g0 = loss_and_grads(cfg, params, idx, tgt, "autograd")
