@@ -6,7 +6,9 @@
 //   each rank's micro-batches against the single-GPU order;
 //   with the trainer's path: bad launches refused by train_parallax itself, exit status 2, before GPU work.
 //   ./dev/test_dist [./train_parallax]     one PASS / FAIL / SKIP line per check
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <errno.h>
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -469,14 +471,15 @@ static int run_trainer(const std::string& exe, const std::vector<std::string>& a
 
 static void test_trainer(const std::string& exe, unsigned seed) {
     std::string dir = "/tmp/test_dist_cli_" + std::to_string(getpid());
-    std::string mk = "mkdir -p " + dir;
-    if (system(mk.c_str()) != 0) { check("trainer: temp dir", false, dir); return; }
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) { check("trainer: temp dir", false, dir); return; }
     std::mt19937 rng(seed);
     std::vector<uint16_t> tok(5000);
     for (auto& x : tok) x = (uint16_t)(rng() % 50257);
     std::string shard = dir + "/good.bin";
     write_shard(shard, tok);
-    std::vector<std::string> args = {"--train-data", shard, "--val-data", shard, "--batch", "2", "--seq-len", "64",
+    std::string val_shard = dir + "/val.bin";   // validation must be held out: a file of its own
+    write_shard(val_shard, tok);
+    std::vector<std::string> args = {"--train-data", shard, "--val-data", val_shard, "--batch", "2", "--seq-len", "64",
                                      "--depth", "2", "--total-batch", "512", "--steps", "1", "--warmup", "0", "--out", dir + "/out"};
     std::string path = std::string("PATH=") + (getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
     struct Case {
