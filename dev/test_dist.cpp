@@ -7,6 +7,7 @@
 //   with the trainer's path: bad launches refused by train_parallax itself, exit status 2, before GPU work.
 //   ./dev/test_dist [./train_parallax]     one PASS / FAIL / SKIP line per check
 #include <sys/stat.h>
+#include <ftw.h>
 #include <sys/wait.h>
 #include <errno.h>
 #include <algorithm>
@@ -208,12 +209,25 @@ static void test_rendezvous(unsigned seed) {
 // ---------------------------------------------------------------------------------------------------------
 // NCCL loader
 
+// Test directories without a shell: mkdir(2) per path component, and a depth-first remove by nftw(3).
+static bool make_dirs(const std::string& path) {
+    for (size_t i = 1; i <= path.size(); i++)
+        if (i == path.size() || path[i] == '/')
+            if (mkdir(path.substr(0, i).c_str(), 0755) != 0 && errno != EEXIST) return false;
+    return true;
+}
+
+static int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return remove(path); }
+
+static void remove_tree(const std::string& path) {
+    if (nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) printf("note: could not remove %s\n", path.c_str());
+}
+
 static void test_nccl_loader() {
     std::string saved_path = getenv("PATH") ? getenv("PATH") : "";
     std::string root = "/tmp/test_dist_py_" + std::to_string(getpid());
     std::string lib = root + "/lib/python3.99/site-packages/nvidia/nccl/lib";
-    std::string mk = "mkdir -p " + root + "/bin " + lib;   // fixed names, no user input
-    bool made = system(mk.c_str()) == 0;
+    bool made = make_dirs(root + "/bin") && make_dirs(lib);
     FILE* f = made ? fopen((lib + "/libnccl.so.2").c_str(), "wb") : NULL;
     if (f) fclose(f);
     setenv("PATH", (root + "/bin:" + saved_path).c_str(), 1);
@@ -224,8 +238,7 @@ static void test_nccl_loader() {
     check("NCCL loader searches the pip package next to a python3 on PATH", made && found && c[0] == "libnccl.so.2",
           std::to_string(c.size()) + " candidates, first " + c[0]);
     setenv("PATH", saved_path.c_str(), 1);
-    std::string rm = "rm -rf " + root;
-    if (system(rm.c_str()) != 0) printf("note: could not remove %s\n", root.c_str());
+    remove_tree(root);
 
     setenv("PARALLAX_NCCL_LIB", "/nonexistent/libnccl.so.2", 1);
     NcclApi api;
@@ -368,8 +381,7 @@ static void write_shard(const std::string& path, const std::vector<uint16_t>& to
 
 static void test_data_slices(unsigned seed) {
     std::string dir = "/tmp/test_dist_shards_" + std::to_string(getpid());
-    std::string mk = "mkdir -p " + dir;
-    if (system(mk.c_str()) != 0) { check("data slices: temp dir", false, dir); return; }
+    if (!make_dirs(dir)) { check("data slices: temp dir", false, dir); return; }
     std::mt19937 rng(seed);
     long sizes[] = {1000, 437, 2900};   // uneven: micro-batches skip shard tails and wrap around
     for (int s = 0; s < 3; s++) {
@@ -432,8 +444,7 @@ static void test_data_slices(unsigned seed) {
             split = split && at == n;
         }
     check("data: evaluation batches split over ranks, each once", split, "n = 1, 5, 20, 37 over 1, 2, 3, 4, 8 ranks");
-    std::string rm = "rm -rf " + dir;
-    if (system(rm.c_str()) != 0) printf("note: could not remove %s\n", dir.c_str());
+    remove_tree(dir);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -471,7 +482,7 @@ static int run_trainer(const std::string& exe, const std::vector<std::string>& a
 
 static void test_trainer(const std::string& exe, unsigned seed) {
     std::string dir = "/tmp/test_dist_cli_" + std::to_string(getpid());
-    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) { check("trainer: temp dir", false, dir); return; }
+    if (!make_dirs(dir)) { check("trainer: temp dir", false, dir); return; }
     std::mt19937 rng(seed);
     std::vector<uint16_t> tok(5000);
     for (auto& x : tok) x = (uint16_t)(rng() % 50257);
@@ -507,8 +518,7 @@ static void test_trainer(const std::string& exe, unsigned seed) {
         check(std::string("trainer refuses ") + c.what, rc == 2 && out.find(c.must) != std::string::npos,
               "exit " + std::to_string(rc) + ": " + first);
     }
-    std::string rm = "rm -rf " + dir;
-    if (system(rm.c_str()) != 0) printf("note: could not remove %s\n", dir.c_str());
+    remove_tree(dir);
 }
 
 int main(int argc, char** argv) {
