@@ -24,34 +24,11 @@ sys.path.insert(0, HERE)
 from checks import Checks  # noqa: E402
 from compare import dedupe  # noqa: E402
 from plot_losses import read_log  # noqa: E402
+from synthetic_shards import token_chain, write_shard  # noqa: E402
 
 CHECKS = Checks("compare_smoke")
 check = CHECKS.check
 DEPTH, WIDTH, HEAD_DIM = 2, 128, 64
-
-
-def write_shard(path, tokens):
-    """llm.c shard: 256 int32 header (magic 20240520, version 1, count), then uint16 tokens."""
-    import array
-    header = array.array("i", [0] * 256)
-    header[0], header[1], header[2] = 20240520, 1, len(tokens)
-    with open(path, "wb") as f:
-        header.tofile(f)
-        array.array("H", tokens).tofile(f)
-
-
-def token_chain(n, map_seed, noise_seed):
-    """A learnable stream: each token follows from the last by a fixed random map over 2000 ids (drawn from
-    map_seed, the same for training and validation), with 10% random tokens and an <|endoftext|> every ~300."""
-    rng = random.Random(map_seed)
-    nxt = [rng.randrange(2000) for _ in range(2000)]
-    noise = random.Random(noise_seed)
-    out, t = [], 0
-    for _ in range(n):
-        r = noise.random()
-        t = 50256 if r < 0.003 else noise.randrange(2000) if r < 0.1 else nxt[t % 2000]
-        out.append(t)
-    return out
 
 
 def compare(out, trainer, data, extra, env=None, more_flags=""):

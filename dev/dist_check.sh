@@ -24,18 +24,20 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 seed=$RANDOM
 echo "dist_check: shard seed $seed"
-# a made-up shard: 300k random tokens (the llm.c format)
-$py - "$work/train.bin" "$seed" <<'PY'
+# made-up shards of random tokens (the llm.c format): 300k for training, 60k for validation (the trainer
+# refuses one file in both)
+$py - "$work" "$seed" <<'PY'
 import random, struct, sys
 rng = random.Random(int(sys.argv[2]))
-n = 300000
-with open(sys.argv[1], "wb") as f:
-    f.write(struct.pack("<256i", 20240520, 1, n, *([0] * 253)))
-    f.write(struct.pack(f"<{n}H", *(rng.randrange(50257) for _ in range(n))))
+for name, n in (("train.bin", 300000), ("val.bin", 60000)):
+    with open(f"{sys.argv[1]}/{name}", "wb") as f:
+        f.write(struct.pack("<256i", 20240520, 1, n, *([0] * 253)))
+        f.write(struct.pack(f"<{n}H", *(rng.randrange(50257) for _ in range(n))))
 PY
-flags=(--train-data "$work/train.bin" --val-data "$work/train.bin" --prose-val-data "" --depth "$depth"
+# one checkpoint, at the last step: checkpoint_000006.ptf
+flags=(--train-data "$work/train.bin" --val-data "$work/val.bin" --prose-val-data "" --depth "$depth"
        --batch 8 --seq-len 512 --total-batch 16384 --steps 6 --warmup 2 --val-every 3 --val-batches 3
-       --sample-every 0 --checkpoint-every 0)
+       --sample-every 0 --checkpoint-every 6)
 fail=0
 "$exe" "${flags[@]}" --out "$work/plain" > "$work/plain.out" 2>&1 || { echo "FAIL dist_check: the plain run failed:"; tail -5 "$work/plain.out"; exit 1; }
 PARALLAX_NCCL=1 $py -m torch.distributed.run --standalone --nproc_per_node=1 --no-python "$exe" "${flags[@]}" \
@@ -49,10 +51,10 @@ if [ -n "$(losses "$work/plain/log.csv")" ] && [ "$(losses "$work/plain/log.csv"
 else
     echo "FAIL dist_check: the logs differ:"; diff <(losses "$work/plain/log.csv") <(losses "$work/nccl/log.csv") | head -10; fail=1
 fi
-if cmp -s "$work/plain/checkpoint.ptf" "$work/nccl/checkpoint.ptf"; then
+if [ -f "$work/plain/checkpoint_000006.ptf" ] && cmp -s "$work/plain/checkpoint_000006.ptf" "$work/nccl/checkpoint_000006.ptf"; then
     echo "PASS dist_check: final checkpoints (weights, Muon and AdamW state) are the same bytes"
 else
-    echo "FAIL dist_check: final checkpoints differ"; fail=1
+    echo "FAIL dist_check: final checkpoints differ or are missing: $(ls "$work/plain" "$work/nccl" | tr '\n' ' ')"; fail=1
 fi
 grep "^step     6/6" "$work/plain.out" "$work/nccl.out" | sed 's/^/dist_check: /'
 exit $fail
