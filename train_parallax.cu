@@ -26,6 +26,7 @@
 #include "trainer/qkr_norm_rope.cuh"   // defines: qkr_norm_rope_forward, qkr_norm_rope_backward
 #include "trainer/relu2.cuh"           // defines: relu2_forward, relu2_backward
 #include "trainer/cross_entropy.cuh"   // defines: cross_entropy_forward_backward
+#include "trainer/argmax.cuh"          // defines: logits_argmax
 #include "trainer/embedding.cuh"       // defines: embedding_forward, embedding_backward, tokens_by_value
 #include "trainer/dataloader.h"        // defines: DataLoader, dataloader_open, dataloader_next
 #include "trainer/tensor_file.h"       // defines: TensorFile, tensor_file_read, tensor_file_write, tensor_file_read_meta
@@ -128,6 +129,7 @@ struct Activations {
     bf16* act;        // (L, N, F): relu(u)^2
     bf16* logits;     // (N, Vp): logits, then dlogits after the fused cross-entropy
     float* losses;    // (N)
+    int* preds;       // (N) predicted tokens of an evaluation (model_predict)
     // backward scratch
     float* dres;      // (N, C) fp32 gradient of the residual stream
     bf16* dh;         // (N, C) bf16 gradient entering a rmsnorm (a GEMM's output, like every activation)
@@ -250,6 +252,7 @@ static size_t activations_layout(Activations* a, const Config& cfg, int B, int T
         {(void**)&a->act, L * N * F * sizeof(bf16)},
         {(void**)&a->logits, N * cfg.Vp * sizeof(bf16)},
         {(void**)&a->losses, N * sizeof(float)},
+        {(void**)&a->preds, N * sizeof(int)},
         {(void**)&a->dres, N * C * sizeof(float)},
         {(void**)&a->dh, N * C * sizeof(bf16)},
         {(void**)&a->dres_bf16, N * C * sizeof(bf16)},
@@ -453,8 +456,22 @@ static float model_forward(Model* m, const int* inputs, const int* targets, int 
     std::vector<float> losses(N);
     cudaCheck(cudaMemcpy(losses.data(), a->losses, N * sizeof(float), cudaMemcpyDeviceToHost));
     double sum = 0.0;  // in order, in double: the same batch gives the same bits
-    for (size_t i = 0; i < N; i++) sum += losses[i];
-    return (float)(sum / N);
+    size_t scored = 0;  // positions inside the loss mask (a negative target is outside: its loss is 0)
+    for (size_t i = 0; i < N; i++) { sum += losses[i]; scored += targets[i] >= 0; }
+    return scored ? (float)(sum / scored) : 0.0f;
+}
+
+// Forward only, for the evaluations that score single positions (recall accuracy, last-word tests): each
+// position's loss (0 outside the mask) and predicted token (the first largest logit), host vectors of B * T.
+static void model_predict(Model* m, const int* inputs, const int* targets, int B, int T, std::vector<float>* losses,
+                          std::vector<int>* preds) {
+    size_t N = (size_t)B * T;
+    model_forward(m, inputs, targets, B, T, 0.0f);
+    logits_argmax(m->act.logits, m->act.preds, (int)N, m->cfg.V, m->cfg.Vp, 0);
+    losses->resize(N);
+    preds->resize(N);
+    cudaCheck(cudaMemcpy(losses->data(), m->act.losses, N * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(preds->data(), m->act.preds, N * sizeof(int), cudaMemcpyDeviceToHost));
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 //   logits   bf16 (N, Vp); on exit it holds dlogits = scale * (softmax - onehot(target)) for columns < V
 //            and 0 for the padding columns
 //   losses   fp32 (N): -log softmax(logits[:V])[target]
-//   targets  int (N)
+//   targets  int (N); a negative target marks a position outside the loss mask: loss 0 and dlogits 0
 // scale = 1 / (tokens in the whole batch), so that micro-steps add up to the mean; scale = 0 (evaluation)
 // leaves the logits as they are. One block per row, 8 logits per 16-byte chunk (Vp must be a multiple of 8,
 // V <= Vp); fp32 sums.
@@ -39,6 +39,13 @@ __global__ void __launch_bounds__(CE_BLOCK, 2) cross_entropy_kernel(bf16* logits
     __shared__ float red_max[32], red_sum[32];
     int row = blockIdx.x, n8 = Vp / 8, full8 = V / 8;   // chunks below full8 lie wholly inside the vocabulary
     uint4* lr8 = (uint4*)(logits + (size_t)row * Vp);
+    int t = targets[row];
+    if (t < 0) {   // outside the loss mask (the whole block leaves together: t is the row's)
+        if (threadIdx.x == 0) losses[row] = 0.0f;
+        if (scale != 0.0f)
+            for (int c = threadIdx.x; c < n8; c += CE_BLOCK) lr8[c] = make_uint4(0, 0, 0, 0);
+        return;
+    }
     for (int c = threadIdx.x; c < n8; c += CE_BLOCK) cp_async16(&row8[c], &lr8[c], 16);
     cp_async_commit();
     cp_async_wait<0>();   // this thread's chunks have landed
@@ -69,7 +76,6 @@ __global__ void __launch_bounds__(CE_BLOCK, 2) cross_entropy_kernel(bf16* logits
         for (int i = full8 * 8; i < V; i++) s0 += fast_exp2(fmaf(__bfloat162float(xs[i]), CE_LOG2E, -ml));
     float s = block_sum(s0 + s1, red_sum);   // trainer/cuda_common.h
     float lse = m + logf(s);
-    int t = targets[row];
     float xt = __bfloat162float(xs[t]);
     if (threadIdx.x == 0) losses[row] = lse - xt;
     if (scale == 0.0f) return;

@@ -13,6 +13,7 @@
 #include "../../trainer/rmsnorm.cuh"
 #include "../../trainer/qkr_norm_rope.cuh"
 #include "../../trainer/cross_entropy.cuh"
+#include "../../trainer/argmax.cuh"
 #include "../../trainer/embedding.cuh"
 
 struct KernelCheck { std::string name; double err, max_rel; };
@@ -181,15 +182,18 @@ static void qkr_norm_rope_check(std::vector<KernelCheck>* out, int B, int T, int
 
 // One case of cross_entropy_forward_backward: N rows of Vp logits, the first V in the vocabulary.
 static void cross_entropy_check(std::vector<KernelCheck>* out, int N, int V, int Vp, std::mt19937& rng) {
-    std::string name = "cross-entropy N" + std::to_string(N) + "V" + std::to_string(V) + "Vp" + std::to_string(Vp);
+    std::string name = "cross-entropy N" + std::to_string(N) + "V" + std::to_string(V) + "Vp" + std::to_string(Vp) +
+                       (N > 2 ? " (every 3rd row masked out)" : "");
     std::vector<bf16> logits = random_bf16((size_t)N * Vp, 3.0, rng);
     std::vector<int> targets(N);
     std::uniform_int_distribution<int> pick(0, V - 1);
     for (int& t : targets) t = pick(rng);
     targets[0] = V - 1;   // the last column inside the vocabulary, next to the padding
+    for (int r = 2; r < N; r += 3) targets[r] = -1;   // outside the loss mask: loss 0, dlogits 0
     const double scale = 1.0 / N;
     std::vector<double> ref_loss(N), ref_grad((size_t)N * Vp, 0.0);
     for (int r = 0; r < N; r++) {
+        if (targets[r] < 0) continue;   // its reference loss and gradient stay 0
         const bf16* x = &logits[(size_t)r * Vp];
         double m = -INFINITY, s = 0.0;
         for (int i = 0; i < V; i++) m = std::max(m, (double)__bfloat162float(x[i]));
@@ -213,6 +217,42 @@ static void cross_entropy_check(std::vector<KernelCheck>* out, int N, int V, int
     out->push_back({name + " loss", rel_error(got_loss, ref_loss), SMALL_KERNEL_MAX_REL});
     out->push_back({name + " dlogits (padding columns 0)", rel_error(got_grad, ref_grad), SMALL_KERNEL_MAX_REL});
     cudaCheck(cudaFree(d_logits)); cudaCheck(cudaFree(d_targets)); cudaCheck(cudaFree(d_losses));
+}
+
+// logits_argmax: the first column of each row's largest logit, against a CPU scan. Rows with planted ties
+// (the max copied to a later and an earlier column), an all-zero row (the spec's init: column 0) and a row whose
+// largest logit sits in the padding (must not be picked). The error is the fraction of rows that differ.
+static void argmax_check(std::vector<KernelCheck>* out, int N, int V, int Vp, std::mt19937& rng) {
+    std::string name = "argmax N" + std::to_string(N) + "V" + std::to_string(V) + "Vp" + std::to_string(Vp);
+    std::vector<bf16> logits = random_bf16((size_t)N * Vp, 3.0, rng);
+    std::uniform_int_distribution<int> pick(0, V - 1);
+    for (int r = 0; r < N; r++) {
+        bf16* x = &logits[(size_t)r * Vp];
+        if (r == 0) for (int i = 0; i < Vp; i++) x[i] = __float2bfloat16(0.0f);
+        if (r == 1 && Vp > V) x[V] = __float2bfloat16(100.0f);   // padding: outside the vocabulary
+        if (r >= 2 && r % 2 == 0) {   // a tie: the row's max planted at two columns
+            int a = pick(rng), b = pick(rng);
+            x[a] = x[b] = __float2bfloat16(50.0f);
+        }
+    }
+    std::vector<int> ref(N);
+    for (int r = 0; r < N; r++) {
+        const bf16* x = &logits[(size_t)r * Vp];
+        int best = 0;
+        for (int i = 1; i < V; i++) if (__bfloat162float(x[i]) > __bfloat162float(x[best])) best = i;
+        ref[r] = best;
+    }
+    bf16* d_logits = device_copy(logits);
+    int* d_out;
+    cudaCheck(cudaMalloc(&d_out, N * sizeof(int)));
+    cudaCheck(cudaMemset(d_out, 0xFF, N * sizeof(int)));   // -1: an unwritten row differs
+    logits_argmax(d_logits, d_out, N, V, Vp, 0);
+    cudaCheck(cudaDeviceSynchronize());
+    std::vector<int> got = host_copy(d_out, N);
+    int wrong = 0;
+    for (int r = 0; r < N; r++) wrong += got[r] != ref[r];
+    out->push_back({name + " (ties, a zero row, a padding max): rows wrong", (double)wrong / N, 0.0});
+    cudaCheck(cudaFree(d_logits)); cudaCheck(cudaFree(d_out));
 }
 
 // Token ids with a Zipf-like law (rank r drawn with weight 1/r), as in real text: a few ids fill many
@@ -266,6 +306,9 @@ static std::vector<KernelCheck> small_kernel_checks(unsigned seed) {
     cross_entropy_check(&out, 7, 1001, 1024, rng);
     cross_entropy_check(&out, 3, 50257, 50304, rng);
     cross_entropy_check(&out, 2, 70001, 70008, rng);   // a 140 KB row in shared memory: one block per SM
+    argmax_check(&out, 9, 1001, 1024, rng);
+    argmax_check(&out, 5, 50257, 50304, rng);
+    argmax_check(&out, 1, 7, 8, rng);
     embedding_check(&out, 2000, 300, 768, rng);
     embedding_check(&out, 37, 50, 200, rng);   // C not a multiple of the block
     embedding_check(&out, 20000, 1000, 256, rng);   // groups of thousands: EMB_SLICES threads per column
