@@ -291,7 +291,8 @@ static void test_model(const std::string& path) {
 
 // Copies every tensor `prefix + name` of the table from the file into the buffer laid out like the
 // parameters; tensors the file does not have are zero (the state Muon's tensors have no use for).
-static void upload_by_table(float* dst, const Model& m, const TensorFile& tf, const std::string& prefix) {
+// The reference's tensors of one kind (n_params floats, the table's offsets; zeros where it has none)
+static std::vector<float> host_by_table(const Model& m, const TensorFile& tf, const std::string& prefix) {
     std::vector<float> host(m.n_params, 0.0f);
     for (int i = 0; i < NUM_PARAMS; i++) {
         const ParamSpec& s = m.spec[i];
@@ -304,7 +305,7 @@ static void upload_by_table(float* dst, const Model& m, const TensorFile& tf, co
         }
         memcpy(host.data() + s.offset, t->f32(), s.numel * sizeof(float));
     }
-    cudaCheck(cudaMemcpy(dst, host.data(), m.n_params * sizeof(float), cudaMemcpyHostToDevice));
+    return host;
 }
 
 // What the float32 weight adds to the error of an update d, relative to d: two roundings of a weight-sized
@@ -332,11 +333,14 @@ static double meta_double(const TensorFile& tf, const std::string& key) { return
 // One recorded step: `kind` muon or adamw, `clip` noclip or clip.
 static void test_optimizer_step(Model* m, const TensorFile& tf, bool muon, const char* clip) {
     std::string kind = muon ? "muon" : "adamw", tag = kind + "." + clip;
-    upload_by_table(m->params, *m, tf, kind + ".param.");
-    upload_by_table(m->grads, *m, tf, kind + ".grad.");
-    upload_by_table(m->muon_buf, *m, tf, kind + ".muon_buf.");
-    upload_by_table(m->adam_m, *m, tf, kind + ".adam_m.");
-    upload_by_table(m->adam_v, *m, tf, kind + ".adam_v.");
+    if (m->plan_muon != muon) model_plan(m, 1, 0, muon);   // the plan of this optimizer before its state is uploaded
+    // parameters and gradients are whole; the optimizer state goes to the plan's parts (state_from_host: Muon's
+    // momentum only for its matrices, AdamW's moments only for the rest)
+    std::vector<float> grads = host_by_table(*m, tf, kind + ".grad.");
+    cudaCheck(cudaMemcpy(m->grads, grads.data(), m->n_params * sizeof(float), cudaMemcpyHostToDevice));
+    const char* state_names[] = {".param.", ".muon_buf.", ".adam_m.", ".adam_v."};
+    for (int which = 0; which < 4; which++)
+        state_from_host(m, which, host_by_table(*m, tf, kind + state_names[which]).data());
     m->adam_t = atoi(tf.meta_value(kind + ".adam_t").c_str());
     Hyper hp = hyper_from_meta(tf, muon);
     hp.grad_clip = (float)meta_double(tf, tag + ".grad_clip");
@@ -348,9 +352,12 @@ static void test_optimizer_step(Model* m, const TensorFile& tf, bool muon, const
     float norm = model_update(m, hp, (float)meta_double(tf, "lr_scale"));
     report_bound(name + " grad norm " + std::to_string(norm) + " (clip " + std::to_string(hp.grad_clip) + ")",
                  fabs(norm - ref_norm) / ref_norm, max_state);
-    std::vector<float> w = host_copy(m->params, m->n_params);
-    float* bufs[] = {m->muon_buf, m->adam_m, m->adam_v};
-    const char* state_names[] = {"muon_buf", "adam_m", "adam_v"};
+    std::vector<float> w = host_copy(m->params, m->n_params), after_state[3];
+    const char* after_names[] = {"muon_buf", "adam_m", "adam_v"};
+    for (int k = 0; k < 3; k++) {   // the whole of each state, by the table's offsets (zeros where not kept)
+        after_state[k].resize(m->n_params);
+        state_to_host(m, k + 1, after_state[k].data());
+    }
     for (int i = 0; i < NUM_PARAMS; i++) {
         const ParamSpec& s = m->spec[i];
         if (!s.present) continue;
@@ -365,10 +372,10 @@ static void test_optimizer_step(Model* m, const TensorFile& tf, bool muon, const
         double tol = (by_muon ? max_update : max_adam) + store_rounding_floor(old, d_ref, s.numel);
         report_bound(name + " update " + s.name + (by_muon ? " (Muon)" : " (AdamW)"), rel_error(d, ref), tol);
         for (int k = 0; k < 3; k++) {
-            const RefTensor* after = tf.find(tag + "." + state_names[k] + "." + s.name);
+            const RefTensor* after = tf.find(tag + "." + after_names[k] + "." + s.name);
             if (!after) continue;
-            std::vector<float> got = host_copy(bufs[k] + s.offset, s.numel);
-            report_bound(name + " " + state_names[k] + " " + s.name, rel_error(std::vector<double>(got.begin(), got.end()),
+            const float* got = after_state[k].data() + s.offset;
+            report_bound(name + " " + after_names[k] + " " + s.name, rel_error(std::vector<double>(got, got + s.numel),
                          as_doubles(*after)), max_state);
         }
     }

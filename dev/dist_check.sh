@@ -19,7 +19,7 @@ if [ -z "${PARALLAX_NCCL_LIB:-}" ]; then
     lib=$($py -c 'import nvidia.nccl as m, os; print(os.path.join(list(m.__path__)[0], "lib", "libnccl.so.2"))' 2>/dev/null)
     if [ -n "$lib" ] && [ -f "$lib" ]; then export PARALLAX_NCCL_LIB=$lib; fi
 fi
-echo "dist_check: NCCL ${PARALLAX_NCCL_LIB:-from the loader's search path}"
+echo "dist_check: NCCL ${PARALLAX_NCCL_LIB:-from the search path of the dynamic loader}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 seed=$RANDOM
