@@ -31,6 +31,7 @@ else
 fi
 if [ -n "${DATA_PYTHON:-}" ]; then
     run data "$DATA_PYTHON" data/test_data.py
+    run recall "$DATA_PYTHON" dev/test_recall.py ./train_parallax
 else
     echo "FAIL data: no python3 with numpy and regex found (Debian: apt-get install python3-numpy python3-regex)" | tee -a "$log"
 fi
