@@ -18,6 +18,7 @@ runs are short: no checkpoints). --report-only redoes the table (OUT/table.md) f
 import argparse
 import csv
 import os
+import shlex
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -145,7 +146,11 @@ def parse_args(argv):
         a.seeds = [int(s) for s in a.seeds.split()]
     except ValueError:
         ap.error(f"--seeds: expected integers, got '{a.seeds}'")
-    a.tasks, a.optimizers, a.gpus, a.flags = a.tasks.split(), a.optimizers.split(), a.gpus.split() or ["-"], a.flags.split()
+    a.tasks, a.optimizers, a.gpus = a.tasks.split(), a.optimizers.split(), a.gpus.split() or ["-"]
+    try:
+        a.flags = shlex.split(a.flags)
+    except ValueError as e:
+        ap.error(f"--flags: {e}")
     if not a.tasks or any(t not in TASKS for t in a.tasks):
         ap.error(f"--tasks: choose among {', '.join(TASKS)}")
     if not a.optimizers or any(o not in OPTIMIZERS for o in a.optimizers):

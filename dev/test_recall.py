@@ -4,6 +4,7 @@ copying, one example per window), the trainer's loss-mask reader through the bin
 ones refused naming the file, before any GPU work) and dev/recall.py's table from made-up logs.
   python3 dev/test_recall.py [./train_parallax]
 """
+import json
 import os
 import random
 import struct
@@ -202,6 +203,52 @@ def test_table(d):
         check("recall table: a run without its log is an error naming it", runs[0]["dir"] in str(e), str(e)[:120])
 
 
+# a stand-in for the trainer: a finished log.csv whose final accuracy encodes the run, and one line per start
+FAKE_TRAINER = r'''#!/usr/bin/env python3
+import json, os, sys
+a = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+out, steps = a["--out"], int(a["--steps"])
+os.makedirs(out, exist_ok=True)
+with open(os.environ["FAKE_STARTS"], "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\n")
+right = {"parallax": 90, "softmax": 80}[a["--attention"]] + (5 if a["--optimizer"] == "muon" else 0)
+with open(os.path.join(out, "log.csv"), "w") as f:
+    f.write("step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s,eval_tokens,eval_correct\n")
+    f.write(f"{steps},1,train,1.0,1,1,5.0,100,,\n{steps},1,val,1.0,,,,,100,{right}\n{steps},1,gpu_memory_gib,1.0,,,,,,\n")
+'''
+
+
+def test_make_recall(d):
+    """dev/recall.py end to end with the stand-in: data written once per task, every task x arm x optimizer run
+    with its task's data and --seq-len, finished runs reused, the table from their logs."""
+    fake, starts = os.path.join(d, "fake.py"), os.path.join(d, "starts.txt")
+    with open(fake, "w") as f:
+        f.write(FAKE_TRAINER.replace("#!/usr/bin/env python3", "#!" + sys.executable))
+    os.chmod(fake, 0o755)
+    env = dict(os.environ, FAKE_STARTS=starts)
+    cmd = [sys.executable, os.path.join(HERE, "recall.py"), "--trainer", fake, "--out", os.path.join(d, "out"),
+           "--steps", "10"]
+    p1 = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    runs = [json.loads(ln) for ln in open(starts)] if os.path.exists(starts) else []
+    runs = [dict(zip(r[0::2], r[1::2])) for r in runs]
+    want = {(t, arm, opt) for t in ("recall", "noisy_recall", "selective_copy") for arm in ("parallax", "softmax")
+            for opt in ("muon", "adamw")}
+    got = {(os.path.basename(os.path.dirname(r["--train-data"])).rsplit("_s", 1)[0], r["--attention"], r["--optimizer"])
+           for r in runs}
+    seq = all(r["--seq-len"] == ("256" if "selective_copy" in r["--train-data"] else "128") and
+              r["--total-batch"] == str(64 * int(r["--seq-len"])) and r["--depth"] == "2" for r in runs)
+    check("make recall: 12 runs, each task x arm x optimizer once with its data and --seq-len",
+          p1.returncode == 0 and len(runs) == 12 and got == want and seq, f"exit {p1.returncode}, {len(runs)} runs, "
+          f"flags right: {seq}; {p1.stderr.strip()[-200:]}")
+    p2 = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    again = sum(1 for _ in open(starts)) - len(runs)
+    check("make recall: a second run reuses every finished log and the data", p2.returncode == 0 and again == 0 and
+          p2.stdout.count("reused") == 12 and "== data" not in p2.stdout, f"{again} runs started again")
+    row = [ln for ln in p2.stdout.splitlines() if ln.startswith("| noisy recall")]
+    check("make recall: the table holds each run's accuracy beside the paper's",
+          row == ["| noisy recall | 0.937 | 0.861 | 0.950 | 0.850 | 0.900 | 0.800 |"], f"{row}")
+
+
 def main(argv):
     exe = os.path.abspath(argv[0] if argv else os.path.join(HERE, "..", "train_parallax"))
     test_generators()
@@ -211,6 +258,7 @@ def main(argv):
         else:
             check("train_parallax is built", False, f"{exe} not found (run make)")
         test_table(os.path.join(d, "table"))
+        test_make_recall(d)
     CHECKS.exit()
 
 
