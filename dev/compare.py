@@ -496,10 +496,23 @@ def parse_args(argv):
     return a
 
 
+def exit_on_error(prog, work):
+    """Runs work(); a CompareError or an OSError ends the program with one line on stderr and its status."""
+    try:
+        work()
+    except CompareError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        sys.exit(e.status)
+    except OSError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
 def main(argv):
     a = parse_args(argv)
     say = say_fn()
-    try:
+
+    def work():
         if a.time_budget:
             steps_of = calibrate(a, say) if not a.report_only else {
                 (arm, opt): json.load(open(os.path.join(a.out, "calibrate", f"{arm}_{opt}", "steps.json")))["steps"]
@@ -510,12 +523,7 @@ def main(argv):
         if not a.report_only:
             train_all(a, runs, say)
         report(a, runs, say)
-    except CompareError as e:
-        print(f"compare: {e}", file=sys.stderr)
-        sys.exit(e.status)
-    except OSError as e:
-        print(f"compare: {e}", file=sys.stderr)
-        sys.exit(1)
+    exit_on_error("compare", work)
 
 
 if __name__ == "__main__":

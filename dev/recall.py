@@ -24,7 +24,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "data"))
-from compare import ARMS as COMPARE_ARMS, CompareError, fmt, mean_sd, run_dir, say_fn, trainer_args, train_all  # noqa: E402
+from compare import (ARMS as COMPARE_ARMS, CompareError, exit_on_error, fmt, mean_sd, run_dir, say_fn,  # noqa: E402
+                     trainer_args, train_all)
 
 TASKS = ("recall", "noisy_recall", "selective_copy")
 TASK_LABELS = {"recall": "in-context recall", "noisy_recall": "noisy recall", "selective_copy": "selective copying"}
@@ -167,7 +168,8 @@ def parse_args(argv):
 def main(argv):
     a = parse_args(argv)
     say = say_fn()
-    try:
+
+    def work():
         os.makedirs(a.out, exist_ok=True)
         if not a.report_only:
             for task in a.tasks:
@@ -176,12 +178,7 @@ def main(argv):
         if not a.report_only:
             train_all(a, runs, say)
         report(a, runs, say)
-    except CompareError as e:
-        print(f"recall: {e}", file=sys.stderr)
-        sys.exit(e.status)
-    except OSError as e:
-        print(f"recall: {e}", file=sys.stderr)
-        sys.exit(1)
+    exit_on_error("recall", work)
 
 
 if __name__ == "__main__":
