@@ -1727,10 +1727,13 @@ int main(int argc, char** argv) {
         // this rank's micro-batches of the global batch; the per-micro-batch losses summed over the ranks
         // (zeros elsewhere) and added in order, as on one GPU. The gradient is the mean over the step's scored
         // targets (all of them without a loss mask), counted on every rank before the first backward
-        std::vector<float> micro(accum, 0.0f), scored(accum, 0.0f);
+        std::vector<float> micro(accum, 0.0f), scored(accum, (float)((long)o.batch * o.seq_len));
         dataloader_skip(&train, slice.first);
-        loss_mask_count_ahead(&masks.train, &train, slice.count, scored.data() + slice.first);
-        if (m.dist && masks.train.on) dist_sum_host(&dist, scored);
+        if (masks.train.on) {   // each rank counts its own micro-batches, zeros elsewhere, and the ranks sum
+            std::fill(scored.begin(), scored.end(), 0.0f);
+            loss_mask_count_ahead(&masks.train, &train, slice.count, scored.data() + slice.first);
+            if (m.dist) dist_sum_host(&dist, scored);
+        }
         double step_scored = 0.0;
         for (float x : scored) step_scored += x;
         float grad_scale = step_scored > 0.0 ? 1.0f / (float)step_scored : 0.0f;

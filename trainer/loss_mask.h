@@ -132,14 +132,14 @@ static long loss_mask_train(LossMask* mk, DataLoader* dl) {
 }
 
 // Scored targets of each of the next n training batches, into out[0..n), without moving the loader: the
-// gradient scale of a step (1 / its scored targets) is needed before its first backward.
+// gradient scale of a step (1 / its scored targets) is needed before its first backward. Needs mk->on.
 static void loss_mask_count_ahead(LossMask* mk, DataLoader* dl, int n, float* out) {
     int shard = dl->shard;
     long offset = dl->offset, bt = (long)dl->B * dl->T;
-    std::vector<int> scratch(mk->on ? bt : 0);
+    std::vector<int> scratch(bt);
     for (int k = 0; k < n; k++) {
         dataloader_skip(dl, 1);
-        out[k] = (float)(mk->on ? loss_mask_apply(mk, dl->shard, dl->offset - bt, bt, scratch.data()) : bt);
+        out[k] = (float)loss_mask_apply(mk, dl->shard, dl->offset - bt, bt, scratch.data());
     }
     dl->shard = shard;
     dl->offset = offset;
