@@ -7,7 +7,7 @@ a table next to the paper's numbers (arXiv 2605.29157, MAD; Parallax vs softmax)
 
 Budget. Default: 1000 steps of 64 examples (8192 tokens at --seq-len 128, 16384 at 256) per run, d2 with
 width 256 (4 heads of 64), 12 runs (3 tasks x 2 attentions x 2 optimizers), one seed: about 4 minutes on one
-H100, data included. --long: 8000 steps and seeds 1337 1338 1339 (about 1.5 hours on one H100; --gpus spreads
+H100, data included (an estimate: ~7 ms per step at 8192 tokens, ~3 s per start; table.md states the seconds of training). --long: 8000 steps and seeds 1337 1338 1339 (about 1.5 hours on one H100; --gpus spreads
 the runs). The data is MAD's baseline (12800 training and 1280 validation examples per task, from --data-seed),
 written once to OUT/data/<task>_s<seed>/ and reused.
 
@@ -24,8 +24,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "data"))
-from compare import (ARMS as COMPARE_ARMS, CompareError, exit_on_error, fmt, mean_sd, run_dir, say_fn,  # noqa: E402
-                     trainer_args, train_all)
+from compare import (ARMS as COMPARE_ARMS, CompareError, dedupe, exit_on_error, fmt, mean_sd,  # noqa: E402
+                     read_run_log, run_dir, run_summary, say_fn, trainer_args, train_all)
 
 TASKS = ("recall", "noisy_recall", "selective_copy")
 TASK_LABELS = {"recall": "in-context recall", "noisy_recall": "noisy recall", "selective_copy": "selective copying"}
@@ -113,12 +113,15 @@ def accuracy_table(results, seeds):
 
 
 def report(a, runs, say):
-    results = {}
+    results, seconds = {}, 0.0
     for r in runs:
-        correct, scored = final_accuracy(os.path.join(r["dir"], "log.csv"))
+        path = os.path.join(r["dir"], "log.csv")
+        correct, scored = final_accuracy(path)
         results.setdefault((r["task"], r["arm"], r["optimizer"]), []).append(correct / scored if scored else float("nan"))
+        seconds += run_summary(dedupe(read_run_log(path)))["seconds"]
     text = (f"Budget: {a.steps} steps of {BATCH} examples per run, d{a.depth} width {a.width}; seeds "
-            f"{' '.join(map(str, a.seeds))}; data seed {a.data_seed}.\n\n" + accuracy_table(results, a.seeds))
+            f"{' '.join(map(str, a.seeds))}; data seed {a.data_seed}; {seconds:.0f} s of training steps in all "
+            f"(starts and validations not counted).\n\n" + accuracy_table(results, a.seeds))
     with open(os.path.join(a.out, "table.md"), "w") as f:
         f.write(text)
     say(text + f"wrote {os.path.join(a.out, 'table.md')}")

@@ -4,7 +4,7 @@
 #   1. an all-ones mask gives the same bits as no mask: losses, grad norms, validation losses and counts
 #   2. the gradient scale is 1 / (scored targets of the whole step): a step of two micro-batches, the second
 #      with no answers (its mask all 0), trains to the same bits as the first alone
-#   3. a short recall run (Parallax, Muon, 400 steps): at init the accuracy is 0 and the loss ln(50257); at the
+#   3. a short recall run (Parallax, Muon, 600 steps): at init the accuracy is 0 and the loss ln(50257); at the
 #      end the answer accuracy is well above chance (1/8 of the value symbols), and the reported count equals a
 #      recount from the dumped predictions (TRAIN_PARALLAX_PREDICTIONS) against the answers read from the files
 #   4. with 2 GPUs and torchrun: check 2 over 2 ranks gives the single-GPU bits (the scored count summed over
@@ -90,7 +90,7 @@ fi
 
 # 3. learning, and the recount
 if TRAIN_PARALLAX_PREDICTIONS="$work/preds.bin" train learn --train-data "$work/recall/train_000.bin" \
-        --val-data "$work/one/val_000.bin" --batch 64 --total-batch 8192 --steps 400 --warmup 20 --val-every 200; then
+        --val-data "$work/one/val_000.bin" --batch 64 --total-batch 8192 --steps 600 --warmup 20 --val-every 300; then
     $py - "$work" <<'PY'
 import csv, sys
 import numpy as np
