@@ -155,6 +155,18 @@ def test_trainer(exe, d):
         msg = (p.stderr.strip().splitlines() or [""])[-1]
         ok = p.returncode == 2 and needle in msg and sub in msg and "no CUDA GPU" not in p.stderr
         check(f"trainer refuses {what}, naming the file, before any GPU work", ok, f"exit {p.returncode}: {msg}")
+    # the masks are part of the run's settings: a checkpoint without them is refused with the key named
+    import numpy as np
+    import tensorfile
+    out = os.path.join(d, "resume_out")
+    os.makedirs(out)
+    tensorfile.write(os.path.join(out, "checkpoint_000010.ptf"), {"kind": "checkpoint", "step": "10"},
+                     [("param.wte", np.zeros((4, 4), np.float32))])
+    p = subprocess.run([exe, "--train-data", os.path.join(good, "train_*.bin")] + base[:-1] + [out, "--resume", "1"],
+                       capture_output=True, text=True, timeout=60)
+    want = f"train_file_answers.0: checkpoint (missing), this run {done['train'][2]}"
+    check("trainer: the masks' answer counts are resume settings", p.returncode == 2 and want in p.stderr,
+          f"exit {p.returncode}: {[ln for ln in p.stderr.splitlines() if 'answers' in ln] or p.stderr.strip()[-160:]}")
     p = subprocess.run([exe, "--train-data", os.path.join(good, "train_*")] + base, capture_output=True, text=True,
                        timeout=60)
     msg = (p.stderr.strip().splitlines() or [""])[-1]
