@@ -95,7 +95,7 @@ def read_run_log(path):
     for line in lines[1:]:
         c = line.split(",")
         try:
-            if len(c) != 8:
+            if len(c) < 8:   # the columns read here; later ones (eval_tokens, eval_correct) may follow
                 continue
             step, tokens, kind, loss = int(c[0]), int(c[1]), c[2], float(c[3])
             if kind == "train":

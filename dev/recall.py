@@ -7,13 +7,15 @@ a table next to the paper's numbers (arXiv 2605.29157, MAD; Parallax vs softmax)
 
 Budget. Default: 1000 steps of 64 examples (8192 tokens at --seq-len 128, 16384 at 256) per run, d2 with
 width 256 (4 heads of 64), 12 runs (3 tasks x 2 attentions x 2 optimizers), one seed: about 4 minutes on one
-H100, data included (an estimate: ~7 ms per step at 8192 tokens, ~3 s per start; table.md states the seconds of training). --long: 8000 steps and seeds 1337 1338 1339 (about 1.5 hours on one H100; --gpus spreads
-the runs). The data is MAD's baseline (12800 training and 1280 validation examples per task, from --data-seed),
+H100, data included (an estimate, ~7 ms per step of 8192 tokens and ~3 s per start; table.md states the
+seconds of training). --long: 8000 steps, seeds 1337 1338 1339, a checkpoint every 2000 steps (about 45
+minutes on one H100 by the same estimate; --gpus spreads the runs). The data is MAD's baseline (12800 training and 1280 validation examples per task, from --data-seed),
 written once to OUT/data/<task>_s<seed>/ and reused.
 
 Runs are dev/compare.py's: each in OUT/<task>/<arm>_<optimizer>_s<seed>/ with run.json (its trainer flags); a
-finished log.csv is reused, a folder made with other flags is an error, an unfinished run starts again (the
-runs are short: no checkpoints). --report-only redoes the table (OUT/table.md) from the logs.
+finished log.csv is reused, a folder made with other flags is an error, an unfinished run continues from its
+checkpoint (--checkpoint-every; none by default, the runs are short: it starts again), and a finished run's
+checkpoints are deleted. --report-only redoes the table (OUT/table.md) from the logs.
 """
 import argparse
 import csv
@@ -62,7 +64,7 @@ def task_flags(d, task, a):
     return ["--train-data", os.path.join(d, "train_*.bin"), "--val-data", os.path.join(d, "val_*.bin"),
             "--prose-val-data", "", "--seq-len", str(T), "--batch", str(BATCH), "--total-batch", str(BATCH * T),
             "--depth", str(a.depth), "--width", str(a.width), "--head-dim", "64", "--val-every", str(a.val_every),
-            "--checkpoint-every", "0"] + a.flags
+            "--checkpoint-every", str(a.checkpoint_every)] + a.flags
 
 
 def plan(a):
@@ -130,7 +132,9 @@ def report(a, runs, say):
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=1000, help="steps per run (default 1000: ~4 minutes on one H100)")
-    ap.add_argument("--long", action="store_true", help="the longer budget: 8000 steps, seeds 1337 1338 1339")
+    ap.add_argument("--long", action="store_true",
+                    help="the longer budget: 8000 steps, seeds 1337 1338 1339, a checkpoint every 2000 steps")
+    ap.add_argument("--checkpoint-every", type=int, default=0, help="checkpoint interval (default 0: none)")
     ap.add_argument("--seeds", default="1337", help="seeds of the init (default '1337')")
     ap.add_argument("--tasks", default=" ".join(TASKS), help=f"among {', '.join(TASKS)} (default all)")
     ap.add_argument("--optimizers", default=" ".join(OPTIMIZERS), help="muon and/or adamw (default both)")
@@ -145,7 +149,7 @@ def parse_args(argv):
     ap.add_argument("--report-only", action="store_true", help="only the table, from finished logs")
     a = ap.parse_args(argv)
     if a.long:
-        a.steps, a.seeds = 8000, "1337 1338 1339"
+        a.steps, a.seeds, a.checkpoint_every = 8000, "1337 1338 1339", 2000
     try:
         a.seeds = [int(s) for s in a.seeds.split()]
     except ValueError:
@@ -161,8 +165,8 @@ def parse_args(argv):
         ap.error("--optimizers: muon and/or adamw")
     if not a.seeds or len(set(a.seeds)) != len(a.seeds):
         ap.error("--seeds: need distinct seeds")
-    if a.steps < 1 or a.val_every < 1:
-        ap.error("--steps and --val-every must be at least 1")
+    if a.steps < 1 or a.val_every < 1 or a.checkpoint_every < 0:
+        ap.error("--steps and --val-every must be at least 1, --checkpoint-every at least 0")
     a.keep_checkpoints = False   # what compare.train_all reads
     assert all(arm in COMPARE_ARMS for arm in ARMS)
     return a
