@@ -29,7 +29,7 @@
 #include "trainer/argmax.cuh"          // defines: logits_argmax
 #include "trainer/embedding.cuh"       // defines: embedding_forward, embedding_backward, tokens_by_value
 #include "trainer/dataloader.h"        // defines: DataLoader, dataloader_open, dataloader_next
-#include "trainer/loss_mask.h"         // defines: LossMask, loss_mask_open, loss_mask_train, loss_mask_val
+#include "trainer/loss_mask.h"         // defines: LossMask, loss_mask_open, loss_mask_train, loss_mask_count_ahead, loss_mask_val
 #include "trainer/tensor_file.h"       // defines: TensorFile, tensor_file_read, tensor_file_write, tensor_file_read_meta
 #include "trainer/tokenizer.h"         // defines: Tokenizer, tokenizer_load, tokenizer_decode
 #include "parallax_kernels.cuh"        // defines: attention_forward, attention_backward, their params structs

@@ -9,8 +9,9 @@ Budget. Default: 1000 steps of 64 examples (8192 tokens at --seq-len 128, 16384 
 width 256 (4 heads of 64), 12 runs (3 tasks x 2 attentions x 2 optimizers), one seed: about 4 minutes on one
 H100, data included (an estimate, ~7 ms per step of 8192 tokens and ~3 s per start; table.md states the
 seconds of training). --long: 8000 steps, seeds 1337 1338 1339, a checkpoint every 2000 steps (about 45
-minutes on one H100 by the same estimate; --gpus spreads the runs). The data is MAD's baseline (12800 training and 1280 validation examples per task, from --data-seed),
-written once to OUT/data/<task>_s<seed>/ and reused.
+minutes on one H100 by the same estimate; --gpus spreads the runs). The data is MAD's baseline (12800
+training and 1280 validation examples per task, from --data-seed), written once to OUT/data/<task>_s<seed>/
+and reused.
 
 Runs are dev/compare.py's: each in OUT/<task>/<arm>_<optimizer>_s<seed>/ with run.json (its trainer flags); a
 finished log.csv is reused, a folder made with other flags is an error, an unfinished run continues from its

@@ -1,4 +1,4 @@
-// defines: LossMask, loss_mask_open, loss_mask_train, loss_mask_count_ahead, loss_mask_val
+// defines: LossMask, loss_mask_open, loss_mask_answers, loss_mask_train, loss_mask_count_ahead, loss_mask_val
 // Loss masks: which targets count, for tasks scored on their answers only (data/recall_tasks.py writes them).
 // A mask is a companion file beside its shard, SHARD.bin -> SHARD.mask (another name: .mask appended):
 //   256 int32 header: magic 20261219, version 1, token count (must equal the shard's), example length (the
@@ -41,32 +41,32 @@ static bool loss_mask_read(const std::string& path, long offset, long n, uint8_t
     return ok;
 }
 
-// One mask file against its shard's token count: header, size, and every byte 0 or 1; returns the answers
-// (bytes that are 1), or -1 with `err` naming the file.
-static long loss_mask_check(const std::string& path, long count, int T, std::string* err) {
+// One mask file's header and size against its shard's token count and --seq-len; false with `err` naming it.
+static bool loss_mask_check_header(const std::string& path, long count, int T, std::string* err) {
     struct stat st;
-    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) { *err = path + ": cannot open (not a regular file)"; return -1; }
     int header[256];
-    FILE* f = fopen(path.c_str(), "rb");
+    FILE* f = stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) ? fopen(path.c_str(), "rb") : NULL;
     size_t got = f ? fread(header, sizeof(int), 256, f) : 0;
     if (f) fclose(f);
-    if (got != 256) { *err = path + ": shorter than the 1024-byte header"; return -1; }
-    if (header[0] != LOSS_MASK_MAGIC) { *err = path + ": bad magic " + std::to_string(header[0]) + " (not a loss mask)"; return -1; }
-    if (header[1] != LOSS_MASK_VERSION) { *err = path + ": version " + std::to_string(header[1]) + " (expected 1)"; return -1; }
-    if (header[2] != count) {
-        *err = path + ": " + std::to_string(header[2]) + " tokens, its shard has " + std::to_string(count);
-        return -1;
-    }
-    if ((long)st.st_size != SHARD_HEADER_BYTES + count) {
-        *err = path + ": " + std::to_string((long)st.st_size) + " bytes, the header says " + std::to_string(count) +
-               " tokens: truncated or corrupt";
-        return -1;
-    }
-    if (header[3] != 0 && header[3] != T) {
-        *err = path + ": its examples are " + std::to_string(header[3]) + " tokens long, --seq-len is " + std::to_string(T) +
-               " (each window must hold one whole example)";
-        return -1;
-    }
+    std::string why;
+    if (!f) why = "cannot open (not a readable regular file)";
+    else if (got != 256) why = "shorter than the 1024-byte header";
+    else if (header[0] != LOSS_MASK_MAGIC) why = "bad magic " + std::to_string(header[0]) + " (not a loss mask)";
+    else if (header[1] != LOSS_MASK_VERSION) why = "version " + std::to_string(header[1]) + " (expected 1)";
+    else if (header[2] != count) why = std::to_string(header[2]) + " tokens, its shard has " + std::to_string(count);
+    else if ((long)st.st_size != SHARD_HEADER_BYTES + count)
+        why = std::to_string((long)st.st_size) + " bytes, the header says " + std::to_string(count) +
+              " tokens: truncated or corrupt";
+    else if (header[3] != 0 && header[3] != T)
+        why = "its examples are " + std::to_string(header[3]) + " tokens long, --seq-len is " + std::to_string(T) +
+              " (each window must hold one whole example)";
+    if (!why.empty()) *err = path + ": " + why;
+    return why.empty();
+}
+
+// The answers of a checked mask file (bytes that are 1), read in chunks; -1 with `err` on a byte other than
+// 0 or 1 (its token named) or a failed read.
+static long loss_mask_count(const std::string& path, long count, std::string* err) {
     const long CHUNK = 1 << 20;
     std::vector<uint8_t> buf((size_t)std::min(count, CHUNK));
     long answers = 0;
@@ -74,7 +74,10 @@ static long loss_mask_check(const std::string& path, long count, int T, std::str
         long n = std::min(CHUNK, count - at);
         if (!loss_mask_read(path, at, n, buf.data())) { *err = path + ": read failed at token " + std::to_string(at); return -1; }
         for (long i = 0; i < n; i++) {
-            if (buf[i] > 1) { *err = path + ": byte " + std::to_string(buf[i]) + " at token " + std::to_string(at + i) + " (0 or 1)"; return -1; }
+            if (buf[i] > 1) {
+                *err = path + ": byte " + std::to_string(buf[i]) + " at token " + std::to_string(at + i) + " (0 or 1)";
+                return -1;
+            }
             answers += buf[i];
         }
     }
@@ -93,7 +96,8 @@ static bool loss_mask_open(LossMask* mk, const DataLoader& files, std::string* e
                    " exists: every shard of the set needs its mask)";
             return false;
         }
-        long answers = loss_mask_check(path, files.counts[i], files.T, &why);
+        long count = files.counts[i];
+        long answers = loss_mask_check_header(path, count, files.T, &why) ? loss_mask_count(path, count, &why) : -1;
         if (answers < 0) { *err = files.flag + ": " + why; return false; }
         mk->paths.push_back(path);
         mk->answers.push_back(answers);
