@@ -22,7 +22,7 @@ REF_DIR = dev/ref
 
 TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
-.PHONY: all test train ref data compare bench clean
+.PHONY: all test train ref data compare recall bench clean
 # every binary `make` builds: `all` builds them and `clean` removes them, so the two cannot drift apart
 BINARIES = train_parallax test_parallax test_parallax_ptx80 dev/test_host dev/test_dist dev/bench_parallax dev/cuda/attention_study \
            dev/cuda/mma_peak dev/cuda/residual_study
@@ -123,6 +123,13 @@ train: train_parallax data/shards/manifest.json
 PLOT_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import matplotlib' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 compare: train_parallax data/shards/manifest.json
 	PLOT_PYTHON="$(PLOT_PYTHON)" bash dev/compare.sh
+
+# the MAD-style recall tasks (data/recall_tasks.py, answers only through the loss mask): Parallax and softmax under
+# Muon and AdamW, d2 width 256, the accuracy table next to the paper's (dev/recall.py; ~4 minutes on one H100).
+# RECALL_FLAGS="--long" for 8000 steps and 3 seeds, "--gpus '0 1 2 3'" to spread the runs
+NUMPY_PYTHON ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+recall: train_parallax
+	$(NUMPY_PYTHON) dev/recall.py $(RECALL_FLAGS)
 
 clean:
 	rm -f $(BINARIES)

@@ -29,6 +29,7 @@
 #include "trainer/argmax.cuh"          // defines: logits_argmax
 #include "trainer/embedding.cuh"       // defines: embedding_forward, embedding_backward, tokens_by_value
 #include "trainer/dataloader.h"        // defines: DataLoader, dataloader_open, dataloader_next
+#include "trainer/loss_mask.h"         // defines: LossMask, loss_mask_open, loss_mask_train, loss_mask_count_ahead, loss_mask_val
 #include "trainer/tensor_file.h"       // defines: TensorFile, tensor_file_read, tensor_file_write, tensor_file_read_meta
 #include "trainer/tokenizer.h"         // defines: Tokenizer, tokenizer_load, tokenizer_decode
 #include "parallax_kernels.cuh"        // defines: attention_forward, attention_backward, their params structs
@@ -1128,6 +1129,27 @@ static bool open_data(const Options& o, DataLoader* train, ValSet* val, ValSet* 
     return have_prose;
 }
 
+// The loss masks beside the shards of each set (trainer/loss_mask.h), checked; exits 2 naming the file.
+struct Masks { LossMask train, val, prose; };
+
+static Masks open_masks(const DataLoader& train, const ValSet& val, const ValSet& prose, bool have_prose) {
+    Masks mk;
+    std::string err;
+    mk.prose.on = false;
+    if (!loss_mask_open(&mk.train, train, &err) || !loss_mask_open(&mk.val, val.files, &err) ||
+        (have_prose && !loss_mask_open(&mk.prose, prose.files, &err))) {
+        fprintf(stderr, "train_parallax: %s\n", err.c_str());
+        exit(2);
+    }
+    const LossMask* sets[] = {&mk.train, &mk.val, &mk.prose};
+    const DataLoader* files[] = {&train, &val.files, &prose.files};
+    for (int i = 0; i < 3; i++)
+        if (sets[i]->on)
+            printf("loss mask: %s: %ld of %ld tokens are answers (the masks beside its shards); only they are scored\n",
+                   files[i]->flag.c_str(), loss_mask_answers(sets[i]), dataloader_total_tokens(files[i]));
+    return mk;
+}
+
 // OUT and its parents are made with mkdir(2), one component at a time (no shell ever sees the name); then
 // OUT must be a writable directory, and the files the run writes there must not be directories.
 static void make_out_dir(const std::string& out) {
@@ -1172,33 +1194,59 @@ static void check_gpu(const cudaDeviceProp& prop, const Config& cfg, const Optio
 // main loop
 
 // Validation over windows [w0, w1) of the plan (a range, so ranks can split the plan): the summed loss of
-// the scored tokens and their number. Batches of B windows; padded rows score nothing.
+// the scored tokens, their number, and how many of them the model predicts (its argmax is the target).
+// Batches of B windows; padded rows, and targets outside the loss mask, score nothing.
 struct ValScore {
     double sum;
-    long tokens;
+    long tokens, correct;
     float mean() const { return tokens ? (float)(sum / tokens) : 0.0f; }
+    double accuracy() const { return tokens ? (double)correct / tokens : 0.0; }
 };
 
-static ValScore evaluate(Model* m, ValSet* vs, size_t w0, size_t w1) {
+// preds: NULL, or (one process) the predictions of the scored targets in plan order (a test hook's dump)
+static ValScore evaluate(Model* m, ValSet* vs, LossMask* mk, size_t w0, size_t w1, std::vector<int>* preds) {
     int B = vs->files.B, T = vs->files.T;
     int batches = (int)((w1 - w0 + B - 1) / B);
     int b0 = 0, b1 = batches;   // in a parallel run each rank takes a contiguous share of the batches
     if (m->dist) split_range(batches, m->plan.world, m->plan.rank, &b0, &b1);
-    std::vector<int> first;
-    std::vector<float> losses((size_t)batches * B * T, 0.0f), firsts((size_t)batches * B, 0.0f);
+    std::vector<int> first, pred;
+    std::vector<float> losses((size_t)batches * B * T, 0.0f), loss, tokens(batches, 0.0f), correct(batches, 0.0f);
     for (int bi = b0; bi < b1; bi++) {
         valset_batch(vs, w0 + (size_t)bi * B, w1, &first);
-        model_forward(m, vs->files.inputs.data(), vs->files.targets.data(), B, T, 0.0f);
-        cudaCheck(cudaMemcpy(losses.data() + (size_t)bi * B * T, m->act.losses, (size_t)B * T * sizeof(float),
-                             cudaMemcpyDeviceToHost));
-        for (int b = 0; b < B; b++) firsts[(size_t)bi * B + b] = (float)first[b];
+        loss_mask_val(mk, vs, w0 + (size_t)bi * B, w1, first);   // unscored targets -1: loss 0
+        const int* tg = vs->files.targets.data();
+        model_predict(m, vs->files.inputs.data(), tg, B, T, &loss, &pred);
+        std::copy(loss.begin(), loss.end(), losses.begin() + (size_t)bi * B * T);
+        for (size_t i = 0; i < loss.size(); i++) {
+            if (tg[i] < 0) continue;
+            tokens[bi]++;
+            correct[bi] += pred[i] == tg[i];
+            if (preds) preds->push_back(pred[i]);
+        }
     }
-    // every rank fills its own batches, zeros elsewhere: the sums over ranks are exact copies
-    if (m->dist) { dist_sum_host(m->dist, losses); dist_sum_host(m->dist, firsts); }
-    ValScore r = {0.0, 0};
-    for (size_t row = 0; row < firsts.size(); row++)   // in order, in double: the same plan gives the same bits
-        for (int t = (int)firsts[row]; t < T; t++) { r.sum += losses[row * T + t]; r.tokens++; }
+    // every rank fills its own batches, zeros elsewhere: the sums over ranks are exact copies (counts per batch
+    // are at most B x T, exact in float)
+    if (m->dist) { dist_sum_host(m->dist, losses); dist_sum_host(m->dist, tokens); dist_sum_host(m->dist, correct); }
+    ValScore r = {0.0, 0, 0};
+    for (float x : losses) r.sum += x;   // in order, in double (unscored ones add 0): the same plan, the same bits
+    for (int bi = 0; bi < batches; bi++) { r.tokens += (long)tokens[bi]; r.correct += (long)correct[bi]; }
     return r;
+}
+
+static std::string fmt_float4(double x) {
+    char b[32];
+    snprintf(b, sizeof b, "%.4f", x);
+    return b;
+}
+
+// the test hook's dump: int32 count, then the predictions (int32 each); exits naming the file if it fails
+static void write_predictions(const char* path, const std::vector<int>& preds) {
+    FILE* f = fopen(path, "wb");
+    int n = (int)preds.size();
+    bool ok = f && fwrite(&n, sizeof n, 1, f) == 1 && fwrite(preds.data(), sizeof(int), preds.size(), f) == preds.size();
+    if (f) ok = fclose(f) == 0 && ok;
+    if (!ok) { fprintf(stderr, "train_parallax: TRAIN_PARALLAX_PREDICTIONS %s: cannot write\n", path); exit(EXIT_FAILURE); }
+    printf("  wrote %d validation predictions to %s (TRAIN_PARALLAX_PREDICTIONS)\n", n, path);
 }
 
 // The windows a validation covers: all of them, or the first --val-batches micro-batches of them.
@@ -1226,7 +1274,7 @@ static std::string fmt_float(float x) {
 // Every setting that changes the training run, as the checkpoint stores it. The model keys (variant, depth,
 // width, head_dim, mlp_hidden, vocab) are written by model_save from the config; model_settings gives them
 // from the flags in the same form.
-static Meta run_settings(const Options& o, const DataLoader& train) {
+static Meta run_settings(const Options& o, const DataLoader& train, const LossMask& mask) {
     const Hyper& h = o.hp;
     Meta s = {{"optimizer", o.optimizer}, {"seq_len", std::to_string(o.seq_len)}, {"batch", std::to_string(o.batch)},
               {"total_batch", std::to_string(o.total_batch)}, {"steps", std::to_string(o.steps)},
@@ -1240,6 +1288,7 @@ static Meta run_settings(const Options& o, const DataLoader& train) {
     for (size_t i = 0; i < train.paths.size(); i++) {
         s.push_back({"train_file." + std::to_string(i), train.paths[i]});
         s.push_back({"train_file_tokens." + std::to_string(i), std::to_string(train.counts[i])});
+        if (mask.on) s.push_back({"train_file_answers." + std::to_string(i), std::to_string(mask.answers[i])});
     }
     return s;
 }
@@ -1369,15 +1418,15 @@ static std::string settings_mismatch(const Meta& ck, const Meta& want) {
 }
 
 // Checks one checkpoint's metadata against this run: every setting, then the position.
-static bool resume_check(const Options& o, const DataLoader& train, const std::string& path, int name_step,
-                         const Meta& meta, ResumePoint* rp, std::string* err) {
+static bool resume_check(const Options& o, const DataLoader& train, const LossMask& mask, const std::string& path,
+                         int name_step, const Meta& meta, ResumePoint* rp, std::string* err) {
     const std::string* kind = meta_find(meta, "kind");
     if (!kind || *kind != "checkpoint") {
         *err = "--resume: " + path + ": " + (kind ? "kind is '" + *kind + "'" : std::string("the metadata key 'kind' is missing")) +
                ": not a train_parallax checkpoint";
         return false;
     }
-    Meta want = model_settings(o), run = run_settings(o, train);
+    Meta want = model_settings(o), run = run_settings(o, train, mask);
     want.insert(want.end(), run.begin(), run.end());
     std::string diff = settings_mismatch(meta, want);
     if (!diff.empty()) {
@@ -1403,7 +1452,8 @@ static bool resume_check(const Options& o, const DataLoader& train, const std::s
 
 // The newest complete checkpoint in OUT decides; a newer one that is cut short or unreadable is passed over
 // with a note (a checkpoint under its real name is complete unless the disk lost it: writes are renamed).
-static bool resume_find(const Options& o, const DataLoader& train, ResumePoint* rp, std::string* err) {
+static bool resume_find(const Options& o, const DataLoader& train, const LossMask& mask, ResumePoint* rp,
+                        std::string* err) {
     std::vector<std::pair<int, std::string>> list = list_checkpoints(o.out, false);
     if (list.empty()) {
         *err = "--resume: " + o.out + " holds no checkpoint (" + o.out + "/checkpoint_<step>.ptf)";
@@ -1420,7 +1470,7 @@ static bool resume_find(const Options& o, const DataLoader& train, ResumePoint* 
             passed += (passed.empty() ? "" : "; ") + why;
             continue;
         }
-        return resume_check(o, train, path, list[i].first, meta, rp, err);
+        return resume_check(o, train, mask, path, list[i].first, meta, rp, err);
     }
     *err = "--resume: no complete checkpoint in " + o.out + ": " + passed;
     return false;
@@ -1453,8 +1503,9 @@ static void prune_checkpoints(const Options& o, int step) {
     }
 }
 
-static void save_checkpoint(Model* m, const Options& o, int step, const DataLoader& train, RunState* rs) {
-    Meta meta = run_settings(o, train);
+static void save_checkpoint(Model* m, const Options& o, int step, const DataLoader& train, const LossMask& mask,
+                            RunState* rs) {
+    Meta meta = run_settings(o, train, mask);
     meta.push_back({"step", std::to_string(step)});
     meta.push_back({"train_shard", std::to_string(train.shard)});
     meta.push_back({"train_offset", std::to_string(train.offset)});
@@ -1474,7 +1525,7 @@ static void save_checkpoint(Model* m, const Options& o, int step, const DataLoad
 // On resume, log.csv keeps its header and the rows up to the checkpoint's step: later rows are logged again,
 // the end-of-run memory row is written again, and a line cut short by a kill is dropped. Rewritten under a
 // temporary name and renamed; a missing log.csv starts with the header.
-static const char* LOG_HEADER = "step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s,eval_tokens\n";
+static const char* LOG_HEADER = "step,tokens,kind,loss,lr_scale,grad_norm,ms,tokens_per_s,eval_tokens,eval_correct\n";
 
 static bool log_keep_through(const std::string& path, int step, std::string* err) {
     std::string in, out = LOG_HEADER;
@@ -1515,6 +1566,7 @@ int main(int argc, char** argv) {
     ValSet val, prose;
     std::string err;
     bool have_prose = open_data(o, &train, &val, &prose);
+    Masks masks = open_masks(train, val, prose, have_prose);
     check_config(&o);
     if (!data_slice_make((int)(o.total_batch / ((long)o.batch * o.seq_len)), li.world, li.rank, &slice, &lerr)) {
         fprintf(stderr, "train_parallax: --total-batch %ld: %s\n", o.total_batch, lerr.c_str());
@@ -1530,7 +1582,7 @@ int main(int argc, char** argv) {
     RunState rs;
     int start = 0;
     if (o.resume) {
-        if (!resume_find(o, train, &rp, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
+        if (!resume_find(o, train, masks.train, &rp, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); return 2; }
         start = rp.step;
         train.shard = rp.train_shard;
         train.offset = rp.train_offset;
@@ -1630,6 +1682,9 @@ int main(int argc, char** argv) {
 
     // a test hook, not a flag: TRAIN_PARALLAX_NAN_AT_STEP=N makes step N's loss NaN, so that dev/resume_check.sh
     // can check on a GPU that such a step is not applied and leaves the last checkpoint intact
+    // another: TRAIN_PARALLAX_PREDICTIONS=FILE writes the last validation's predictions (one process), for
+    // dev/recall_check.sh to recount the reported accuracy
+    const char* pred_dump = getenv("TRAIN_PARALLAX_PREDICTIONS");
     const char* nan_env = getenv("TRAIN_PARALLAX_NAN_AT_STEP");
     int nan_test_step = nan_env ? atoi(nan_env) : 0;
     if (nan_test_step > 0) printf("  test hook: the loss of step %d will be NaN (TRAIN_PARALLAX_NAN_AT_STEP)\n", nan_test_step);
@@ -1639,17 +1694,23 @@ int main(int argc, char** argv) {
         long tokens_seen = (long)step * o.total_batch;
         bool resumed_here = o.resume && step == start;
         if (o.val_every && (step % o.val_every == 0 || step == o.steps) && !resumed_here) {
-            ValScore vl = evaluate(&m, &val, 0, val_end);
-            fprintf(log, "%d,%ld,val,%.6f,,,,,%ld\n", step, tokens_seen, vl.mean(), vl.tokens);
+            bool dump = pred_dump && step == o.steps && !m.dist;
+            std::vector<int> preds;
+            ValScore vl = evaluate(&m, &val, &masks.val, 0, val_end, dump ? &preds : NULL);
+            fprintf(log, "%d,%ld,val,%.6f,,,,,%ld,%ld\n", step, tokens_seen, vl.mean(), vl.tokens, vl.correct);
+            std::string acc;   // masked sets score answers: their accuracy is the number that matters
+            if (masks.val.on) acc = " | answer accuracy " + fmt_float4(vl.accuracy()) + " (" + std::to_string(vl.correct) +
+                                    " of " + std::to_string(vl.tokens) + ")";
             if (have_prose) {
-                ValScore pl = evaluate(&m, &prose, 0, prose_end);
-                fprintf(log, "%d,%ld,valprose,%.6f,,,,,%ld\n", step, tokens_seen, pl.mean(), pl.tokens);
-                printf("step %5d | val loss %.4f (%ld tokens) | prose val loss %.4f (%ld tokens)\n", step, vl.mean(),
-                       vl.tokens, pl.mean(), pl.tokens);
+                ValScore pl = evaluate(&m, &prose, &masks.prose, 0, prose_end, NULL);
+                fprintf(log, "%d,%ld,valprose,%.6f,,,,,%ld,%ld\n", step, tokens_seen, pl.mean(), pl.tokens, pl.correct);
+                printf("step %5d | val loss %.4f (%ld tokens)%s | prose val loss %.4f (%ld tokens)\n", step, vl.mean(),
+                       vl.tokens, acc.c_str(), pl.mean(), pl.tokens);
             } else {
-                printf("step %5d | val loss %.4f (%ld tokens)\n", step, vl.mean(), vl.tokens);
+                printf("step %5d | val loss %.4f (%ld tokens)%s\n", step, vl.mean(), vl.tokens, acc.c_str());
             }
             fflush(log);
+            if (dump) write_predictions(pred_dump, preds);
         }
         if (o.sample_every && li.rank == 0 && step > start && (step % o.sample_every == 0 || step == o.steps)) {
             std::vector<int> ids = model_sample(&m, o.sample_tokens, (unsigned long long)o.seed * 1000003ULL + step);
@@ -1657,20 +1718,29 @@ int main(int argc, char** argv) {
             else { printf("step %5d | sample ids:", step); for (int id : ids) printf(" %d", id); printf("\n"); }
         }
         if (o.checkpoint_every && step > start && (step == o.steps || step % o.checkpoint_every == 0))
-            save_checkpoint(&m, o, step, train, &rs);
+            save_checkpoint(&m, o, step, train, masks.train, &rs);
         if (step == o.steps) break;
         cudaEvent_t t0, t1;
         cudaCheck(cudaEventCreate(&t0)); cudaCheck(cudaEventCreate(&t1));
         cudaCheck(cudaEventRecord(t0));
         cudaCheck(cudaMemset(m.grads, 0, m.n_params * sizeof(float)));
         // this rank's micro-batches of the global batch; the per-micro-batch losses summed over the ranks
-        // (zeros elsewhere) and added in order, as on one GPU
-        std::vector<float> micro(accum, 0.0f);
+        // (zeros elsewhere) and added in order, as on one GPU. The gradient is the mean over the step's scored
+        // targets (all of them without a loss mask), counted on every rank before the first backward
+        std::vector<float> micro(accum, 0.0f), scored(accum, (float)((long)o.batch * o.seq_len));
         dataloader_skip(&train, slice.first);
+        if (masks.train.on) {   // each rank counts its own micro-batches, zeros elsewhere, and the ranks sum
+            std::fill(scored.begin(), scored.end(), 0.0f);
+            loss_mask_count_ahead(&masks.train, &train, slice.count, scored.data() + slice.first);
+            if (m.dist) dist_sum_host(&dist, scored);
+        }
+        double step_scored = 0.0;
+        for (float x : scored) step_scored += x;
+        float grad_scale = step_scored > 0.0 ? 1.0f / (float)step_scored : 0.0f;
         for (int k = slice.first; k < slice.first + slice.count; k++) {
             dataloader_next(&train);
-            micro[k] = model_forward(&m, train.inputs.data(), train.targets.data(), o.batch, o.seq_len,
-                                     1.0f / (float)o.total_batch);
+            loss_mask_train(&masks.train, &train);
+            micro[k] = model_forward(&m, train.inputs.data(), train.targets.data(), o.batch, o.seq_len, grad_scale);
             m.sync_grads = k == slice.first + slice.count - 1;   // the last backward all-reduces its buckets
             model_backward(&m, train.inputs.data(), o.batch, o.seq_len);
         }
@@ -1679,9 +1749,9 @@ int main(int argc, char** argv) {
             dist_grads_wait(&dist, 0);
             dist_sum_host(&dist, micro);
         }
-        double loss = 0.0;
-        for (int k = 0; k < accum; k++) loss += micro[k];
-        loss /= accum;
+        double loss = 0.0;   // the mean over the step's scored targets
+        for (int k = 0; k < accum; k++) loss += (double)micro[k] * scored[k];
+        loss = step_scored > 0.0 ? loss / step_scored : 0.0;
         if (step + 1 == nan_test_step) loss = NAN;   // the fault test of dev/resume_check.sh
         float lrs = lr_schedule(step, o.steps, o.warmup, o.decay_frac, o.schedule == "cosine");
         // the update is decided before it is applied: never on a non-finite loss or norm, and not on an outlier
@@ -1704,17 +1774,17 @@ int main(int argc, char** argv) {
             float comm = dist_exposed_ms(&dist);
             printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s, %.0f per GPU | MFU %s | "
                    "comm exposed %.1f ms\n", step + 1, o.steps, loss, lrs, norm, ms, tps, tps / li.world, mfu, comm);
-            fprintf(log, "%d,%ld,comm_exposed,,,,%.2f,,\n", step + 1, tokens_seen + o.total_batch, comm);
+            fprintf(log, "%d,%ld,comm_exposed,,,,%.2f,,,\n", step + 1, tokens_seen + o.total_batch, comm);
         } else {
             printf("step %5d/%d | loss %.4f | lr %.3f | norm %.3f | %.1f ms | %.0f tok/s | MFU %s\n", step + 1,
                    o.steps, loss, lrs, norm, ms, tps, mfu);
         }
-        fprintf(log, "%d,%ld,train,%.6f,%.5f,%.5f,%.2f,%.0f,\n", step + 1, tokens_seen + o.total_batch, loss, lrs,
+        fprintf(log, "%d,%ld,train,%.6f,%.5f,%.5f,%.2f,%.0f,,\n", step + 1, tokens_seen + o.total_batch, loss, lrs,
                 norm, ms, tps);
         if (finite && skip) {
             printf("step %5d | update skipped: loss z-score %.2f, gradient norm z-score %.2f (--skip-outliers %g)\n",
                    step + 1, z_loss, z_norm, o.skip_outliers);
-            fprintf(log, "%d,%ld,skipped,%.6f,%.5f,%.5f,,,\n", step + 1, tokens_seen + o.total_batch, loss, lrs, norm);
+            fprintf(log, "%d,%ld,skipped,%.6f,%.5f,%.5f,,,,\n", step + 1, tokens_seen + o.total_batch, loss, lrs, norm);
         }
         fflush(log);
         if (!finite) {
@@ -1735,7 +1805,7 @@ int main(int argc, char** argv) {
         printf("\n");
         free_b = total_b - (size_t)(*std::max_element(mem.begin(), mem.end()) * 1073741824.0);
     }
-    fprintf(log, "%d,%ld,gpu_memory_gib,%.3f,,,,,\n", o.steps, (long)o.steps * o.total_batch,
+    fprintf(log, "%d,%ld,gpu_memory_gib,%.3f,,,,,,\n", o.steps, (long)o.steps * o.total_batch,
             (total_b - free_b) / 1073741824.0);   // every buffer is allocated up front: this is the peak
     if (timed > 0)
         printf("done: %d steps timed, %.1f s, %.0f tok/s average; GPU memory in use %.1f GiB\n", timed, total_ms / 1e3,

@@ -12,7 +12,7 @@ whole run of the trainer's schedule (warmup, then WSD decay to 0 over the last 3
 run cut short; the table reports the training time each run really took.
 
 Resumable. Each run lives in OUT/<arm>_<opt>_s<seed>/ with run.json (its trainer flags). A run whose
-log.csv is complete is reused as it is; an unfinished one with a checkpoint.ptf continues with --resume 1
+log.csv is complete is reused as it is; an unfinished one with a checkpoint_<step>.ptf continues with --resume 1
 (its log.csv gets the resumed rows appended: rows repeated from the interrupted part count once, the last);
 one without a checkpoint starts again. Checkpoints are written every --checkpoint-every steps and deleted
 once a run is complete (--keep-checkpoints keeps them). A folder made with other flags is an error, so a
@@ -25,6 +25,7 @@ baseline gap of the final validation loss paired by seed (mean, standard deviati
 differences, and in how many seeds Parallax is lower). --report-only redoes the table and plot from the logs.
 """
 import argparse
+import glob
 import json
 import math
 import os
@@ -94,7 +95,7 @@ def read_run_log(path):
     for line in lines[1:]:
         c = line.split(",")
         try:
-            if len(c) != 8:
+            if len(c) < 8:   # the columns read here; later ones (eval_tokens, eval_correct) may follow
                 continue
             step, tokens, kind, loss = int(c[0]), int(c[1]), c[2], float(c[3])
             if kind == "train":
@@ -252,8 +253,18 @@ def log_complete(path, steps):
             and bool(log["val"]) and log["val"][-1][0] == steps)
 
 
+def checkpoint_files(d):
+    """The trainer's checkpoints in d: checkpoint_<step>.ptf, and the .ptf.tmp of a write that was killed."""
+    return sorted(glob.glob(os.path.join(glob.escape(d), "checkpoint_*.ptf*")))
+
+
+def remove_checkpoints(d):
+    for path in checkpoint_files(d):
+        os.remove(path)
+
+
 def run_state(d, args, steps):
-    """'done' (reuse the log), 'resume' (continue from checkpoint.ptf) or 'fresh'. A folder made with other
+    """'done' (reuse the log), 'resume' (continue from its newest checkpoint) or 'fresh'. A folder made with other
     trainer flags is a CompareError."""
     meta = os.path.join(d, "run.json")
     if os.path.exists(meta):
@@ -267,7 +278,7 @@ def run_state(d, args, steps):
                            "another --out", 2)
     if log_complete(os.path.join(d, "log.csv"), steps):
         return "done"
-    if os.path.exists(os.path.join(d, "checkpoint.ptf")):
+    if any(p.endswith(".ptf") for p in checkpoint_files(d)):
         return "resume"
     return "fresh"
 
@@ -350,9 +361,7 @@ def calibrate(a, say):
                         return None
                 say(f"== {'GPU ' + gpu + ': ' if gpu != '-' else ''}timing {arm}, {opt} ({a.calibrate_steps} steps) -> {d}")
                 rc = train(a.trainer, args, d, gpu, False, os.environ)
-                ck = os.path.join(d, "checkpoint.ptf")
-                if os.path.exists(ck):
-                    os.remove(ck)
+                remove_checkpoints(d)
                 try:
                     ms = sorted(x[3] for x in dedupe(read_run_log(os.path.join(d, "log.csv")))["train"][1:])
                 except ValueError:
@@ -395,11 +404,10 @@ def train_all(a, runs, say):
         def job(gpu):
             d, where = r["dir"], f"GPU {gpu}: " if gpu != "-" else ""
             what = f"{r['arm']}, {r['optimizer']}, seed {r['seed']}"
-            ck = os.path.join(d, "checkpoint.ptf")
             if state == "done":
                 say(f"== {where}{what}: reused {d}/log.csv")
-                if not a.keep_checkpoints and os.path.exists(ck):   # left by a comparison stopped just after the run
-                    os.remove(ck)
+                if not a.keep_checkpoints:   # left by a comparison stopped just after the run
+                    remove_checkpoints(d)
                 return None
             say(f"== {where}{what} -> {d}" + (" (resumed from its checkpoint)" if state == "resume" else ""))
             os.makedirs(d, exist_ok=True)
@@ -411,8 +419,8 @@ def train_all(a, runs, say):
             if rc != 0 or not log_complete(os.path.join(d, "log.csv"), r["steps"]):
                 return (f"compare: the run in {d} failed (status {rc}); run the comparison again to resume it; "
                         f"its last lines:\n" + last_lines(os.path.join(d, "train.out")))
-            if not a.keep_checkpoints and os.path.exists(ck):
-                os.remove(ck)
+            if not a.keep_checkpoints:
+                remove_checkpoints(d)
             return None
         return job
 
@@ -457,7 +465,7 @@ def parse_args(argv):
     ap.add_argument("--out", default="out/compare")
     ap.add_argument("--trainer", default="./train_parallax")
     ap.add_argument("--checkpoint-every", type=int, default=50, help="checkpoint interval of each run (default 50)")
-    ap.add_argument("--keep-checkpoints", action="store_true", help="keep finished runs' checkpoint.ptf")
+    ap.add_argument("--keep-checkpoints", action="store_true", help="keep finished runs' checkpoints")
     ap.add_argument("--flags", default="", help="more trainer flags for every run, e.g. '--batch 16'")
     ap.add_argument("--report-only", action="store_true", help="only the table and the plot, from finished logs")
     a = ap.parse_args(argv)
@@ -496,10 +504,23 @@ def parse_args(argv):
     return a
 
 
+def exit_on_error(prog, work):
+    """Runs work(); a CompareError or an OSError ends the program with one line on stderr and its status."""
+    try:
+        work()
+    except CompareError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        sys.exit(e.status)
+    except OSError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
 def main(argv):
     a = parse_args(argv)
     say = say_fn()
-    try:
+
+    def work():
         if a.time_budget:
             steps_of = calibrate(a, say) if not a.report_only else {
                 (arm, opt): json.load(open(os.path.join(a.out, "calibrate", f"{arm}_{opt}", "steps.json")))["steps"]
@@ -510,12 +531,7 @@ def main(argv):
         if not a.report_only:
             train_all(a, runs, say)
         report(a, runs, say)
-    except CompareError as e:
-        print(f"compare: {e}", file=sys.stderr)
-        sys.exit(e.status)
-    except OSError as e:
-        print(f"compare: {e}", file=sys.stderr)
-        sys.exit(1)
+    exit_on_error("compare", work)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ else
 fi
 if [ -n "${DATA_PYTHON:-}" ]; then
     run data "$DATA_PYTHON" data/test_data.py
+    run recall "$DATA_PYTHON" dev/test_recall.py ./train_parallax
 else
     echo "FAIL data: no python3 with numpy and regex found (Debian: apt-get install python3-numpy python3-regex)" | tee -a "$log"
 fi
@@ -48,6 +49,7 @@ run test_parallax ./test_parallax
 run test_parallax-sm80 env PARALLAX_ATTENTION=sm80 ./test_parallax
 run test_parallax-ptx80 ./test_parallax_ptx80
 run dist-gpu bash dev/dist_check.sh ./train_parallax
+run recall-gpu bash dev/recall_check.sh ./train_parallax
 
 passed=$(grep -c '^PASS ' "$log")
 failed=$(grep -c '^FAIL ' "$log")

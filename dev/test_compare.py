@@ -6,6 +6,7 @@ log counts each step once, a folder made with other flags is refused; the equal-
 arm's step time; a failed run named.
   python3 dev/test_compare.py
 """
+import glob
 import json
 import os
 import random
@@ -28,7 +29,7 @@ check = CHECKS.check
 # every start in FAKE_TIMES, can be told to fail (FAKE_FAIL=<attention>_<optimizer>) or to die after a given
 # step of one run (FAKE_CRASH=<run folder name>:<step>, not when resumed).
 FAKE_TRAINER = r'''#!/usr/bin/env python3
-import json, os, sys, time
+import glob, json, os, sys, time
 args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 out, gpu = args["--out"], os.environ.get("CUDA_VISIBLE_DEVICES", "")
 arm = args["--attention"] + ("_match" if args.get("--mlp-hidden") == "match" else "")
@@ -41,8 +42,8 @@ if int(args.get("--warmup", "20")) > steps:   # as the trainer does
     print("fake trainer: --warmup: longer than --steps", file=sys.stderr)
     sys.exit(2)
 val_every = int(args.get("--val-every", "50"))
-ckpt = os.path.join(out, "checkpoint.ptf")
-start = json.load(open(ckpt))["step"] if resume else 0
+# checkpoints as the trainer names them, checkpoint_<step>.ptf; a resume takes the newest
+start = json.load(open(sorted(glob.glob(os.path.join(out, "checkpoint_*.ptf")))[-1]))["step"] if resume else 0
 crash = os.environ.get("FAKE_CRASH", ":").split(":")
 crash_at = int(crash[1]) if crash[0] == os.path.basename(out) and not resume else -1
 t0 = time.time()
@@ -60,7 +61,7 @@ for step in range(start, steps + 1):
     if val_every and (step % val_every == 0 or step == steps) and not (resume and step == start):
         log.write(f"{step},{step * 1000},val,{base + 1.0 / (step + 1)},,,,\n")
     if step > start and (step == steps or (every and step % every == 0)):
-        json.dump({"step": step}, open(ckpt, "w"))
+        json.dump({"step": step}, open(os.path.join(out, f"checkpoint_{step:06d}.ptf"), "w"))
     if step == steps:
         break
     log.write(f"{step + 1},{(step + 1) * 1000},train,{base + 1.0 / (step + 1)},1.0,0.5,{ms},{1000 / (ms / 1e3)}\n")
@@ -183,7 +184,7 @@ def test_full(d):
     check("one run at a time on each GPU", serial, "runs of one GPU do not overlap" if serial else str(spans))
     together = any(a0 < b1 and a1 < b0 for a0, b0 in spans["0"] for a1, b1 in spans["1"])
     check("the two GPUs work at the same time", together, "a run on GPU 0 overlaps one on GPU 1")
-    ck = [r for r in runs if os.path.exists(os.path.join(out, r, "checkpoint.ptf"))]
+    ck = [r for r in runs if glob.glob(os.path.join(out, r, "checkpoint_*.ptf"))]
     check("finished runs' checkpoints are deleted", not ck, f"left: {ck or 'none'}")
     rows = table_rows(d)
     vals = {r: final_val(os.path.join(out, r, "log.csv")) for r in runs}

@@ -1,6 +1,6 @@
 // test_host: CPU tests of the trainer's host code (no GPU needed, so they run in CI): the tensor-file writer
 // and reader (and its bound checks), the data loader's batches, the validation window plan (every token once
-// for any --batch), the embedding backward's grouping of positions by token.
+// for any --batch), the loss masks, the embedding backward's grouping of positions by token.
 //   ./dev/test_host            one PASS / FAIL line per check
 //   ./dev/test_host --dump     the parameter table and the learning-rate schedules as JSON, which
 //                              dev/test_host.py compares with dev/model_ref.py and dev/optim_ref.py
@@ -322,6 +322,93 @@ static void test_dist_tables() {
     }
 }
 
+// Loss masks (trainer/loss_mask.h) on random shards and masks: the answers counted at open; training batches
+// whose targets are -1 exactly where the mask is 0, counted ahead without moving the loader (the counts then
+// equal what the batches keep); validation batches that also drop the targets before first_scored and the
+// padding rows.
+static void test_loss_mask(unsigned seed) {
+    std::string dir = "/tmp/test_host_mask_" + std::to_string(getpid()), err;
+    if (mkdir(dir.c_str(), 0700) != 0) { check("loss mask", false, dir + ": mkdir failed"); return; }
+    std::mt19937 rng(seed);
+    const int B = 2, T = 8;
+    long sizes[] = {2 * B * T + 1, 3 * B * T + 5};
+    std::vector<std::vector<uint16_t>> tok(2);
+    std::vector<std::vector<uint8_t>> mask(2);
+    long answers = 0;
+    for (int s = 0; s < 2; s++) {
+        tok[s].resize(sizes[s]);
+        mask[s].resize(sizes[s]);
+        for (long i = 0; i < sizes[s]; i++) { tok[s][i] = (uint16_t)(rng() % GPT2_VOCAB); mask[s][i] = rng() % 3 == 0; }
+        std::string base = dir + "/shard_00" + std::to_string(s);
+        write_shard(base + ".bin", tok[s]);
+        int header[256] = {LOSS_MASK_MAGIC, LOSS_MASK_VERSION, (int)sizes[s], T};
+        FILE* f = fopen((base + ".mask").c_str(), "wb");
+        fwrite(header, sizeof(int), 256, f);
+        fwrite(mask[s].data(), 1, sizes[s], f);
+        fclose(f);
+        for (uint8_t m : mask[s]) answers += m;
+    }
+    DataLoader dl;
+    LossMask mk;
+    bool ok = dataloader_open(&dl, "--train-data", (dir + "/shard_*.bin").c_str(), B, T, &err) &&
+              loss_mask_open(&mk, dl, &err) && mk.on && loss_mask_answers(&mk) == answers;
+    check("loss mask: opened beside its shards, the answers counted", ok, ok ? std::to_string(answers) + " answers" : err);
+    long wrong = 0, moved = 0, batches = 0;
+    for (int round = 0; ok && round < 4; round++) {   // 4 x 3 batches: over both shards and back (an epoch)
+        float ahead[3];
+        int shard = dl.shard;
+        long offset = dl.offset;
+        loss_mask_count_ahead(&mk, &dl, 3, ahead);
+        moved += dl.shard != shard || dl.offset != offset;
+        for (int k = 0; k < 3; k++, batches++) {
+            dataloader_next(&dl);
+            long kept = loss_mask_train(&mk, &dl), start = dl.offset - B * T;
+            wrong += kept != (long)ahead[k];
+            for (int i = 0; i < B * T; i++) {
+                long pos = start + 1 + i;
+                int want = mask[dl.shard][pos] ? (int)tok[dl.shard][pos] : -1;
+                wrong += dl.targets[i] != want;
+            }
+        }
+    }
+    check("loss mask: training targets -1 exactly outside the mask, counted ahead without moving the loader",
+          ok && wrong == 0 && moved == 0, std::to_string(batches) + " batches, " + std::to_string(wrong) + " wrong, " +
+                                              std::to_string(moved) + " moves");
+    ValSet vs;
+    LossMask vm;
+    ok = valset_open(&vs, "--val-data", (dir + "/shard_*.bin").c_str(), 3, T, &err) && loss_mask_open(&vm, vs.files, &err);
+    long scored = 0, want_scored = 0;
+    wrong = 0;
+    std::vector<int> first;
+    for (size_t w = 0; ok && w < vs.windows.size(); w += 3) {
+        valset_batch(&vs, w, vs.windows.size(), &first);
+        loss_mask_val(&vm, &vs, w, vs.windows.size(), first);
+        for (int b = 0; b < 3; b++)
+            for (int t = 0; t < T; t++) {
+                int got = vs.files.targets[(size_t)b * T + t], want = -1;
+                if (w + b < vs.windows.size() && t >= first[b]) {
+                    const ValWindow& win = vs.windows[w + b];
+                    long pos = win.start + t + 1;
+                    if (mask[win.shard][pos]) want = tok[win.shard][pos];
+                }
+                wrong += got != want;
+                scored += got >= 0;
+                want_scored += want >= 0;
+            }
+    }
+    long val_answers = answers - mask[0][0] - mask[1][0];   // a shard's first token is never a target
+    check("loss mask: validation scores each answer once (first_scored, padding rows and the mask)",
+          ok && wrong == 0 && scored == val_answers && want_scored == val_answers,
+          ok ? std::to_string(scored) + " of " + std::to_string(val_answers) + " answers, " + std::to_string(wrong) + " wrong"
+             : err);
+    for (int s = 0; s < 2; s++) {
+        std::string base = dir + "/shard_00" + std::to_string(s);
+        remove((base + ".bin").c_str());
+        remove((base + ".mask").c_str());
+    }
+    rmdir(dir.c_str());
+}
+
 int main(int argc, char** argv) {
     if (argc > 1 && strcmp(argv[1], "--dump") == 0) { dump(); return 0; }
     unsigned seed = argc > 2 && strcmp(argv[1], "--seed") == 0 ? (unsigned)strtoul(argv[2], NULL, 10) : (unsigned)time(NULL);
@@ -330,6 +417,7 @@ int main(int argc, char** argv) {
     test_tensor_file_bounds();
     test_dataloader();
     test_val_plan(seed);
+    test_loss_mask(seed);
     test_tokens_by_value();
     test_gpu_arch();
     test_dist_tables();

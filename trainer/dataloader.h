@@ -46,6 +46,10 @@ static long shard_check_header(const std::string& path, std::string* err) {
     fclose(f);
     long size = (long)st.st_size;
     if (got != 256) { *err = path + ": " + std::to_string(size) + " bytes, shorter than the 1024-byte header"; return -1; }
+    if (header[0] == 20261219) {   // LOSS_MASK_MAGIC: a glob that also matched the masks beside the shards
+        *err = path + ": is a loss mask (trainer/loss_mask.h), not a token shard: end the glob in .bin";
+        return -1;
+    }
     if (header[0] != SHARD_MAGIC) { *err = path + ": bad magic " + std::to_string(header[0]) + " (not an llm.c token shard)"; return -1; }
     if (header[1] != SHARD_VERSION) { *err = path + ": version " + std::to_string(header[1]) + " (expected 1)"; return -1; }
     long count = header[2];
