@@ -107,9 +107,19 @@ def test_trainer(c, binary, tmp):
     path = os.path.join(tmp, "hs_bad.bin")
     ef.write_evalfile(path, [example(), example()])
     corrupt(path, lambda r: set_u16(r, 3, 7))
+    data = []
+    for name in ("train", "val"):
+        data.append(os.path.join(tmp, f"{name}_000.bin"))
+        shards.write_shard(data[-1], np.random.default_rng(1).integers(0, 50257, 20000))
+    flags = ["--train-data", data[0], "--val-data", data[1], "--prose-val-data", "", "--batch", "4", "--seq-len", "64",
+             "--total-batch", "256", "--dry-run", "1", "--out", os.path.join(tmp, "out")]
+    good = os.path.join(tmp, "hs_good.bin")
+    ef.write_evalfile(good, [example(), example(label=3)])
+    r = subprocess.run([binary, "--hellaswag", good, "--lastword", ""] + flags, capture_output=True, text=True)
+    c.check("trainer reads a good --hellaswag file", r.returncode == 0 and "--hellaswag " + good + ": 2 examples" in r.stdout,
+            f"exit {r.returncode}: {(r.stdout + r.stderr).strip()[-200:]}")
     for flag in ("--hellaswag", "--lastword"):
-        r = subprocess.run([binary, flag, path, "--dry-run", "1", "--out", os.path.join(tmp, "out")],
-                           capture_output=True, text=True)
+        r = subprocess.run([binary, flag, path] + flags, capture_output=True, text=True)
         c.check(f"trainer refuses a bad {flag} file", r.returncode == 2 and flag in r.stderr and path in r.stderr,
                 f"exit {r.returncode}: {r.stderr.strip()[-200:]}")
 

@@ -31,7 +31,7 @@ else
 fi
 if [ -n "${DATA_PYTHON:-}" ]; then
     run data "$DATA_PYTHON" data/test_data.py
-    run eval-data "$DATA_PYTHON" data/test_eval_data.py
+    run eval-data "$DATA_PYTHON" data/test_eval_data.py ./train_parallax
 else
     echo "FAIL data: no python3 with numpy and regex found (Debian: apt-get install python3-numpy python3-regex)" | tee -a "$log"
 fi
