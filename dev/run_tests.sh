@@ -26,6 +26,7 @@ run dist ./dev/test_dist ./train_parallax
 if [ -n "${PYTHON:-}" ]; then
     run reference "$PYTHON" dev/test_reference.py
     run host-vs-reference "$PYTHON" dev/test_host.py ./dev/test_host
+    run downstream-ref "$PYTHON" dev/test_downstream_ref.py
 else
     echo "FAIL reference: no python3 with torch found (Debian: apt-get install python3-torch)" | tee -a "$log"
 fi
