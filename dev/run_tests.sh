@@ -50,6 +50,7 @@ run test_parallax ./test_parallax
 run test_parallax-sm80 env PARALLAX_ATTENTION=sm80 ./test_parallax
 run test_parallax-ptx80 ./test_parallax_ptx80
 run dist-gpu bash dev/dist_check.sh ./train_parallax
+run downstream-gpu bash dev/downstream_check.sh ./train_parallax
 
 passed=$(grep -c '^PASS ' "$log")
 failed=$(grep -c '^FAIL ' "$log")
