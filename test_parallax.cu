@@ -338,9 +338,8 @@ static void test_optimizer_step(Model* m, const TensorFile& tf, bool muon, const
     // momentum only for its matrices, AdamW's moments only for the rest)
     std::vector<float> grads = host_by_table(*m, tf, kind + ".grad.");
     cudaCheck(cudaMemcpy(m->grads, grads.data(), m->n_params * sizeof(float), cudaMemcpyHostToDevice));
-    const char* state_names[] = {".param.", ".muon_buf.", ".adam_m.", ".adam_v."};
-    for (int which = 0; which < 4; which++)
-        state_from_host(m, which, host_by_table(*m, tf, kind + state_names[which]).data());
+    for (int which = 0; which < 4; which++)   // STATE_PREFIXES: the checkpoint's names, "param." ... "adam_v."
+        state_from_host(m, which, host_by_table(*m, tf, kind + "." + STATE_PREFIXES[which]).data());
     m->adam_t = atoi(tf.meta_value(kind + ".adam_t").c_str());
     Hyper hp = hyper_from_meta(tf, muon);
     hp.grad_clip = (float)meta_double(tf, tag + ".grad_clip");
