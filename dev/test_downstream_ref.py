@@ -68,7 +68,7 @@ def main():
         hs = os.path.join(tmp, "hs.bin")
         write_evalfile(hs, [(1, [11, 12, 13], [[20], [21, 22], [23], [24, 25]]), (3, [30] * 5, [[1], [2], [3], [4]])])
         es = dr.read_evalfile(hs, 4)
-        rows = dr.score_set(cfg, params, {k: v.bfloat16().float() for k, v in params.items()}, es, T, "cpu")
+        rows = dr.score_set(cfg, params, es, T, "cpu")
         out = os.path.join(tmp, "hellaswag_000001.csv")
         write_csv(out, rows, 4)
         ok, msg = quiet_compare("hellaswag", rows, 4, out)
