@@ -51,7 +51,7 @@ def params_of(train_out):
     for line in open(train_out):
         if line.strip().startswith("MLP hidden"):
             w = line.replace(",", " ").split()
-            return int(w[2]), int(w[3])
+            return int(w[3]), int(w[2])   # "MLP hidden F, N parameters"
     return None, None
 
 
