@@ -6,6 +6,8 @@
 #   PART=1 bash dev/results/2026-12-07_session11/run.sh OUT   make test (all paths), then the resume check
 #   PART=2 bash dev/results/2026-12-07_session11/run.sh OUT   make recall, make compare's smoke test
 #   PART=3 bash dev/results/2026-12-07_session11/run.sh OUT   make bench, the downstream check
+#   PART=4 bash dev/results/2026-12-07_session11/run.sh OUT   a short d12 comparison on the real corpus's first two
+#                                                              shards (carried with train_parallax, not bins.tgz)
 . "$(dirname "$0")/../run_lib.sh"
 nvidia-smi -L >"$out/gpu.txt" 2>&1
 if [ -f out/bins.tgz ]; then tar xzf out/bins.tgz && make -t all >/dev/null; fi
@@ -33,6 +35,13 @@ case "${PART:-1}" in
     logged "$out/bench.log" "make bench" timeout 300 make bench
     stamp start downstream_check
     logged "$out/downstream_check.log" "" timeout 150 bash dev/downstream_check.sh ./train_parallax
+    stamp end
+    ;;
+4)
+    stamp start compare
+    logged "$out/compare.log" "" timeout 480 env COMPARE_STEPS=50 COMPARE_SEEDS="1337 1338 1339" \
+        COMPARE_ARMS="parallax softmax_match" COMPARE_OUT="$out/compare" COMPARE_CHECKPOINT_EVERY=0 \
+        COMPARE_FLAGS="--train-data data/shards/train_00[01].bin" PLOT_PYTHON=python3 bash dev/compare.sh
     stamp end
     ;;
 esac
