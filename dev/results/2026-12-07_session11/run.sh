@@ -7,7 +7,9 @@
 #   PART=2 bash dev/results/2026-12-07_session11/run.sh OUT   make recall, make compare's smoke test
 #   PART=3 bash dev/results/2026-12-07_session11/run.sh OUT   make bench, the downstream check
 #   PART=4 bash dev/results/2026-12-07_session11/run.sh OUT   a short d12 comparison on the real corpus's first two
-#                                                              shards (carried with train_parallax, not bins.tgz)
+#                                                              shards (carried with train_parallax and
+#                                                              out/study.tgz, not bins.tgz), after a batch sweep of
+#                                                              the attention study
 . "$(dirname "$0")/../run_lib.sh"
 nvidia-smi -L >"$out/gpu.txt" 2>&1
 if [ -f out/bins.tgz ]; then tar xzf out/bins.tgz && make -t all >/dev/null; fi
@@ -38,6 +40,12 @@ case "${PART:-1}" in
     stamp end
     ;;
 4)
+    if [ -f out/study.tgz ]; then   # the attention alone against the batch: does B = 32 lose per unit of work?
+        tar xzf out/study.tgz
+        stamp start study
+        for b in 8 16 24 32 48 64; do ./dev/cuda/attention_study 3 "$b" 1024 12 64; done >"$out/study_batch.log" 2>&1
+        ./dev/cuda/mma_peak >"$out/mma_peak.log" 2>&1 || true
+    fi
     stamp start compare
     logged "$out/compare.log" "" timeout 480 env COMPARE_STEPS=50 COMPARE_SEEDS="1337 1338 1339" \
         COMPARE_ARMS="parallax softmax_match" COMPARE_OUT="$out/compare" COMPARE_CHECKPOINT_EVERY=0 \
