@@ -47,7 +47,7 @@ case "${PART:-1}" in
         ./dev/cuda/mma_peak >"$out/mma_peak.log" 2>&1 || true
     fi
     stamp start compare
-    logged "$out/compare.log" "" timeout 480 env COMPARE_STEPS=50 COMPARE_SEEDS="1337 1338 1339" \
+    logged "$out/compare.log" "" timeout 450 env COMPARE_STEPS=50 COMPARE_SEEDS="1337 1338 1339" \
         COMPARE_ARMS="parallax softmax_match" COMPARE_OUT="$out/compare" COMPARE_CHECKPOINT_EVERY=0 \
         COMPARE_FLAGS="--train-data data/shards/train_00[01].bin" PLOT_PYTHON=python3 bash dev/compare.sh
     stamp end
