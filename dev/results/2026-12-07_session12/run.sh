@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Session 12's device calls. Code: the commit that added this file (later calls: the commit their folder's
+# README names); one H100 or H200 (each call's gpu.txt says which).
+#   PART=1 bash dev/results/2026-12-07_session12/run.sh OUT   make compare at its default budget (200 steps of
+#          2^18 tokens on the whole corpus), Muon, Parallax against matched softmax, seeds 1337-1339, for as long
+#          as one device call allows. Carried: out/corpus.tar.xz (train_parallax and data/shards, xz: the six
+#          training shards are 112 MB, over the carry limit) and out/compare200 (the finished runs' log.csv and
+#          run.json from earlier calls, which compare.py reuses). Each run's files come back flattened into
+#          OUT/runs/ (the per-run folders nest too deep to return); dev/results/unflatten.sh puts them back.
+. "$(dirname "$0")/../run_lib.sh"
+nvidia-smi -L >"$out/gpu.txt" 2>&1
+stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
+[ -f out/corpus.tar.xz ] && xz -dc -T0 out/corpus.tar.xz | tar xf -
+[ -f out/bins.tgz ] && { tar xzf out/bins.tgz && make -t all >/dev/null; }
+cmp_out=out/compare200
+mkdir -p "$cmp_out"
+flatten() {   # every run folder's small files into OUT/runs/<run>__<file>
+    mkdir -p "$out/runs"
+    for d in "$cmp_out"/*/; do
+        for f in log.csv run.json train.out; do
+            [ -f "$d$f" ] && cp "$d$f" "$out/runs/$(basename "$d")__$f"
+        done
+    done
+    cp "$cmp_out"/table.md "$out/" 2>/dev/null || true
+}
+case "${PART:-1}" in
+1)
+    stamp start compare
+    logged "$out/compare.log" "" timeout -s TERM "${COMPARE_WALL:-540}" env COMPARE_SEEDS="1337 1338 1339" \
+        COMPARE_ARMS="${ARMS:-parallax softmax_match}" COMPARE_OPTIMIZERS=muon COMPARE_OUT="$cmp_out" \
+        COMPARE_CHECKPOINT_EVERY=0 PLOT_PYTHON=python3 bash dev/compare.sh
+    pkill -f train_parallax || true   # timeout stops compare.py, not the trainer it started
+    stamp end
+    flatten
+    ;;
+esac
