@@ -10,7 +10,7 @@
 . "$(dirname "$0")/../run_lib.sh"
 nvidia-smi -L >"$out/gpu.txt" 2>&1
 stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
-[ -f out/corpus.tar.xz ] && xz -dc -T0 out/corpus.tar.xz | tar xf -
+[ -f out/corpus.tar.xz ] && { mkdir -p data/shards && xz -dc -T0 out/corpus.tar.xz | tar xf - -C data/shards; }
 [ -f out/bins.tgz ] && { tar xzf out/bins.tgz && make -t all >/dev/null; }
 cmp_out=out/compare200
 mkdir -p "$cmp_out"
