@@ -5,8 +5,8 @@
 #          2^18 tokens on the whole corpus), Muon, Parallax against matched softmax, seeds 1337-1339, for as long
 #          as one device call allows. Carried: out/corpus.tar.xz (train_parallax and data/shards, xz: the six
 #          training shards are 112 MB, over the carry limit) and out/compare200 (the finished runs' log.csv and
-#          run.json from earlier calls, which compare.py reuses). Each run's files come back flattened into
-#          OUT/runs/ (the per-run folders nest too deep to return); dev/results/unflatten.sh puts them back.
+#          run.json from earlier calls, which compare.py reuses). The run folders come back as OUT/runs.tgz (a call
+#          returns 8 files at most).
 . "$(dirname "$0")/../run_lib.sh"
 nvidia-smi -L >"$out/gpu.txt" 2>&1
 stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
@@ -14,13 +14,8 @@ stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
 [ -f out/bins.tgz ] && { tar xzf out/bins.tgz && make -t all >/dev/null; }
 cmp_out=out/compare200
 mkdir -p "$cmp_out"
-flatten() {   # every run folder's small files into OUT/runs/<run>__<file>
-    mkdir -p "$out/runs"
-    for d in "$cmp_out"/*/; do
-        for f in log.csv run.json train.out; do
-            [ -f "$d$f" ] && cp "$d$f" "$out/runs/$(basename "$d")__$f"
-        done
-    done
+flatten() {   # the run folders' small files, one archive (only 8 files come back from a call)
+    tar czf "$out/runs.tgz" --exclude='*.ptf' "$cmp_out"
     cp "$cmp_out"/table.md "$out/" 2>/dev/null || true
 }
 case "${PART:-1}" in
