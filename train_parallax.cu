@@ -1158,26 +1158,6 @@ static Masks open_masks(const DataLoader& train, const ValSet& val, const ValSet
     return mk;
 }
 
-// OUT and its parents are made with mkdir(2), one component at a time (no shell ever sees the name); then
-// OUT must be a writable directory, and the files the run writes there must not be directories.
-static void make_out_dir(const std::string& out) {
-    for (size_t i = 1; i <= out.size(); i++) {
-        if (i < out.size() && out[i] != '/') continue;
-        std::string part = out.substr(0, i);
-        if (mkdir(part.c_str(), 0777) != 0 && errno != EEXIST)
-            flag_error("--out", part + ": cannot create (" + strerror(errno) + ")");
-    }
-    struct stat st;
-    if (stat(out.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) flag_error("--out", out + " exists and is not a directory");
-    if (access(out.c_str(), W_OK | X_OK) != 0) flag_error("--out", out + ": not writable (" + strerror(errno) + ")");
-    const char* files[] = {"log.csv", "checkpoint.ptf"};
-    for (const char* f : files) {
-        std::string p = out + "/" + f;
-        if (stat(p.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
-            flag_error("--out", p + " exists and is not a regular file (the run writes it)");
-    }
-}
-
 // The first GPU checks, before any allocation: a supported compute capability, and room for the run.
 static void check_gpu(const cudaDeviceProp& prop, const Config& cfg, const Options& o, size_t need) {
     std::string why;
@@ -1465,6 +1445,28 @@ static std::vector<std::pair<int, std::string>> list_checkpoints(const std::stri
     closedir(d);
     std::sort(found.begin(), found.end());
     return found;
+}
+
+// OUT and its parents are made with mkdir(2), one component at a time (no shell ever sees the name); then
+// OUT must be a writable directory, and the files the run writes there must not be directories.
+static void make_out_dir(const std::string& out) {
+    for (size_t i = 1; i <= out.size(); i++) {
+        if (i < out.size() && out[i] != '/') continue;
+        std::string part = out.substr(0, i);
+        if (mkdir(part.c_str(), 0777) != 0 && errno != EEXIST)
+            flag_error("--out", part + ": cannot create (" + strerror(errno) + ")");
+    }
+    struct stat st;
+    if (stat(out.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) flag_error("--out", out + " exists and is not a directory");
+    if (access(out.c_str(), W_OK | X_OK) != 0) flag_error("--out", out + ": not writable (" + strerror(errno) + ")");
+    // log.csv, and every checkpoint_<step>.ptf already there: the run rewrites them, and a resume reads the newest
+    std::vector<std::string> files = {"log.csv"};
+    for (const auto& c : list_checkpoints(out, false)) files.push_back(c.second);
+    for (const std::string& f : files) {
+        std::string p = out + "/" + f;
+        if (stat(p.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+            flag_error("--out", p + " exists and is not a regular file (the run writes it)");
+    }
 }
 
 // Where a resumed run starts, read from the checkpoint's metadata before any GPU work.

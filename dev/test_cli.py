@@ -270,7 +270,7 @@ def main(argv):
         open(a_file, "w").close()
         # OUT directories holding something the run would have to overwrite
         ckdir_out, logdir_out, garbage_out, nokey_out = path("o1"), path("o2"), path("o3"), path("o4")
-        os.makedirs(os.path.join(ckdir_out, "checkpoint.ptf"))
+        os.makedirs(os.path.join(ckdir_out, "checkpoint_000100.ptf"))
         os.makedirs(os.path.join(logdir_out, "log.csv"))
         os.mkdir(garbage_out)
         with open(os.path.join(garbage_out, "checkpoint_000010.ptf"), "wb") as f:
@@ -343,7 +343,7 @@ def main(argv):
             (["--out", os.path.join(a_file, "sub")], ["--out", "a_file"], "--out under a file"),
             (["--out", "/proc/no_such_dir"], ["--out", "cannot create"], "an --out that cannot be created, even by root"),
             (["--out", logdir_out], ["--out", "log.csv"], "OUT/log.csv a directory"),
-            (["--out", ckdir_out], ["--out", "checkpoint.ptf"], "OUT/checkpoint.ptf a directory"),
+            (["--out", ckdir_out], ["--out", "checkpoint_000100.ptf", "not a regular file"], "OUT/checkpoint_<step>.ptf a directory"),
             (["--resume", "1"], "checkpoint_<step>.ptf", "resume without a checkpoint"),
             (["--resume", "1", "--out", garbage_out], ["checkpoint_000010.ptf", "bad magic"], "resume from a file that is not one"),
             (["--resume", "1", "--out", nokey_out], [os.path.basename(exe) + ": ", "checkpoint_000010.ptf", "metadata key 'kind' is missing"],
