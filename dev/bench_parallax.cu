@@ -58,6 +58,11 @@ static double bench_linear(const char* name, int N, int in, int out, bool residu
 // returns "the rest": the micro-batch's time less the GEMMs and the attention
 static double bench_breakdown(bool probe, float micro_ms) {
     const int N = 32 * 1024, C = 768, L = 12, n = probe ? 4 : 3;
+    // the attention at B = 32 before the GEMMs too: is it slower after them (clocks, power) than alone?
+    printf("\n%s: attention at the trainer's batch, before the GEMM timings\n\n", probe ? "parallax" : "softmax");
+    printf("| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
+           "|---|---|---|---|---|---|---|\n");
+    float attn_before = bench_attention(32, 1024, 12, 64, probe, ATTENTION_VERSIONS[0]);
     printf("\n%s: GEMMs of one micro-batch (N = %d tokens), each timed alone\n\n", probe ? "parallax" : "softmax", N);
     printf("| layer | product | N x out x in | ms | TFLOP/s |\n|---|---|---|---|---|\n");
     double block = bench_linear(probe ? "qkvr" : "qkv", N, C, n * C, false);
@@ -66,10 +71,12 @@ static double bench_breakdown(bool probe, float micro_ms) {
     block += bench_linear("fcproj", N, 4 * C, C, true);
     double head = bench_linear("head", N, C, 50304, false);
     double gemm = L * block + head;
-    // attention forward + backward of one layer at B = 32 (the trainer's kernels, version 3)
+    // attention forward + backward of one layer at B = 32 (the trainer's kernels, version 3), after the GEMMs
     printf("\n| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
            "|---|---|---|---|---|---|---|\n");
     float attn = bench_attention(32, 1024, 12, 64, probe, ATTENTION_VERSIONS[0]);
+    printf("\nattention fwd+bwd at B = 32: %.3f ms before the GEMM timings, %.3f ms after (the breakdown uses after)\n",
+           attn_before, attn);
     double rest = micro_ms - gemm - L * attn;
     printf("\nper micro-batch: total %.1f ms = GEMMs %.1f ms (%.0f%%) + attention %.1f ms (%.0f%%) + the rest %.1f ms "
            "(%.0f%%)\n", micro_ms, gemm, 100 * gemm / micro_ms, L * attn, 100 * L * attn / micro_ms, rest,
