@@ -15,6 +15,7 @@ nvidia-smi -L >"$out/gpu.txt" 2>&1
 stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
 [ -f out/corpus.tar.xz ] && { mkdir -p data/shards && xz -dc -T0 out/corpus.tar.xz | tar xf - -C data/shards; }
 [ -f out/bins.tgz ] && { tar xzf out/bins.tgz && make -t all >/dev/null; }
+[ -f out/bins.tar.xz ] && xz -dc out/bins.tar.xz | tar xf -   # train_parallax, dev/bench_parallax (PART=2)
 cmp_out=out/compare200
 mkdir -p "$cmp_out"
 flatten() {   # the run folders' small files, one archive (only 8 files come back from a call)
