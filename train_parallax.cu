@@ -1305,11 +1305,11 @@ static void report_eval(Model* m, const EvalSet& es, const Options& o, int step,
     size_t n = es.ex.size();
     if (es.completions == 1) {
         printf("step %5d | lastword acc %.4f | ppl %.2f (%zu passages)\n", step, s.acc, s.ppl, n);
-        fprintf(log, "%d,%ld,lastword_ppl,%.6f,,,,,%zu\n", step, tokens_seen, s.ppl, n);
+        fprintf(log, "%d,%ld,lastword_ppl,%.6f,,,,,%zu,\n", step, tokens_seen, s.ppl, n);
     } else {
         printf("step %5d | hellaswag acc_norm %.4f (%zu examples)\n", step, s.acc, n);
     }
-    fprintf(log, "%d,%ld,%s_acc,%.6f,,,,,%zu\n", step, tokens_seen, name, s.acc, n);
+    fprintf(log, "%d,%ld,%s_acc,%.6f,,,,,%zu,\n", step, tokens_seen, name, s.acc, n);
     char file[64];
     snprintf(file, sizeof file, "/%s_%06d.csv", name, step);
     if ((!m->dist || m->dist->li.rank == 0) && !eval_write_csv(o.out + file, es, rows, s))
