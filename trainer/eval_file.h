@@ -63,7 +63,7 @@ static bool eval_file_read(EvalSet* es, const char* flag, const char* path, int 
         size_t p = pos + 5;
         for (int k = 0; k <= nc; k++) {
             long m = p < end ? u16(p) : -1;
-            if (m < 0 || p + 1 + m > end || (k > 0 && m == 0))
+            if (m < 0 || p + 1 + m > end || m == 0)   // an empty context leaves an ending's first token unscored
                 return bad(ex + "part " + std::to_string(k) + " runs past the example's " + std::to_string(nbytes) + " bytes or is empty");
             std::vector<int> part;
             for (long j = 0; j < m; j++) {
@@ -80,6 +80,20 @@ static bool eval_file_read(EvalSet* es, const char* flag, const char* path, int 
     }
     if (pos != len) return bad(std::to_string(2 * (len - pos)) + " bytes after the last of " + std::to_string(h[2]) + " examples");
     if (es->ex.empty()) return bad("no examples");
+    return true;
+}
+
+// Every ending fits one row of T (eval_row cuts only the context): false with *err naming the flag, the file
+// and the first ending that is longer than --seq-len.
+static bool eval_fits(const EvalSet& es, int T, std::string* err) {
+    for (size_t i = 0; i < es.ex.size(); i++)
+        for (size_t k = 0; k < es.ex[i].ends.size(); k++)
+            if ((int)es.ex[i].ends[k].size() > T) {
+                *err = es.flag + " " + es.path + ": example " + std::to_string(i) + ": ending " + std::to_string(k) +
+                       " is " + std::to_string(es.ex[i].ends[k].size()) + " tokens, longer than --seq-len " +
+                       std::to_string(T) + " (only the context is cut to fit)";
+                return false;
+            }
     return true;
 }
 
