@@ -133,7 +133,7 @@ def test_trainer(c, binary, tmp):
     empty, long_end = os.path.join(tmp, "hs_empty.bin"), os.path.join(tmp, "hs_long.bin")
     ef.write_evalfile(empty, [example(), example(ctx=())])
     ef.write_evalfile(long_end, [example(), example(ends=((1,), (2,), list(range(100, 165)), (4,)))])
-    for name, bad, want in (("an empty context", empty, "example 1: part 0"),
+    for name, bad, want in (("a directory", tmp, "read failed"), ("an empty context", empty, "example 1: part 0"),
                             ("an ending longer than --seq-len", long_end, "example 1: ending 2 is 65 tokens, longer than --seq-len 64")):
         r = subprocess.run([binary, "--hellaswag", bad, "--lastword", ""] + flags, capture_output=True, text=True)
         c.check(f"trainer refuses {name}", r.returncode == 2 and bad in r.stderr and want in r.stderr,

@@ -3,9 +3,11 @@
 // reader, the rows a forward scores, and the scores from each row's loss. The trainer runs the forwards.
 #pragma once
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -37,8 +39,10 @@ static bool eval_file_read(EvalSet* es, const char* flag, const char* path, int 
     unsigned char buf[65536];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) raw.insert(raw.end(), buf, buf + n);
+    int read_errno = ferror(f) ? errno : 0;   // a directory opens, and only its read fails
     fclose(f);
     auto bad = [&](const std::string& why) { *err = where + why; return false; };
+    if (read_errno) return bad(std::string("read failed (") + strerror(read_errno) + ")");
     if (raw.size() < 1024) return bad(std::to_string(raw.size()) + " bytes, shorter than the 1024-byte header");
     int32_t h[4];
     for (int i = 0; i < 4; i++) h[i] = (int32_t)(raw[4 * i] | raw[4 * i + 1] << 8 | raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24);
