@@ -39,7 +39,7 @@
 #include "trainer/shard_plan.h"        // defines: ShardPlan, shard_plan_make (ZeRO-1: who updates what)
 #include "trainer/data_slice.h"        // defines: DataSlice, data_slice_make, dataloader_skip, split_range
 #include "trainer/dist.cuh"            // defines: Dist, dist_bucket_ready, dist_sum_host, dist_broadcast
-#include "trainer/eval_file.h"         // defines: EvalSet, eval_file_read, eval_row, eval_scores, eval_write_csv
+#include "trainer/eval_file.h"         // defines: EvalSet, eval_file_read, eval_fits, eval_row, eval_scores, eval_write_csv
 
 // ---------------------------------------------------------------------------------------------------------
 // config
@@ -1249,11 +1249,14 @@ static size_t val_windows(const Options& o, const ValSet& vs) {
 
 // A downstream test's file, checked before any GPU work (exits 2 naming the flag and the file). '' is none;
 // an optional default that does not exist is skipped.
-static bool open_eval(EvalSet* es, const char* flag, const std::string& path, int completions, bool optional) {
+static bool open_eval(EvalSet* es, const char* flag, const std::string& path, int completions, bool optional, int T) {
     struct stat st;
     if (path.empty() || (optional && stat(path.c_str(), &st) != 0)) return false;
     std::string err;
-    if (!eval_file_read(es, flag, path.c_str(), completions, &err)) { fprintf(stderr, "train_parallax: %s\n", err.c_str()); exit(2); }
+    if (!eval_file_read(es, flag, path.c_str(), completions, &err) || !eval_fits(*es, T, &err)) {
+        fprintf(stderr, "train_parallax: %s\n", err.c_str());
+        exit(2);
+    }
     printf("  %s %s: %zu examples, %d ending%s each, scored at each validation\n", flag, path.c_str(), es->ex.size(),
            completions, completions > 1 ? "s" : "");
     return true;
@@ -1305,11 +1308,11 @@ static void report_eval(Model* m, const EvalSet& es, const Options& o, int step,
     size_t n = es.ex.size();
     if (es.completions == 1) {
         printf("step %5d | lastword acc %.4f | ppl %.2f (%zu passages)\n", step, s.acc, s.ppl, n);
-        fprintf(log, "%d,%ld,lastword_ppl,%.6f,,,,,%zu\n", step, tokens_seen, s.ppl, n);
+        fprintf(log, "%d,%ld,lastword_ppl,%.6f,,,,,%zu,\n", step, tokens_seen, s.ppl, n);
     } else {
         printf("step %5d | hellaswag acc_norm %.4f (%zu examples)\n", step, s.acc, n);
     }
-    fprintf(log, "%d,%ld,%s_acc,%.6f,,,,,%zu\n", step, tokens_seen, name, s.acc, n);
+    fprintf(log, "%d,%ld,%s_acc,%.6f,,,,,%zu,\n", step, tokens_seen, name, s.acc, n);
     char file[64];
     snprintf(file, sizeof file, "/%s_%06d.csv", name, step);
     if ((!m->dist || m->dist->li.rank == 0) && !eval_write_csv(o.out + file, es, rows, s))
@@ -1646,8 +1649,8 @@ int main(int argc, char** argv) {
     bool have_prose = open_data(o, &train, &val, &prose);
     Masks masks = open_masks(train, val, prose, have_prose);
     EvalSet lastword, hellaswag;   // downstream tests: read and checked here, scored at each validation
-    bool have_lastword = open_eval(&lastword, "--lastword", o.lastword, 1, true);
-    bool have_hellaswag = open_eval(&hellaswag, "--hellaswag", o.hellaswag, 4, false);
+    bool have_lastword = open_eval(&lastword, "--lastword", o.lastword, 1, true, o.seq_len);
+    bool have_hellaswag = open_eval(&hellaswag, "--hellaswag", o.hellaswag, 4, false, o.seq_len);
     check_config(&o);
     if (!data_slice_make((int)(o.total_batch / ((long)o.batch * o.seq_len)), li.world, li.rank, &slice, &lerr)) {
         fprintf(stderr, "train_parallax: --total-batch %ld: %s\n", o.total_batch, lerr.c_str());

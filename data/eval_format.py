@@ -78,7 +78,7 @@ def read_evalfile(path, completions=None):
         parts, p = [], pos + 5
         for k in range(nc + 1):
             n = s[p] if p < end else -1
-            if n < 0 or p + 1 + n > end or (k > 0 and n == 0):
+            if n < 0 or p + 1 + n > end or n == 0:   # an empty context leaves an ending's first token unscored
                 bad(f"example {idx}: part {k} runs past the example's {nbytes} bytes or is empty")
             parts.append(s[p + 1:p + 1 + n].tolist())
             p += 1 + n

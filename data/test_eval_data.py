@@ -95,6 +95,12 @@ def test_reader(c, tmp):
     refusal(c, "label out of range", path, lambda r: set_u16(r, 3, 4), "label 4 out of range")
     refusal(c, "too-long example", path, lambda r: set_u16(r, 1, 60000), "60000 bytes")
     refusal(c, "wrong completion count", path, lambda r: None, "expected 1", completions=1)
+    ef.write_evalfile(path, [example(), example(ctx=())])
+    try:
+        ef.read_evalfile(path, 4)
+        c.check("reader refuses an empty context", False, "accepted")
+    except ef.EvalFileError as e:
+        c.check("reader refuses an empty context", "example 1: part 0" in str(e), str(e))
     try:
         ef.write_evalfile(path, [example(ctx=range(40000))])
         c.check("writer refuses an example over 64 KiB", False, "written")
@@ -121,6 +127,16 @@ def test_trainer(c, binary, tmp):
     for flag in ("--hellaswag", "--lastword"):
         r = subprocess.run([binary, flag, path] + flags, capture_output=True, text=True)
         c.check(f"trainer refuses a bad {flag} file", r.returncode == 2 and flag in r.stderr and path in r.stderr,
+                f"exit {r.returncode}: {r.stderr.strip()[-200:]}")
+    # an empty context (its ending's first token has nothing to be predicted from) and an ending longer than
+    # --seq-len 64 (a row would cut the ending itself): refused, the example named
+    empty, long_end = os.path.join(tmp, "hs_empty.bin"), os.path.join(tmp, "hs_long.bin")
+    ef.write_evalfile(empty, [example(), example(ctx=())])
+    ef.write_evalfile(long_end, [example(), example(ends=((1,), (2,), list(range(100, 165)), (4,)))])
+    for name, bad, want in (("a directory", tmp, "read failed"), ("an empty context", empty, "example 1: part 0"),
+                            ("an ending longer than --seq-len", long_end, "example 1: ending 2 is 65 tokens, longer than --seq-len 64")):
+        r = subprocess.run([binary, "--hellaswag", bad, "--lastword", ""] + flags, capture_output=True, text=True)
+        c.check(f"trainer refuses {name}", r.returncode == 2 and bad in r.stderr and want in r.stderr,
                 f"exit {r.returncode}: {r.stderr.strip()[-200:]}")
 
 

@@ -161,10 +161,23 @@ def check_makefile_clean():
           re.search(r"^clean:\s*\n\trm -f \$\(BINARIES\)\s*$", text, re.M), "the all and clean rules")
 
 
+def check_log_rows():
+    """Every row train_parallax writes to log.csv has the columns of its header (LOG_HEADER): a short row
+    leaves the last columns (eval_correct) missing for every csv reader."""
+    text = open(os.path.join(ROOT, "train_parallax.cu"), encoding="utf-8").read()
+    m = re.search(r'LOG_HEADER = "([^"]*)\\n"', text)
+    want = m.group(1).count(",") + 1 if m else 0
+    rows = re.findall(r'fprintf\(log, "([^"]*)\\n"', text)
+    bad = [r for r in rows if r.count(",") + 1 != want]
+    check("every log.csv row train_parallax writes has the header's columns", want and len(rows) >= 8 and not bad,
+          f"{len(rows)} rows of {want} columns; wrong: {bad}")
+
+
 def main():
     check_readme()
     check_results()
     check_makefile_clean()
+    check_log_rows()
     CHECKS.exit()
 
 

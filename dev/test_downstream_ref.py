@@ -34,8 +34,8 @@ def tiny_checkpoint(path):
     return cfg, params
 
 
-def write_csv(path, rows, nc):
-    pred = dr.predictions(rows, nc)
+def write_csv(path, rows, nc, pred=None):
+    pred = pred or dr.predictions(rows, nc)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["example", "ending", "label", "loss", "tokens", "correct", "pred"])
@@ -78,6 +78,12 @@ def main():
         write_csv(out, moved, 4)
         ok, msg = quiet_compare("hellaswag", rows, 4, out)
         c.check("compare fails a moved loss", not ok and "FAIL" in msg, msg)
+        pred = dr.predictions(rows, 4)
+        means = [[r["loss"] / r["tokens"] for r in rows[e * 4:e * 4 + 4]] for e in range(2)]
+        other = max(range(4), key=lambda k: means[0][k])   # the worst ending: far from a near tie
+        write_csv(out, rows, 4, [other] + pred[1:])
+        ok, msg = quiet_compare("hellaswag", rows, 4, out)
+        c.check("compare fails a flipped decision", other != pred[0] and not ok and "decisions agree: 1 differ" in msg, msg)
     c.exit()
 
 

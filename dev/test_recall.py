@@ -149,6 +149,12 @@ def test_trainer(exe, d):
         shutil.copy(os.path.join(s, "train_000.bin"), os.path.join(s, "train_001.bin"))
         return "train_001.mask: missing"
     case("missing", "a second shard without its mask", second_shard)
+
+    def first_bare(s):   # the mask of a later shard only: not silently ignored
+        shutil.copy(os.path.join(s, "train_000.bin"), os.path.join(s, "train_001.bin"))
+        os.rename(os.path.join(s, "train_000.mask"), os.path.join(s, "train_001.mask"))
+        return "train_000.mask: missing"
+    case("first_missing", "a first shard without its mask (a later one has one)", first_bare)
     for sub, needle, what in cases:
         p = subprocess.run([exe, "--train-data", os.path.join(sub, "train_*.bin")] + base, capture_output=True,
                            text=True, timeout=60)

@@ -3,9 +3,11 @@
 // reader, the rows a forward scores, and the scores from each row's loss. The trainer runs the forwards.
 #pragma once
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -37,8 +39,10 @@ static bool eval_file_read(EvalSet* es, const char* flag, const char* path, int 
     unsigned char buf[65536];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) raw.insert(raw.end(), buf, buf + n);
+    int read_errno = ferror(f) ? errno : 0;   // a directory opens, and only its read fails
     fclose(f);
     auto bad = [&](const std::string& why) { *err = where + why; return false; };
+    if (read_errno) return bad(std::string("read failed (") + strerror(read_errno) + ")");
     if (raw.size() < 1024) return bad(std::to_string(raw.size()) + " bytes, shorter than the 1024-byte header");
     int32_t h[4];
     for (int i = 0; i < 4; i++) h[i] = (int32_t)(raw[4 * i] | raw[4 * i + 1] << 8 | raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24);
@@ -63,7 +67,7 @@ static bool eval_file_read(EvalSet* es, const char* flag, const char* path, int 
         size_t p = pos + 5;
         for (int k = 0; k <= nc; k++) {
             long m = p < end ? u16(p) : -1;
-            if (m < 0 || p + 1 + m > end || (k > 0 && m == 0))
+            if (m < 0 || p + 1 + m > end || m == 0)   // an empty context leaves an ending's first token unscored
                 return bad(ex + "part " + std::to_string(k) + " runs past the example's " + std::to_string(nbytes) + " bytes or is empty");
             std::vector<int> part;
             for (long j = 0; j < m; j++) {
@@ -80,6 +84,20 @@ static bool eval_file_read(EvalSet* es, const char* flag, const char* path, int 
     }
     if (pos != len) return bad(std::to_string(2 * (len - pos)) + " bytes after the last of " + std::to_string(h[2]) + " examples");
     if (es->ex.empty()) return bad("no examples");
+    return true;
+}
+
+// Every ending fits one row of T (eval_row cuts only the context): false with *err naming the flag, the file
+// and the first ending that is longer than --seq-len.
+static bool eval_fits(const EvalSet& es, int T, std::string* err) {
+    for (size_t i = 0; i < es.ex.size(); i++)
+        for (size_t k = 0; k < es.ex[i].ends.size(); k++)
+            if ((int)es.ex[i].ends[k].size() > T) {
+                *err = es.flag + " " + es.path + ": example " + std::to_string(i) + ": ending " + std::to_string(k) +
+                       " is " + std::to_string(es.ex[i].ends[k].size()) + " tokens, longer than --seq-len " +
+                       std::to_string(T) + " (only the context is cut to fit)";
+                return false;
+            }
     return true;
 }
 

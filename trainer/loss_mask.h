@@ -4,7 +4,7 @@
 //   256 int32 header: magic 20261219, version 1, token count (must equal the shard's), example length (the
 //   --seq-len the examples were cut for, so that each window holds one whole example; 0 = any),
 //   then one uint8 per token of the shard: 1 = predicting this token is scored, 0 = not.
-// A data set uses masks when its first shard has one; then every shard must, and each is checked at open
+// A data set uses masks when any of its shards has one; then every shard must, and each is checked at open
 // (before any GPU work): a missing one, a bad header, a count or size that disagrees, a byte other than 0 or 1
 // is an error naming the mask file. A target outside the mask becomes -1 (the cross-entropy's "not scored").
 #pragma once
@@ -88,12 +88,14 @@ static long loss_mask_count(const std::string& path, long count, std::string* er
 static bool loss_mask_open(LossMask* mk, const DataLoader& files, std::string* err) {
     mk->on = false;
     struct stat st;
-    if (files.paths.empty() || stat(loss_mask_path(files.paths[0]).c_str(), &st) != 0) return true;
+    std::string found;   // the first mask of the set: with one, every shard needs its own
+    for (size_t i = 0; i < files.paths.size() && found.empty(); i++)
+        if (stat(loss_mask_path(files.paths[i]).c_str(), &st) == 0) found = loss_mask_path(files.paths[i]);
+    if (found.empty()) return true;
     for (size_t i = 0; i < files.paths.size(); i++) {
         std::string path = loss_mask_path(files.paths[i]), why;
         if (stat(path.c_str(), &st) != 0) {
-            *err = files.flag + ": " + path + ": missing (" + loss_mask_path(files.paths[0]) +
-                   " exists: every shard of the set needs its mask)";
+            *err = files.flag + ": " + path + ": missing (" + found + " exists: every shard of the set needs its mask)";
             return false;
         }
         long count = files.counts[i];
