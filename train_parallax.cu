@@ -839,8 +839,9 @@ struct Options {
     std::string schedule = "wsd";
     std::string prose_val_data = "data/shards/valprose_*.bin";   // optional: skipped when nothing matches
     std::string tokenizer = "data/shards/gpt2_tokenizer.bin";
-    std::string lastword = "data/shards/lastword.bin";   // optional like prose_val_data: skipped when absent
+    std::string lastword = "data/shards/lastword.bin";   // optional like prose_val_data: the default skipped when absent
     std::string hellaswag;                               // '' = none
+    bool prose_given = false, lastword_given = false;    // named on the command line: then they must exist
     std::string out = "out";
     int depth = 12, width = 0, head_dim = 64, seq_len = 1024, max_seq_len = 0, batch = 32;   // 0: from the others
     int mlp_hidden = 0;          // 0: 4C; set from --mlp-hidden after the width is known
@@ -889,10 +890,11 @@ static void usage(const Options& o) {
     printf("usage: ./train_parallax [flags]\n"
            "  --train-data GLOB   training shards (default %s)\n"
            "  --val-data GLOB     validation shards (default %s)\n"
-           "  --prose-val-data G  clean-prose validation shards, reported apart; '' = none (default %s)\n"
+           "  --prose-val-data G  clean-prose validation shards, reported apart; the default skipped when absent,\n"
+           "                      '' = none (default %s)\n"
            "  --tokenizer FILE    llm.c decode file for samples (default %s)\n"
            "  --lastword FILE     last-word test (data/lastword.py) at each validation: accuracy, per-word perplexity;\n"
-           "                      skipped when absent, '' = none (default %s)\n"
+           "                      the default skipped when absent, '' = none (default %s)\n"
            "  --hellaswag FILE    HellaSwag in llm.c's format (data/hellaswag.py) at each validation: acc_norm (default none)\n"
            "  --attention NAME    parallax or softmax (default %s)\n"
            "  --optimizer NAME    muon (Muon + AdamW) or adamw (default %s)\n"
@@ -997,9 +999,9 @@ static Options parse_args(int argc, char** argv) {
             o.out = v;
             if (o.out.empty()) flag_error(f, "empty (give a directory)");
         }
-        else if (!strcmp(f, "--prose-val-data")) o.prose_val_data = v;
+        else if (!strcmp(f, "--prose-val-data")) o.prose_val_data = v, o.prose_given = true;
         else if (!strcmp(f, "--tokenizer")) o.tokenizer = v;
-        else if (!strcmp(f, "--lastword")) o.lastword = v;
+        else if (!strcmp(f, "--lastword")) o.lastword = v, o.lastword_given = true;
         else if (!strcmp(f, "--hellaswag")) o.hellaswag = v;
         else if (!strcmp(f, "--sample-every")) o.sample_every = (int)parse_int(f, v, 0, 1 << 30);
         else if (!strcmp(f, "--sample-tokens")) o.sample_tokens = (int)parse_int(f, v, 1, 1 << 20);
@@ -1114,7 +1116,7 @@ static void check_disjoint(const DataLoader& a, const DataLoader& b) {
 }
 
 // Opens and checks every shard (header and every token) of the three data sets; exits 2 naming the flag
-// and the file. The clean-prose set is optional: skipped when its glob is empty or matches nothing.
+// and the file. The clean-prose set is optional: skipped when its glob is empty, or when the default matches nothing.
 static bool open_data(const Options& o, DataLoader* train, ValSet* val, ValSet* prose) {
     std::string err;
     if (!dataloader_open(train, "--train-data", o.train_data.c_str(), o.batch, o.seq_len, &err) ||
@@ -1128,6 +1130,8 @@ static bool open_data(const Options& o, DataLoader* train, ValSet* val, ValSet* 
         glob_t g;
         have_prose = glob(o.prose_val_data.c_str(), 0, NULL, &g) == 0 && g.gl_pathc > 0;
         if (have_prose) globfree(&g);
+        if (!have_prose && o.prose_given)   // a default may be absent; a named set is a typo if it is
+            flag_error("--prose-val-data", o.prose_val_data + ": no file matches ('' = none)");
         if (have_prose && !valset_open(prose, "--prose-val-data", o.prose_val_data.c_str(), o.batch, o.seq_len, &err)) {
             fprintf(stderr, "train_parallax: %s\n", err.c_str());
             exit(2);
@@ -1649,7 +1653,7 @@ int main(int argc, char** argv) {
     bool have_prose = open_data(o, &train, &val, &prose);
     Masks masks = open_masks(train, val, prose, have_prose);
     EvalSet lastword, hellaswag;   // downstream tests: read and checked here, scored at each validation
-    bool have_lastword = open_eval(&lastword, "--lastword", o.lastword, 1, true, o.seq_len);
+    bool have_lastword = open_eval(&lastword, "--lastword", o.lastword, 1, !o.lastword_given, o.seq_len);
     bool have_hellaswag = open_eval(&hellaswag, "--hellaswag", o.hellaswag, 4, false, o.seq_len);
     check_config(&o);
     if (!data_slice_make((int)(o.total_batch / ((long)o.batch * o.seq_len)), li.world, li.rank, &slice, &lerr)) {
