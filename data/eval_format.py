@@ -38,10 +38,13 @@ def write_evalfile(path, examples):
         stream += ex
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[:4] = [MAGIC, VERSION, len(examples), longest]
-    with open(path + ".tmp", "wb") as f:
-        f.write(header.tobytes())
-        f.write(np.array(stream, dtype="<u2").tobytes())
-    os.replace(path + ".tmp", path)
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(header.tobytes())
+            f.write(np.array(stream, dtype="<u2").tobytes())
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        raise EvalFileError(f"{path}: cannot write ({e.strerror})")
 
 
 def read_evalfile(path, completions=None):

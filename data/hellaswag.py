@@ -12,7 +12,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from eval_format import write_evalfile  # noqa: E402
+from eval_format import EvalFileError, write_evalfile  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{}.jsonl"
@@ -49,10 +49,16 @@ def main(argv):
         os.makedirs(os.path.dirname(jsonl), exist_ok=True)
         download(a.split, jsonl)
     tok = Tokenizer()
-    with open(jsonl, encoding="utf-8") as f:
-        examples = [render(json.loads(line), tok) for line in f if line.strip()]
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    write_evalfile(out, examples)
+    try:
+        with open(jsonl, encoding="utf-8") as f:
+            examples = [render(json.loads(line), tok) for line in f if line.strip()]
+    except (OSError, ValueError, KeyError, TypeError) as e:   # unreadable, not JSON, not HellaSwag's fields
+        sys.exit(f"error: --jsonl {jsonl}: {e}")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        write_evalfile(out, examples)
+    except (OSError, EvalFileError) as e:
+        sys.exit(f"error: --out {out}: {e}")
     print(f"{out}: {len(examples)} examples", file=sys.stderr)
 
 

@@ -15,7 +15,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from eval_format import write_evalfile  # noqa: E402
+from eval_format import EvalFileError, write_evalfile  # noqa: E402
 from shards import read_tokens  # noqa: E402
 from tokenizer import EOT, Tokenizer  # noqa: E402
 
@@ -69,7 +69,10 @@ def main(argv):
     examples = build(tokens, Tokenizer())
     if not examples:
         sys.exit(f"error: --shards {a.shards}: no passage found")
-    write_evalfile(a.out, examples)
+    try:
+        write_evalfile(a.out, examples)
+    except EvalFileError as e:
+        sys.exit(f"error: {e}")
     print(f"{a.out}: {len(examples)} passages from {len(paths)} shard(s)", file=sys.stderr)
 
 

@@ -106,6 +106,12 @@ def test_reader(c, tmp):
         c.check("writer refuses an example over 64 KiB", False, "written")
     except ef.EvalFileError as e:
         c.check("writer refuses an example over 64 KiB", "65535" in str(e), str(e))
+    unwritable = os.path.join(tmp, "no_such_dir", "x.bin")
+    try:
+        ef.write_evalfile(unwritable, [example()])
+        c.check("writer names a file it cannot write", False, "written")
+    except ef.EvalFileError as e:
+        c.check("writer names a file it cannot write", str(e).startswith(unwritable) and "cannot write" in str(e), str(e))
 
 
 def test_trainer(c, binary, tmp):
