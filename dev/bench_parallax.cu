@@ -60,8 +60,7 @@ static double bench_breakdown(bool probe, float micro_ms) {
     const int N = 32 * 1024, C = 768, L = 12, n = probe ? 4 : 3;
     // the attention at B = 32 before the GEMMs too: is it slower after them (clocks, power) than alone?
     printf("\n%s: attention at the trainer's batch, before the GEMM timings\n\n", probe ? "parallax" : "softmax");
-    printf("| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
-           "|---|---|---|---|---|---|---|\n");
+    print_attention_header();
     float attn_before = bench_attention(32, 1024, 12, 64, probe, ATTENTION_VERSIONS[0]);
     printf("\n%s: GEMMs of one micro-batch (N = %d tokens), each timed alone\n\n", probe ? "parallax" : "softmax", N);
     printf("| layer | product | N x out x in | ms | TFLOP/s |\n|---|---|---|---|---|\n");
@@ -72,8 +71,8 @@ static double bench_breakdown(bool probe, float micro_ms) {
     double head = bench_linear("head", N, C, 50304, false);
     double gemm = L * block + head;
     // attention forward + backward of one layer at B = 32 (the trainer's kernels, version 3), after the GEMMs
-    printf("\n| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
-           "|---|---|---|---|---|---|---|\n");
+    printf("\n");
+    print_attention_header();
     float attn = bench_attention(32, 1024, 12, 64, probe, ATTENTION_VERSIONS[0]);
     printf("\nattention fwd+bwd at B = 32: %.3f ms before the GEMM timings, %.3f ms after (the breakdown uses after)\n",
            attn_before, attn);
@@ -246,8 +245,7 @@ int main(int argc, char** argv) {
     matmul_init();
     printf("bench_parallax on %s\n\n", prop.name);
     if (attention) {
-        printf("| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
-               "|---|---|---|---|---|---|---|\n");
+        print_attention_header();
         const int shapes[][4] = {{16, 1024, 12, 64}, {4, 4096, 12, 64}, {8, 2048, 8, 128}};
         for (const auto& sh : shapes)
             for (int probe = 1; probe >= 0; probe--) {

@@ -73,8 +73,8 @@ int main(int argc, char** argv) {
         failed += !ok;
         printf("  %-5s rel err %.2e (max %.0e) %s\n", k.what, err, k.max_rel, ok ? "ok" : "MISMATCH");
     }
-    printf("\n| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
-           "|---|---|---|---|---|---|---|\n");
+    printf("\n");
+    print_attention_header();
     timing_init();
     bench_attention(B, T, H, D, probe, *ver);
     if (failed) printf("\nattention_study: %d outputs outside their bound\n", failed);

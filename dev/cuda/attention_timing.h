@@ -1,6 +1,6 @@
 // Timing for make bench (dev/bench_parallax.cu) and the kernel study (dev/cuda/attention_study.cu): CUDA
 // events, median of many runs after warm-ups, L2 flushed before each run; random bf16 fills; and the
-// attention table row both print.
+// attention table (header and rows) both print.
 #pragma once
 
 #include <algorithm>
@@ -50,6 +50,12 @@ static float time_median(F fn, int warmup, int reps) {
 static void fill_random(bf16* x, size_t n, unsigned seed, float scale) {
     fill_hash_kernel<<<(unsigned)((n + 255) / 256), 256>>>(x, NULL, n, seed, scale);
     cudaCheckLaunch();
+}
+
+// The header of the table whose rows bench_attention prints.
+static void print_attention_header() {
+    printf("| attention | kernels | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
+           "|---|---|---|---|---|---|---|\n");
 }
 
 // Times one version's forward and forward + backward at (B, T, H, D) on random inputs and prints a table
