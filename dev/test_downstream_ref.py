@@ -79,8 +79,8 @@ def main():
         ok, msg = quiet_compare("hellaswag", rows, 4, out)
         c.check("compare fails a moved loss", not ok and "FAIL" in msg, msg)
         pred = dr.predictions(rows, 4)
-        means = [[r["loss"] / r["tokens"] for r in rows[e * 4:e * 4 + 4]] for e in range(2)]
-        other = max(range(4), key=lambda k: means[0][k])   # the worst ending: far from a near tie
+        means = [r["loss"] / r["tokens"] for r in rows[:4]]   # the first example's four endings
+        other = max(range(4), key=lambda k: means[k])   # the worst ending: far from a near tie
         write_csv(out, rows, 4, [other] + pred[1:])
         ok, msg = quiet_compare("hellaswag", rows, 4, out)
         c.check("compare fails a flipped decision", other != pred[0] and not ok and "decisions agree: 1 differ" in msg, msg)

@@ -25,15 +25,17 @@ stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
 [ -f out/bins.tar.xz ] && xz -dc out/bins.tar.xz | tar xf -   # train_parallax, dev/bench_parallax (PART=2)
 cmp_out=out/compare200
 mkdir -p "$cmp_out"
-flatten() {   # the run folders' small files, one archive (only 8 files come back from a call)
-    tar czf "$out/runs.tgz" --exclude='*.ptf' "$cmp_out"
+archive_runs() {   # the run folders' small files, one archive (only 8 files come back from a call)
+    tar czf "$out/runs.tgz.part" --exclude='*.ptf' "$cmp_out" && mv "$out/runs.tgz.part" "$out/runs.tgz"
+}
+flatten() {
+    archive_runs
     cp "$cmp_out"/table.md "$out/" 2>/dev/null || true
 }
 # compare_archived [VAR=VALUE...]: make compare with these settings for at most COMPARE_WALL s, the run folders
 # archived into OUT/runs.tgz every 20 s (a call cut short still brings back what finished)
 compare_archived() {
-    ( while sleep 20; do tar czf "$out/runs.tgz.part" --exclude='*.ptf' "$cmp_out" 2>/dev/null &&
-        mv "$out/runs.tgz.part" "$out/runs.tgz"; done ) &
+    ( while sleep 20; do archive_runs 2>/dev/null; done ) &
     local saver=$!
     logged "$out/compare.log" "" timeout -s TERM "${COMPARE_WALL:-540}" env "$@" COMPARE_OUT="$cmp_out" \
         COMPARE_CHECKPOINT_EVERY=0 PLOT_PYTHON=python3 bash dev/compare.sh
@@ -43,10 +45,7 @@ compare_archived() {
 case "${PART:-1}" in
 1)
     stamp start compare
-    logged "$out/compare.log" "" timeout -s TERM "${COMPARE_WALL:-540}" env COMPARE_SEEDS="1337 1338 1339" \
-        COMPARE_ARMS="${ARMS:-parallax softmax_match}" COMPARE_OPTIMIZERS=muon COMPARE_OUT="$cmp_out" \
-        COMPARE_CHECKPOINT_EVERY=0 PLOT_PYTHON=python3 bash dev/compare.sh
-    pkill -f train_parallax || true   # timeout stops compare.py, not the trainer it started
+    compare_archived COMPARE_SEEDS="1337 1338 1339" COMPARE_ARMS="${ARMS:-parallax softmax_match}" COMPARE_OPTIMIZERS=muon
     stamp end
     flatten
     ;;
