@@ -7,7 +7,8 @@ tokens as uint16. Documents are separated by <|endoftext|> (50256).
 
 `check` applies the trainer's rules (trainer/dataloader.h): the header (magic, version, a size that matches the
 count), at least one token, every id < 50257; test_data.py checks that both refuse the same files. A glob may
-take in the llm.c tokenizer file (gpt2_tokenizer.bin, magic 20240328): it is named and skipped. A shard needs
+take in the files that sit beside the shards, the llm.c tokenizer file (gpt2_tokenizer.bin, magic 20240328)
+and llm.c evaluation files (lastword.bin, magic 20240522): they are named and skipped. A shard needs
 more tokens than one batch (B x T + 1; 32 x 1024 + 1 at the trainer's defaults): `check` notes the ones
 shorter than that, which train only with a smaller --batch or --seq-len.
 """
@@ -25,6 +26,9 @@ HEADER_BYTES = HEADER_INTS * 4
 VOCAB = 50257
 SHARD_TOKENS = 10_000_000
 TOKENIZER_MAGIC = 20240328  # the llm.c decode file that sits beside the shards
+EVALFILE_MAGIC = 20240522   # llm.c's evaluation files (data/eval_format.py): make data's lastword.bin
+# the files of other kinds that a glob like 'data/shards/*.bin' takes in, by their magic
+COMPANION_FILES = {TOKENIZER_MAGIC: "the llm.c tokenizer file", EVALFILE_MAGIC: "an llm.c evaluation file"}
 DEFAULT_BATCH_TOKENS = 32 * 1024 + 1  # the trainer's default --batch x --seq-len, plus the last target
 
 
@@ -117,14 +121,16 @@ def read_header(path):
     return count
 
 
-def is_tokenizer_file(path):
-    """True for the llm.c tokenizer file, told by its magic (a glob like 'data/shards/*.bin' takes it in)."""
+def companion_file(path):
+    """(magic, what) for the llm.c tokenizer file or an evaluation file, told by the magic (a glob like
+    'data/shards/*.bin' takes them in); None for anything else."""
     try:
         with open(path, "rb") as f:
             head = f.read(4)
     except OSError:
-        return False
-    return len(head) == 4 and struct.unpack("<i", head)[0] == TOKENIZER_MAGIC
+        return None
+    magic = struct.unpack("<i", head)[0] if len(head) == 4 else None
+    return (magic, COMPANION_FILES[magic]) if magic in COMPANION_FILES else None
 
 
 def read_tokens(path):
@@ -148,12 +154,13 @@ def expand(patterns):
 
 
 def check(paths):
-    """Checks every file by the trainer's rules, skipping the tokenizer file; raises ShardError at the first
-    bad one, so a clean run means the trainer will take every shard."""
+    """Checks every file by the trainer's rules, skipping the tokenizer and evaluation files; raises ShardError
+    at the first bad one, so a clean run means the trainer will take every shard."""
     total, n_shards = 0, 0
     for p in paths:
-        if is_tokenizer_file(p):
-            print(f"{p}: skipped: the llm.c tokenizer file (magic {TOKENIZER_MAGIC}), not a token shard")
+        other = companion_file(p)
+        if other:
+            print(f"{p}: skipped: {other[1]} (magic {other[0]}), not a token shard")
             continue
         n = len(read_tokens(p))
         total, n_shards = total + n, n_shards + 1

@@ -23,6 +23,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import extract as ex  # noqa: E402
+import eval_format  # noqa: E402
 import overlap  # noqa: E402
 import shards  # noqa: E402
 from build_corpus import VAL_PERCENT, apt_download, assign_splits, split_of  # noqa: E402
@@ -363,7 +364,7 @@ def trainer_verdict(exe, shard, val, d):
 
 def test_shard_rules(exe):
     """shards.py check and the trainer refuse the same shards (one rule set: trainer/dataloader.h's), and
-    check skips the tokenizer file that 'data/shards/*.bin' takes in."""
+    check skips the tokenizer and last-word files that 'data/shards/*.bin' takes in."""
     tool = [os.path.join(HERE, "shards.py"), "check"]
     with tempfile.TemporaryDirectory() as d:
         cases = bad_shards(d)
@@ -382,10 +383,12 @@ def test_shard_rules(exe):
                   f"python {'accepts' if py_ok else 'refuses'}, trainer {'accepts' if tr_ok else 'refuses'} ({detail})")
     with tempfile.TemporaryDirectory() as d:
         Tokenizer().write_decoder(os.path.join(d, "gpt2_tokenizer.bin"))
+        eval_format.write_evalfile(os.path.join(d, "lastword.bin"), [(0, [1, 2, 3], [[4, 5]])])   # as make data
         shards.write_shard(os.path.join(d, "train_000.bin"), np.arange(40000) % 50000)
         rc, so, err = run_tool(tool + [os.path.join(d, "*.bin")])
-        check("shards.py check 'DIR/*.bin' skips the tokenizer file by its magic",
-              rc == 0 and "gpt2_tokenizer.bin: skipped" in so and "train_000.bin: ok, 40000 tokens" in so,
+        check("shards.py check 'DIR/*.bin' skips the tokenizer and evaluation files by their magic",
+              rc == 0 and "gpt2_tokenizer.bin: skipped" in so and "lastword.bin: skipped" in so
+              and "train_000.bin: ok, 40000 tokens" in so and "40000 tokens in 1 shards" in so,
               f"exit {rc}: {so.strip().splitlines()[-1] if so.strip() else err}")
 
 
