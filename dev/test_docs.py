@@ -3,7 +3,7 @@
 Checks that the README stays short, that every path it links or names in its layout exists, that every
 measured number in it sits next to a link to its log and to the script that wrote it, and that every
 results folder has its README, the files that README's table lists, and a run.sh that bash can parse;
-and that `make clean` removes every binary the Makefile builds.
+that `make clean` removes every binary the Makefile builds and `make train` builds what `make data` does.
 """
 import glob
 import os
@@ -161,6 +161,20 @@ def check_makefile_clean():
           re.search(r"^clean:\s*\n\trm -f \$\(BINARIES\)\s*$", text, re.M), "the all and clean rules")
 
 
+def check_make_train_data():
+    """make train builds what make data builds (the README: it runs make data if needed): the prerequisites
+    of `train` in make's own database include every one of `data`."""
+    p = subprocess.run(["make", "-pRrq", "-f", "Makefile", ":"], cwd=ROOT, capture_output=True, text=True)
+    rules = {}
+    for line in p.stdout.splitlines():
+        m = re.match(r"^(train|data):(?!=)(.*)$", line)
+        if m:
+            rules[m.group(1)] = set(m.group(2).split())
+    data, train = rules.get("data", set()), rules.get("train", set())
+    check("make train builds every file of make data", data and data <= train,
+          f"data: {sorted(data)}; missing from train: {sorted(data - train)}")
+
+
 def check_log_rows():
     """Every row train_parallax writes to log.csv has the columns of its header (LOG_HEADER): a short row
     leaves the last columns (eval_correct) missing for every csv reader."""
@@ -177,6 +191,7 @@ def main():
     check_readme()
     check_results()
     check_makefile_clean()
+    check_make_train_data()
     check_log_rows()
     CHECKS.exit()
 
