@@ -9,6 +9,7 @@
 #   PART=2 bash dev/results/2026-12-07_session13/run.sh OUT   the comparison goes on; the resume check and
 #          compare_smoke beside it
 #   PART=3 bash dev/results/2026-12-07_session13/run.sh OUT   the comparison goes on alone
+#   PART=4 bash dev/results/2026-12-07_session13/run.sh OUT   make test alone (for a call with less device time)
 . "$(dirname "$0")/../run_lib.sh"
 nvidia-smi -L >"$out/gpu.txt" 2>&1
 stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
@@ -46,5 +47,10 @@ case "${PART:-1}" in
     ;;
 3)
     compare
+    ;;
+4)
+    stamp start make test
+    logged "$out/test.log" "make test" timeout "${TEST_WALL:-540}" make test
+    stamp end make test
     ;;
 esac
