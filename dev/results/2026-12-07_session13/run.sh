@@ -10,6 +10,9 @@
 #          compare_smoke beside it
 #   PART=3 bash dev/results/2026-12-07_session13/run.sh OUT   the comparison goes on alone
 #   PART=4 bash dev/results/2026-12-07_session13/run.sh OUT   make test alone (for a call with less device time)
+#   PART=5 bash dev/results/2026-12-07_session13/run.sh OUT   only the GPU checks of host code (no references to
+#          export): make test's NCCL, recall and downstream checks, the resume check on synthetic shards,
+#          compare_smoke (about 4 minutes)
 . "$(dirname "$0")/../run_lib.sh"
 nvidia-smi -L >"$out/gpu.txt" 2>&1
 stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
@@ -52,5 +55,19 @@ case "${PART:-1}" in
     stamp start make test
     logged "$out/test.log" "make test" timeout "${TEST_WALL:-540}" make test
     stamp end make test
+    ;;
+5)
+    syn=/tmp/syn   # a learnable synthetic stream (no corpus carried)
+    python3 dev/synthetic_shards.py "$syn" --train-tokens 5000000 --seed 1 >"$out/shards.log" 2>&1
+    for check in dist recall downstream; do
+        stamp start "${check}_check"
+        logged "$out/${check}_check.log" "" timeout 120 bash "dev/${check}_check.sh" ./train_parallax
+    done
+    stamp start resume_check
+    logged "$out/resume.log" "" timeout 150 bash dev/resume_check.sh --train-data "$syn/train_000.bin" \
+        --val-data "$syn/val_000.bin" --prose-val-data ""
+    stamp start compare_smoke
+    logged "$out/compare_smoke.log" "" timeout 150 bash dev/compare_smoke.sh
+    stamp end
     ;;
 esac
