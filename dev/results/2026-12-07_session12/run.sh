@@ -62,6 +62,8 @@ case "${PART:-1}" in
     if [ ! -f "$cmp_out/.seeded" ]; then   # the first call on this machine: the runs so far, from git
         for a in "$(dirname "$0")"/call4/runs.tgz "$(dirname "$0")"/call5/runs.tgz; do tar xzf "$a"; done
         rm -rf "$cmp_out/parallax_adamw_s1338"   # stopped by call 5's wall, no checkpoint: run again
+        s13="$(dirname "$0")/../2026-12-07_session13/call2/runs.tgz"   # two more finished there
+        if [ -f "$s13" ]; then tar xzf "$s13" && rm -rf "$cmp_out/softmax_adamw_s1338"; fi   # that one unfinished
         touch "$cmp_out/.seeded"
     fi
     stamp start compare
