@@ -144,13 +144,15 @@ def cross_entropy(logits, targets, V):
 # ----------------------------------------------------------------------------------------------------------
 # forward with autograd
 
-def forward(cfg, params, idx, targets, attention="plain"):
-    """Returns (logits (B, T, Vp), loss). attention: 'plain' (autograd through the T x T matrix) or
-    'analytic' (the spec's backward formula)."""
-    attn = attention_plain if attention == "plain" else attention_analytic
+def forward(cfg, params, idx, targets, attention="plain", rope_cs=None):
+    """Returns (logits (B, T, Vp), loss). attention: 'plain' (autograd through the T x T matrix),
+    'analytic' (the spec's backward formula) or a function (q, r, k, v) -> o (dev/bench_torch.py passes
+    SDPA). rope_cs: (cos, sin) from rope_tables, made beforehand (torch.compile then sees no CPU tables).
+    params[name][l] may index a stacked tensor or a list of per-layer tensors."""
+    attn = attention if callable(attention) else attention_plain if attention == "plain" else attention_analytic
     B, T = idx.shape
     C, H, D, n = cfg.width, cfg.n_head, cfg.head_dim, cfg.n_proj
-    cos, sin = rope_tables(T, D, params["wte"].dtype, idx.device)
+    cos, sin = rope_cs if rope_cs is not None else rope_tables(T, D, params["wte"].dtype, idx.device)
     x = params["wte"][idx]
     for l in range(cfg.depth):
         qkvr = rmsnorm(x) @ params["qkvr_w"][l].t()
