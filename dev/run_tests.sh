@@ -27,6 +27,7 @@ if [ -n "${PYTHON:-}" ]; then
     run reference "$PYTHON" dev/test_reference.py
     run host-vs-reference "$PYTHON" dev/test_host.py ./dev/test_host
     run downstream-ref "$PYTHON" dev/test_downstream_ref.py
+    run bench-torch "$PYTHON" dev/test_bench_torch.py
 else
     echo "FAIL reference: no python3 with torch found (Debian: apt-get install python3-torch)" | tee -a "$log"
 fi
