@@ -22,7 +22,7 @@ REF_DIR = dev/ref
 
 TRAINER_PARTS = $(wildcard trainer/*.h trainer/*.cuh)
 
-.PHONY: all test train ref data compare recall bench clean
+.PHONY: all test train ref data compare recall bench bench-torch clean
 # every binary `make` builds: `all` builds them and `clean` removes them, so the two cannot drift apart
 BINARIES = train_parallax test_parallax test_parallax_ptx80 dev/test_host dev/test_dist dev/bench_parallax dev/cuda/attention_study \
            dev/cuda/mma_peak dev/cuda/residual_study
@@ -75,6 +75,12 @@ dev/cuda/residual_study: dev/cuda/residual_study.cu dev/cuda/attention_timing.h 
 # the benchmark table of issue 5: attention kernels alone, then the d12 model (needs a GPU)
 bench: dev/bench_parallax
 	./dev/bench_parallax
+
+# the PyTorch side of the same tables (issue 21): cuDNN and flash attention through SDPA, the materialized
+# Parallax attention, the d12 model under torch.compile (dev/bench_torch.py; BENCH_TORCH_FLAGS="--quick",
+# "--sections attention", "--micro-batch 16"; needs a GPU and torch 2.x)
+bench-torch:
+	$(PYTHON) dev/bench_torch.py $(BENCH_TORCH_FLAGS)
 
 # attention-only reference cases: small, written before the GPU tests when a GPU is present
 $(REF_DIR)/attention_cases.ptf: dev/export_reference.py dev/parallax_attention.py dev/tensorfile.py
