@@ -5,7 +5,8 @@
 #   PART=1 bash dev/results/2026-12-07_session14/run.sh OUT   session 13's PART=1: make test, with the
 #          comparison beside it on the same GPU (its tokens/s in this call are not a speed measurement)
 #   PART=3 bash dev/results/2026-12-07_session14/run.sh OUT   session 13's PART=3: the comparison goes on alone
-#   PART=6 bash dev/results/2026-12-07_session14/run.sh OUT   make bench, alone
+#   PART=6 bash dev/results/2026-12-07_session14/run.sh OUT   make bench, then make bench-torch (the PyTorch side:
+#          SDPA cuDNN / flash, the materialized Parallax, d12 under torch.compile) in the same call
 # The comparison (session 12's PART=3) reuses the finished runs from git. On a fresh machine this script
 # first unpacks, oldest first, every runs.tgz of sessions 12-14 (each holds the whole folder as it stood at
 # the end of its call), so that a cold machine loses nothing an earlier call of this session finished.
@@ -32,5 +33,6 @@ case "${PART:-1}" in
     make -t all >/dev/null
     nvidia-smi -L >"$out/gpu.txt" 2>&1
     logged "$out/bench.log" "make bench" make bench
+    logged "$out/bench_torch.log" "make bench-torch" make bench-torch
     ;;
 esac
