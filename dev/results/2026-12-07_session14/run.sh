@@ -5,11 +5,13 @@
 #   PART=1 bash dev/results/2026-12-07_session14/run.sh OUT   session 13's PART=1: make test, with the
 #          comparison beside it on the same GPU (its tokens/s in this call are not a speed measurement)
 #   PART=3 bash dev/results/2026-12-07_session14/run.sh OUT   session 13's PART=3: the comparison goes on alone
-#   PART=2, 4, 5: session 13.s (4: make test alone)
+#   PART=2, 4, 5: session 13's (4: make test alone)
 #   PART=6 bash dev/results/2026-12-07_session14/run.sh OUT   make bench, then make bench-torch (the PyTorch side:
 #          SDPA cuDNN / flash, the materialized Parallax, d12 under torch.compile) in the same call
 #   PART=7 bash dev/results/2026-12-07_session14/run.sh OUT   for a short call: the attention tables of make bench and
 #          make bench-torch (--quick) in the same call, then the PTX-only test binary (test_parallax_ptx80)
+#   PART=8 bash dev/results/2026-12-07_session14/run.sh OUT   the model table of make bench-torch alone (--quick,
+#          at most 165 s: what was left of the device time), on the warm machine of PART=7
 # The comparison (session 12's PART=3) reuses the finished runs from git. On a fresh machine this script
 # first unpacks, oldest first, every runs.tgz of sessions 12-14 (each holds the whole folder as it stood at
 # the end of its call), so that a cold machine loses nothing an earlier call of this session finished.
@@ -31,7 +33,7 @@ case "${PART:-1}" in
     seed_runs
     bash "$here/../2026-12-07_session13/run.sh" "$out"
     ;;
-6|7)
+6|7|8)
     if [ -f out/bins13.tar.xz ] && [ ! -f out/.bins13 ]; then xz -dc out/bins13.tar.xz | tar xf - && touch out/.bins13; fi
     make -t all >/dev/null
     nvidia-smi -L >"$out/gpu.txt" 2>&1
@@ -41,6 +43,9 @@ case "${PART:-1}" in
     logged "$out/bench_torch_attention.log" "" timeout 240 make bench-torch BENCH_TORCH_FLAGS="--sections attention --quick"
     logged "$out/ref.log" "" timeout 120 make ref
     logged "$out/test_ptx80.log" "" timeout 200 ./test_parallax_ptx80
+    ;;
+8)
+    logged "$out/bench_torch_model.log" "" timeout 165 python3 -u dev/bench_torch.py --sections model --quick
     ;;
 6)
     logged "$out/bench.log" "make bench" make bench
