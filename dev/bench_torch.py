@@ -6,7 +6,7 @@ Not a test: it checks nothing, it times.
 1. attention: at 16x1024x12x64, 4x4096x12x64 and 8x2048x8x128 (B x T x H x D), bf16, causal: softmax
    through SDPA with the cuDNN backend, the flash backend and PyTorch's own pick, and Parallax materialized
    (parallax_attention.attention_plain) eager and under torch.compile. Median of 20 timed runs after 3
-   warm-ups, CUDA events, L2 flushed before each run; model FLOPs of spec section 1 (attention_flops).
+   warm-ups (and at least WARMUP_S seconds of them), CUDA events, L2 flushed before each run; model FLOPs of spec section 1 (attention_flops).
 2. model: d12 of spec section 2 (model_ref.forward), T = 1024, micro-batch 32, bf16 autocast, torch.compile:
    softmax through SDPA and Parallax materialized; forward + backward of one micro-batch and a fused AdamW
    step, tokens/s and MFU for a 2^19-token step as bench_parallax counts them (the trainer's model FLOPs per
@@ -40,6 +40,8 @@ ATTENTION_IMPLS = [("softmax", "SDPA, cuDNN backend"), ("softmax", "SDPA, flash 
 MODEL_T, SMOKE_T, SMOKE_MICRO_BATCH = 1024, 32, 2
 SMOKE_MODEL = dict(depth=2, width=64, head_dim=16, vocab=500)
 STEP_TOKENS = 2 ** 19   # bench_parallax's step: 16 micro-batches of 32 x 1024
+WARMUP_S = 0.3          # the least time of warm-up runs on the GPU (Bench.time_median)
+WARMUP_NOTE = f" (and at least {WARMUP_S:g} s of them)"
 
 
 class Bench:
@@ -72,9 +74,16 @@ class Bench:
             torch.cuda.synchronize()
 
     def time_median(self, fn, warmup, reps):
-        """Median milliseconds of `reps` runs of fn after `warmup` untimed ones."""
-        for _ in range(warmup):
+        """Median milliseconds of `reps` runs of fn after `warmup` untimed ones, and on the GPU after at least
+        WARMUP_S seconds of them: a row that follows seconds of CPU work (a torch.compile) must not be timed
+        while the GPU's clocks are still coming up."""
+        t0 = time.perf_counter()
+        n = 0
+        while n < warmup or (self.cuda and time.perf_counter() - t0 < WARMUP_S):
             fn()
+            n += 1
+            if self.cuda and n >= warmup:
+                self.sync()   # the wall clock then measures GPU time, not queued launches
         self.sync()
         ms = []
         for _ in range(reps):
@@ -183,8 +192,28 @@ def attention_impl(impl, bench):
     return bench.plain_compiled, None
 
 
-def bench_attention_row(variant, impl, shape, bench):
-    """One table row: forward and forward + backward of the implementation at (B, T, H, D)."""
+ATTENTION_KERNEL_WORDS = ("cudnn", "flash", "fmha", "attention", "attn", "sdpa", "efficient")
+
+
+def attention_kernels(fn):
+    """The CUDA kernels one call of fn launches whose names look like attention's (torch.profiler), sorted:
+    which backend SDPA's own pick ran. An empty list when the profiler cannot say."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return attention_kernel_names(e.key for e in prof.key_averages())
+
+
+def attention_kernel_names(names):
+    """Of the profiler's event names, the ones that look like attention kernels, unique, cut to 80
+    characters, sorted."""
+    return sorted({n[:80] for n in names if any(w in n.lower() for w in ATTENTION_KERNEL_WORDS)})
+
+
+def bench_attention_row(variant, impl, shape, bench, notes):
+    """One table row: forward and forward + backward of the implementation at (B, T, H, D). For SDPA's own
+    pick on the GPU, a line naming the kernels it ran goes into `notes`."""
     B, T, H, D = shape
     cells = f"| {variant} | {impl} | {B}x{T}x{H}x{D} |"
     fn, why = attention_impl(impl, bench)
@@ -206,6 +235,12 @@ def bench_attention_row(variant, impl, shape, bench):
         warmup, reps = bench.attn_reps
         ms_f = bench.time_median(fwd, warmup, reps)
         ms_fb = bench.time_median(fwdbwd, warmup, reps)
+        if impl == "SDPA, PyTorch's pick" and bench.cuda:
+            try:
+                ran = "; ".join(attention_kernels(fwdbwd)) or "no kernel named like attention's"
+            except Exception as e:   # the profiler is a report, not part of the timing: a failure is noted
+                ran = f"the profiler failed: {reason(e)}"
+            notes.append(f"{impl} at {B}x{T}x{H}x{D} ran: {ran}")
         failed = None
     except Exception as e:   # a backend that refuses this shape, or a compile that fails: the row says so
         failed = reason(e)
@@ -220,9 +255,12 @@ def bench_attention_row(variant, impl, shape, bench):
 def bench_attention(bench):
     print("| attention | implementation | B x T x H x D | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n"
           "|---|---|---|---|---|---|---|", flush=True)
+    notes = []
     for shape in SMOKE_ATTENTION_SHAPES if bench.smoke else ATTENTION_SHAPES:
         for variant, impl in ATTENTION_IMPLS:
-            print(bench_attention_row(variant, impl, shape, bench), flush=True)
+            print(bench_attention_row(variant, impl, shape, bench, notes), flush=True)
+    if notes:
+        print("\n" + "\n".join(notes), flush=True)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -343,7 +381,7 @@ def bench_model(bench, micro_batch):
     print(f"\n{what}, T = {T}, micro-batch {micro_batch}, step = 2^19 tokens (random tokens), "
           f"{'bf16 autocast, fp32 master weights' if bench.cuda else 'float32'}; update: torch.optim.AdamW"
           f"{' (fused)' if bench.cuda else ''} over every parameter; SDPA's backend is PyTorch's pick; median of "
-          f"{reps} after {warmup} warm-ups (the first compiles)\n", flush=True)
+          f"{reps} after {warmup} warm-ups{WARMUP_NOTE if bench.cuda else ''} (the first compiles)\n", flush=True)
     print("| attention | implementation | micro-batch | fwd+bwd ms / micro-batch | AdamW ms | tokens/s | MFU "
           "| peak memory |\n|---|---|---|---|---|---|---|---|", flush=True)
     notes = []
@@ -395,8 +433,8 @@ def main(argv):
         where = f"cpu, torch {torch.__version__}"
     warmup, reps = bench.attn_reps
     print(f"bench_torch on {where}{', smoke: tiny shapes' if args.smoke else ''}\n"
-          f"{str(bench.dtype).replace('torch.', '')}, causal; median of {reps} timed runs after {warmup} warm-ups, "
-          f"{'CUDA events, L2 flushed before each' if bench.cuda else 'wall clock'}\n", flush=True)
+          f"{str(bench.dtype).replace('torch.', '')}, causal; median of {reps} timed runs after {warmup} warm-ups"
+          f"{WARMUP_NOTE if bench.cuda else ''}, {'CUDA events, L2 flushed before each' if bench.cuda else 'wall clock'}\n", flush=True)
     if "attention" in args.sections:
         bench_attention(bench)
         bench.free()

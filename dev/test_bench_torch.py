@@ -164,6 +164,14 @@ def main():
     check("the GPU peak is trainer/gpu_arch.h's (H100 SXM and H200 989.4, unknown GPUs none)",
           peaks == want and len(bt.gpu_peaks()) >= 8, f"{len(bt.gpu_peaks())} rows read; {peaks}")
 
+    # which kernels SDPA's pick ran: the profiler's names filtered (the profiling itself needs a GPU)
+    events = ["cudnn_generated_fort_native_sdpa_sm90_flash_fprop", "void at::native::vectorized_elementwise",
+              "flash_bwd_kernel", "cudnn_generated_fort_native_sdpa_sm90_flash_fprop", "ampere_bf16_gemm",
+              "x" * 90 + "attention"]
+    kept = bt.attention_kernel_names(events)
+    check("the attention kernels are picked out of the profiler's names, unique, cut to 80 characters",
+          kept == ["cudnn_generated_fort_native_sdpa_sm90_flash_fprop", "flash_bwd_kernel", "x" * 80], f"{kept}")
+
     # d12 Parallax at T = 1024, by hand: 12 layers of (4 + 1 + 4 + 4) C^2 matrix weights, the head, and
     # 12 u per token (u / BT = L H T D)
     mat = 12 * 13 * 768 * 768 + 50304 * 768
