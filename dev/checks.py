@@ -17,3 +17,8 @@ class Checks:
 
     def exit(self):
         sys.exit(1 if self.failures else 0)
+
+
+def table_cells(line):
+    """The cells of one markdown table row ("| a | b |" -> ["a", "b"]), stripped: the tables the tests read."""
+    return [c.strip() for c in line.strip().strip("|").split("|")]

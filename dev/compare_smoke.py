@@ -21,7 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from checks import Checks  # noqa: E402
+from checks import Checks, table_cells  # noqa: E402
 from compare import dedupe  # noqa: E402
 from plot_losses import read_log  # noqa: E402
 from synthetic_shards import token_chain, write_shard  # noqa: E402
@@ -43,7 +43,7 @@ def compare(out, trainer, data, extra, env=None, more_flags=""):
 def table_rows(out):
     path = os.path.join(out, "table.md")
     text = open(path).read() if os.path.exists(path) else ""
-    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    return [table_cells(line) for line in text.splitlines() if line.startswith("| ")]
 
 
 def params_of(train_out):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench_torch as bt  # noqa: E402
-from checks import Checks  # noqa: E402
+from checks import Checks, table_cells  # noqa: E402
 from model_ref import Config, forward, init_params, rope_tables  # noqa: E402
 
 CHECKS = Checks("bench-torch")
@@ -37,7 +37,7 @@ def table(text, header_start):
     for line in lines[start + 2:]:
         if not line.startswith("|"):
             break
-        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+        rows.append(table_cells(line))
     return rows
 
 

@@ -14,7 +14,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from checks import Checks  # noqa: E402
+from checks import Checks, table_cells  # noqa: E402
 
 CHECKS = Checks("docs")
 check = CHECKS.check
@@ -83,7 +83,7 @@ def check_readme():
     layout = sections(text).get("Layout", "")
     named, absent = 0, []
     for row in layout.splitlines():
-        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        cells = table_cells(row)
         if len(cells) < 2 or not cells[0].startswith("`"):
             continue
         base = cells[0].strip("`")

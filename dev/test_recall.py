@@ -15,7 +15,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "data"))
-from checks import Checks  # noqa: E402
+from checks import Checks, table_cells  # noqa: E402
 import recall_tasks as rt  # noqa: E402
 
 CHECKS = Checks("recall")
@@ -198,7 +198,7 @@ def test_table(d):
             f.write(header + f"0,0,val,5.0,,,,,{scored},3\n1,8192,train,4.0,1.0,0.5,5.0,1000000,,\n"
                     f"{a.steps},{a.steps * 8192},val,1.0,,,,,{scored},{correct}\n")
     recall.report(a, runs, lambda *x, **k: None)
-    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in open(os.path.join(d, "table.md"))
+    rows = [table_cells(ln) for ln in open(os.path.join(d, "table.md"))
             if ln.startswith("| ")]
     head, body = rows[0], rows[1:]
     bad = []
