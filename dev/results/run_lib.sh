@@ -40,3 +40,13 @@ clocks_during() {
     "$@"
     kill "$pid" 2>/dev/null || true   # nvidia-smi has stopped early before
 }
+
+# unpack_bins: the carried out/bins13.tar.xz (every binary of `make all`) unpacked once per machine (later
+# calls on a warm machine keep the files), then `make -t` on every call: the sources copied in may be newer
+# than the binaries kept, and nothing is to be rebuilt on the device
+unpack_bins() {
+    if [ -f out/bins13.tar.xz ] && [ ! -f out/.bins13 ]; then
+        xz -dc out/bins13.tar.xz | tar xf - && touch out/.bins13
+    fi
+    make -t all >/dev/null
+}

@@ -15,10 +15,7 @@
 . "$(dirname "$0")/../run_lib.sh"
 nvidia-smi -L >"$out/gpu.txt" 2>&1
 stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
-if [ -f out/bins13.tar.xz ] && [ ! -f out/.bins13 ]; then   # once per machine: later calls keep the files
-    xz -dc out/bins13.tar.xz | tar xf - && touch out/.bins13
-fi
-make -t all >/dev/null   # every call: the sources copied in may be newer than the binaries kept
+unpack_bins
 compare() {   # session 12's PART=3 into OUT, for at most COMPARE_WALL s
     stamp start compare
     PART=3 COMPARE_WALL="${COMPARE_WALL:-560}" bash dev/results/2026-12-07_session12/run.sh "$out" || true

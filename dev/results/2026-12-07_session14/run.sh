@@ -34,8 +34,7 @@ case "${PART:-1}" in
     bash "$here/../2026-12-07_session13/run.sh" "$out"
     ;;
 6|7|8)
-    if [ -f out/bins13.tar.xz ] && [ ! -f out/.bins13 ]; then xz -dc out/bins13.tar.xz | tar xf - && touch out/.bins13; fi
-    make -t all >/dev/null
+    unpack_bins
     nvidia-smi -L >"$out/gpu.txt" 2>&1
     ;;&
 7)
