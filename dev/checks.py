@@ -1,5 +1,6 @@
 """The line format every test program prints: PASS or FAIL, the suite, the check's name, what was measured.
 dev/run_tests.sh counts these lines; a program exits 1 if any check failed."""
+import os
 import sys
 
 
@@ -22,3 +23,9 @@ class Checks:
 def table_cells(line):
     """The cells of one markdown table row ("| a | b |" -> ["a", "b"]), stripped: the tables the tests read."""
     return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def table_rows(path):
+    """The cells of every row of the markdown table in the file at path (lines starting "| "); [] if no file."""
+    text = open(path).read() if os.path.exists(path) else ""
+    return [table_cells(line) for line in text.splitlines() if line.startswith("| ")]

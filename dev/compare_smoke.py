@@ -21,7 +21,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from checks import Checks, table_cells  # noqa: E402
+import checks  # noqa: E402
+from checks import Checks  # noqa: E402
 from compare import dedupe  # noqa: E402
 from plot_losses import read_log  # noqa: E402
 from synthetic_shards import token_chain, write_shard  # noqa: E402
@@ -41,9 +42,7 @@ def compare(out, trainer, data, extra, env=None, more_flags=""):
 
 
 def table_rows(out):
-    path = os.path.join(out, "table.md")
-    text = open(path).read() if os.path.exists(path) else ""
-    return [table_cells(line) for line in text.splitlines() if line.startswith("| ")]
+    return checks.table_rows(os.path.join(out, "table.md"))
 
 
 def params_of(train_out):

@@ -17,7 +17,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from checks import Checks, table_cells  # noqa: E402
+import checks  # noqa: E402
+from checks import Checks  # noqa: E402
 from compare import band, dedupe, end_line, mean_sd, paired_gap, read_run_log  # noqa: E402
 from plot_losses import read_log  # noqa: E402
 
@@ -112,9 +113,7 @@ def final_val(path):
 
 
 def table_rows(d):
-    path = os.path.join(d, "out", "table.md")
-    text = open(path).read() if os.path.exists(path) else ""
-    return [table_cells(line) for line in text.splitlines() if line.startswith("| ")]
+    return checks.table_rows(os.path.join(d, "out", "table.md"))
 
 
 def test_statistics():
