@@ -80,6 +80,13 @@ __host__ __device__ constexpr int forward_keys_per_tile(int D) { return D == 64 
 __host__ __device__ constexpr int dq_keys_per_tile(int D, bool probe) { return D == 64 && probe ? 64 : 32; }
 // Tile buffers per ring: with 3, two copies are in flight while one tile is read (2 stalled on the copies).
 constexpr int FWD_STAGES = 3, DQ_STAGES = 3, DKV_STAGES = 3;
+// Where each backward pass keeps the A fragments of its warp's own 16 rows (dq pass: Q, R, dO; dk/dv pass:
+// K, V): in registers for the whole pass (false), or in a shared-memory tile per warp, read by ldmatrix on
+// every tile (true), which frees D / 4 registers per tensor for the accumulators. At D = 128 Parallax the
+// registers cannot hold them all and spill (dev/cuda/NOTES.md, session 15); versions 6 and 7 of the study
+// take shared memory everywhere.
+__host__ __device__ constexpr bool dq_rows_in_smem(int D, bool probe) { return false; }
+__host__ __device__ constexpr bool dkv_rows_in_smem(int D, bool probe) { return false; }
 // Sequence-heads whose blocks start together, longest first (block_rank): 64 keep the K and V (or Q, R, dO)
 // of the blocks in flight in the L2 cache; all of them at once would not fit there at long sequences.
 constexpr int ATTN_BH_GROUP = 64;
@@ -393,6 +400,45 @@ __device__ __forceinline__ void load_rows_frag(uint32_t (*a)[4], const bf16* src
             a[kk][i] = row < T ? ld32(src + (size_t)(b * T + row) * stride + h * D + col) : 0u;
         }
 }
+
+// The A fragment at k = k0..k0+15 of a 16-row tile (tile_offset): one ldmatrix.x4; lane l gives the address
+// of row l % 8 of 8 x 8 matrix l / 8, the matrices (rows 0-7, k0) (rows 8-15, k0) (rows 0-7, k0+8)
+// (rows 8-15, k0+8), i.e. a0..a3 of the fragment layout at the top.
+__device__ __forceinline__ void ldsm_a(uint32_t* a, const bf16* x, int k0) {
+    int lane = threadIdx.x % 32;
+    int off = tile_offset(16, (lane & 7) + ((lane >> 3) & 1) * 8, k0 / 8 + (lane >> 4));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+                 : "r"(smem_u32(x) + off));
+}
+
+// One tensor's A fragments of this warp's 16 rows (16 x D bf16), for a pass's products that contract over
+// d: kept in registers (IN_SMEM false: D / 4 per thread for the whole pass), or written once into a
+// warp-private shared-memory tile of 16 rows (tile_offset; 2 D bytes per row) and read back by ldmatrix
+// whenever used (IN_SMEM true). get(kk, a): the fragment at k = 16 kk.
+template <int D, bool IN_SMEM>
+struct RowFrags {
+    static constexpr int TILE = 16 * D;   // bf16 elements of the tile
+    uint32_t a[IN_SMEM ? 1 : D / 16][4];
+    bf16* tile;
+    // from fragments just loaded (load_rows_frag); IN_SMEM: tile is this warp's, and the warp waits for it
+    __device__ RowFrags(const uint32_t (*from)[4], bf16* tile_) : tile(tile_) {
+        int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+        for (int kk = 0; kk < D / 16; kk++)
+            for (int i = 0; i < 4; i++) {
+                if constexpr (IN_SMEM)   // a_i: row g + 8 (i & 1), columns 16 kk + 8 (i >> 1) + 2 t, +1
+                    *(uint32_t*)((unsigned char*)tile + tile_offset(16, g + 8 * (i & 1), 2 * kk + (i >> 1)) + 4 * t) =
+                        from[kk][i];
+                else
+                    a[kk][i] = from[kk][i];
+            }
+        if constexpr (IN_SMEM) __syncwarp();
+    }
+    __device__ void get(int kk, uint32_t* out) const {
+        if constexpr (IN_SMEM) ldsm_a(out, tile, 16 * kk);
+        else for (int i = 0; i < 4; i++) out[i] = a[kk][i];
+    }
+};
 
 // as bf16 A fragments), X a shared-memory tile of K token rows by 8 ND columns (tile_offset) read with
 // ldmatrix .trans; the B fragments are loaded once for both products (W V and U V in the forward, dS K and
@@ -778,16 +824,17 @@ __device__ __forceinline__ void dkv_tile_terms(float (*S)[4], float (*Tt)[4], fl
 }
 
 // backward, pass 1: the row dots Tg, gvbar (written for pass 2), then dq_i = c sum_j dS_ij k_j and
-// dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), batch*H), 128 threads; each warp owns 16 query rows (Q, R, dO
-// fragments in registers) and streams over key tiles of dq_keys_per_tile; K and V tiles
-// (K[key][d], V[key][d]) arrive through a StageRing: plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K,
-// dT K.
-template <int D, bool PROBE>
-constexpr int dq_smem_bytes() {   // the K tiles, the V tiles, the ring's mbarriers
-    return TILE_ALIGN + DQ_STAGES * (2 * dq_keys_per_tile(D, PROBE) * D * (int)sizeof(bf16) + STAGE_RING_BYTES);
+// dr_i = sum_j dT_ij k_j. grid (ceil(T / 64), batch*H), 128 threads; each warp owns 16 query rows (their Q, R,
+// dO fragments in registers, or with ROWS_SMEM (dq_rows_in_smem) in shared-memory tiles after the K/V ring) and
+// streams over key tiles of dq_keys_per_tile; K and V tiles (K[key][d], V[key][d]) arrive through a StageRing:
+// plain ldmatrix for Q K^T, R K^T, dO V^T, .trans for dS K, dT K.
+template <int D, bool PROBE, bool ROWS_SMEM>
+constexpr int dq_smem_bytes() {   // the K tiles, the V tiles, the warps' row tiles, the ring's mbarriers
+    return TILE_ALIGN + DQ_STAGES * (2 * dq_keys_per_tile(D, PROBE) * D * (int)sizeof(bf16) + STAGE_RING_BYTES) +
+           (ROWS_SMEM ? ATTN_WARPS * 3 * 16 * D * (int)sizeof(bf16) : 0);
 }
 
-template <int D, bool PROBE>
+template <int D, bool PROBE, bool ROWS_SMEM>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][1] : 1)
 attention_backward_dq_kernel(const __grid_constant__ CUtensorMap tm_dq, const __grid_constant__ CUtensorMap tm_dr,
                              float* Tg, float* gvbar, const bf16* dO, const bf16* q,
@@ -795,10 +842,12 @@ attention_backward_dq_kernel(const __grid_constant__ CUtensorMap tm_dq, const __
                              const __grid_constant__ CUtensorMap tm_v, const bf16* o, const bf16* vbar,
                              const float* lse, const float* tbar, int batch, int T, int H, int stride) {
     constexpr int BQ = 64, BK = dq_keys_per_tile(D, PROBE), KD = D / 16, NT = BK / 8, ND = D / 8, STAGES = DQ_STAGES;
-    extern __shared__ __align__(128) unsigned char smem_raw[];   // dq_smem_bytes<D, PROBE>()
+    using Rows = RowFrags<D, ROWS_SMEM>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];   // dq_smem_bytes<D, PROBE, ROWS_SMEM>()
     bf16 (*Ks)[BK * D] = (bf16 (*)[BK * D])align_tiles(smem_raw);   // Ks[STAGES][BK * D], then Vs likewise
     bf16 (*Vs)[BK * D] = Ks + STAGES;
-    StageRing<STAGES, 1> ring((uint64_t*)(Vs + STAGES));
+    bf16* row_tiles = (bf16*)(Vs + STAGES) + (threadIdx.x / 32) * 3 * Rows::TILE;   // this warp's Q, R, dO
+    StageRing<STAGES, 1> ring((uint64_t*)((bf16*)(Vs + STAGES) + (ROWS_SMEM ? ATTN_WARPS * 3 * Rows::TILE : 0)));
     int rank, bh;
     block_rank(rank, bh);
     int qt = gridDim.x - 1 - rank;   // rank 0: the last query tile, the longest
@@ -816,6 +865,7 @@ attention_backward_dq_kernel(const __grid_constant__ CUtensorMap tm_dq, const __
     uint32_t qa[KD][4], ra[KD][4], ga[KD][4];
     DqRows rs = dq_rows_begin<D, PROBE>(qa, ra, ga, Tg, gvbar, q, r, dO, o, vbar, lse, tbar, stride, b, h, bh, H, q0,
                                         T);
+    const Rows fq(qa, row_tiles), fr(ra, row_tiles + Rows::TILE), fg(ga, row_tiles + 2 * Rows::TILE);
     float dQ[ND][4] = {}, dR[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
@@ -827,20 +877,25 @@ attention_backward_dq_kernel(const __grid_constant__ CUtensorMap tm_dq, const __
             float S[NT][4], Tt[NT][4], A[NT][4];
             for (int nt = 0; nt < NT; nt++)
                 for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
-            for (int nt = 0; nt < NT; nt += 2)
-                for (int kk = 0; kk < KD; kk++) {
+            for (int kk = 0; kk < KD; kk++) {
+                uint32_t aq[4], ar[4], ag[4];
+                fq.get(kk, aq);
+                if (PROBE) fr.get(kk, ar);
+                fg.get(kk, ag);
+                for (int nt = 0; nt < NT; nt += 2) {
                     uint32_t bk0[2], bk1[2], bv0[2], bv1[2];
                     ldsm_b_pair(bk0, bk1, Kb, BK, nt * 8, kk * 16);
                     ldsm_b_pair(bv0, bv1, Vb, BK, nt * 8, kk * 16);
-                    mma_bf16(S[nt], qa[kk], bk0);
-                    mma_bf16(S[nt + 1], qa[kk], bk1);
+                    mma_bf16(S[nt], aq, bk0);
+                    mma_bf16(S[nt + 1], aq, bk1);
                     if (PROBE) {
-                        mma_bf16(Tt[nt], ra[kk], bk0);
-                        mma_bf16(Tt[nt + 1], ra[kk], bk1);
+                        mma_bf16(Tt[nt], ar, bk0);
+                        mma_bf16(Tt[nt + 1], ar, bk1);
                     }
-                    mma_bf16(A[nt], ga[kk], bv0);
-                    mma_bf16(A[nt + 1], ga[kk], bv1);
+                    mma_bf16(A[nt], ag, bv0);
+                    mma_bf16(A[nt + 1], ag, bv1);
                 }
+            }
             dq_tile_terms<NT, PROBE>(S, Tt, A, rs, k0, q0, T, sc);
             mma_frags_times_tile<BK, ND, PROBE>(dQ, dR, S, Tt, Kb);   // dQ += dS K, dR += dT K
         }
@@ -907,15 +962,19 @@ __device__ __forceinline__ void dkv_load_tile(StageRing<STAGES, 33>& ring, int i
 }
 
 // backward, pass 2: dk_j = c sum_i dS_ij q_i + sum_i dT_ij r_i and dv_j = sum_i w_ij g_i. grid
-// (ceil(T / 64), batch*H), 128 threads; each warp owns 16 keys (K, V fragments in registers) and streams over
-// query tiles of 32 from the first that can see them, computing the transposed products S^T = K Q^T,
-// T^T = K R^T, A^T = V dO^T (plain ldmatrix from Q, R, dO tiles) and dK += dS^T Q + dT^T R, dV += w^T dO
-// (.trans). The query tiles arrive through a StageRing of DKV_STAGES DkvTile buffers.
-// the dk/dv pass's dynamic shared memory (the DkvTiles, the ring's mbarriers)
-template <int D>
-constexpr int dkv_smem_bytes() { return TILE_ALIGN + DKV_STAGES * (DkvTile<D, 32>::BYTES + STAGE_RING_BYTES); }
+// (ceil(T / 64), batch*H), 128 threads; each warp owns 16 keys (their K, V fragments in registers, or with
+// ROWS_SMEM (dkv_rows_in_smem) in shared-memory tiles after the ring's buffers) and streams over query tiles
+// of 32 from the first that can see them, computing the transposed products S^T = K Q^T, T^T = K R^T,
+// A^T = V dO^T (plain ldmatrix from Q, R, dO tiles) and dK += dS^T Q + dT^T R, dV += w^T dO (.trans). The
+// query tiles arrive through a StageRing of DKV_STAGES DkvTile buffers.
+// the dk/dv pass's dynamic shared memory (the DkvTiles, the warps' row tiles, the ring's mbarriers)
+template <int D, bool ROWS_SMEM>
+constexpr int dkv_smem_bytes() {
+    return TILE_ALIGN + DKV_STAGES * (DkvTile<D, 32>::BYTES + STAGE_RING_BYTES) +
+           (ROWS_SMEM ? ATTN_WARPS * 2 * 16 * D * (int)sizeof(bf16) : 0);
+}
 
-template <int D, bool PROBE>
+template <int D, bool PROBE, bool ROWS_SMEM>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][2] : 1)
 attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const __grid_constant__ CUtensorMap tm_dv,
                               const __grid_constant__ CUtensorMap tm_g,
@@ -923,10 +982,13 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
                               const bf16* k, const bf16* v, const float* lse, const float* tbar, const float* Tg,
                               const float* gvbar, int batch, int T, int H, int stride) {
     constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8, STAGES = DKV_STAGES;
-    extern __shared__ __align__(128) unsigned char smem_raw[];   // dkv_smem_bytes<D>()
+    using Rows = RowFrags<D, ROWS_SMEM>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];   // dkv_smem_bytes<D, ROWS_SMEM>()
     unsigned char* smem = align_tiles(smem_raw);
     constexpr int BUF = DkvTile<D, BQ>::BYTES;
-    StageRing<STAGES, 33> ring((uint64_t*)(smem + STAGES * BUF));
+    bf16* row_tiles = (bf16*)(smem + STAGES * BUF) + (threadIdx.x / 32) * 2 * Rows::TILE;   // this warp's K, V
+    StageRing<STAGES, 33> ring(
+        (uint64_t*)(smem + STAGES * BUF + (ROWS_SMEM ? ATTN_WARPS * 2 * Rows::TILE * (int)sizeof(bf16) : 0)));
     int kt, bh;
     block_rank(kt, bh);   // rank 0: the first key tile, the longest
     int b = bh / H, h = bh % H;
@@ -945,6 +1007,7 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
             dkv_load_tile<D, PROBE>(ring, i, DkvTile<D, BQ>(smem + i * BUF), &tm_q, &tm_r, &tm_g, lse, tbar, Tg, gvbar,
                                     b, h, bh, qstart + i * BQ, T);
 
+    const Rows fk(ka, row_tiles), fv(va, row_tiles + Rows::TILE);
     float dK[ND][4] = {}, dV[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
@@ -955,22 +1018,26 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
             float S[NT][4], Tt[NT][4], A[NT][4];
             for (int nt = 0; nt < NT; nt++)
                 for (int i = 0; i < 4; i++) S[nt][i] = Tt[nt][i] = A[nt][i] = 0.0f;
-            for (int nt = 0; nt < NT; nt += 2)
-                for (int kk = 0; kk < KD; kk++) {
+            for (int kk = 0; kk < KD; kk++) {
+                uint32_t ak[4], av[4];
+                fk.get(kk, ak);
+                fv.get(kk, av);
+                for (int nt = 0; nt < NT; nt += 2) {
                     uint32_t bq0[2], bq1[2], bg0[2], bg1[2];
                     ldsm_b_pair(bq0, bq1, tl.Q, BQ, nt * 8, kk * 16);
                     ldsm_b_pair(bg0, bg1, tl.G, BQ, nt * 8, kk * 16);
-                    mma_bf16(S[nt], ka[kk], bq0);
-                    mma_bf16(S[nt + 1], ka[kk], bq1);
-                    mma_bf16(A[nt], va[kk], bg0);
-                    mma_bf16(A[nt + 1], va[kk], bg1);
+                    mma_bf16(S[nt], ak, bq0);
+                    mma_bf16(S[nt + 1], ak, bq1);
+                    mma_bf16(A[nt], av, bg0);
+                    mma_bf16(A[nt + 1], av, bg1);
                     if (PROBE) {
                         uint32_t br0[2], br1[2];
                         ldsm_b_pair(br0, br1, tl.R, BQ, nt * 8, kk * 16);
-                        mma_bf16(Tt[nt], ka[kk], br0);
-                        mma_bf16(Tt[nt + 1], ka[kk], br1);
+                        mma_bf16(Tt[nt], ak, br0);
+                        mma_bf16(Tt[nt + 1], ak, br1);
                     }
                 }
+            }
             dkv_tile_terms<NT, PROBE>(S, Tt, A, tl.st, q0, kr0, T, c, sc);   // S: c dS^T, Tt: dT^T, A: w^T
             for (int kk = 0; kk < BQ / 16; kk++) {
                 uint32_t as[4], at[4], aw[4];
@@ -1075,18 +1142,20 @@ static void attention_forward(const AttentionForwardParams& p, cudaStream_t stre
     });
 }
 
-template <int D, bool PROBE>
+// DQ_SMEM, DKV_SMEM: where each pass keeps its own rows (dq_rows_in_smem, dkv_rows_in_smem; versions 6, 7)
+template <int D, bool PROBE, bool DQ_SMEM, bool DKV_SMEM>
 static void attention_backward_launch(const AttentionBackwardParams& p, cudaStream_t stream) {
     const AttentionForwardParams& f = p.fwd;
     const AttentionShape& s = f.shape;
     const AttentionSaved& in = f.saved;
     dim3 grid(ceil_div(s.seq_len, 64), s.batch * s.heads);
-    constexpr int smem_dq = dq_smem_bytes<D, PROBE>(), smem_dkv = dkv_smem_bytes<D>(), BK = dq_keys_per_tile(D, PROBE);
+    constexpr int smem_dq = dq_smem_bytes<D, PROBE, DQ_SMEM>(), smem_dkv = dkv_smem_bytes<D, DKV_SMEM>();
+    constexpr int BK = dq_keys_per_tile(D, PROBE);
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
     if (!attr_set) {
-        cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel<D, PROBE>,
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel<D, PROBE, DQ_SMEM>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem_dq));
-        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_kernel<D, PROBE>,
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_kernel<D, PROBE, DKV_SMEM>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem_dkv));
         attr_set = true;
     }
@@ -1094,22 +1163,28 @@ static void attention_backward_launch(const AttentionBackwardParams& p, cudaStre
     CUtensorMap tm_k = make_tile_map(f.k, s, f.stride, BK), tm_v = make_tile_map(f.v, s, f.stride, BK);
     CUtensorMap tm_dq = make_tile_map(p.dq, s, f.stride, 16);
     CUtensorMap tm_dr = PROBE ? make_tile_map(p.dr, s, f.stride, 16) : tm_dq;   // not written without the probe
-    attention_backward_dq_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dq, stream>>>(
+    attention_backward_dq_kernel<D, PROBE, DQ_SMEM><<<grid, ATTN_THREADS, smem_dq, stream>>>(
         tm_dq, tm_dr, p.Tg, p.gvbar, p.dO, f.q, f.r, tm_k, tm_v, in.o, in.vbar, in.lse, in.tbar, s.batch, s.seq_len,
         s.heads, f.stride);
     cudaCheckLaunch();
     CUtensorMap tm_g = make_tile_map(p.dO, s, C, 32), tm_q = make_tile_map(f.q, s, f.stride, 32);
     CUtensorMap tm_r = PROBE ? make_tile_map(f.r, s, f.stride, 32) : tm_q;   // not read without the probe
     CUtensorMap tm_dk = make_tile_map(p.dk, s, f.stride, 16), tm_dv = make_tile_map(p.dv, s, f.stride, 16);
-    attention_backward_dkv_kernel<D, PROBE><<<grid, ATTN_THREADS, smem_dkv, stream>>>(
+    attention_backward_dkv_kernel<D, PROBE, DKV_SMEM><<<grid, ATTN_THREADS, smem_dkv, stream>>>(
         tm_dk, tm_dv, tm_g, tm_q, tm_r, f.k, f.v, in.lse, in.tbar, p.Tg, p.gvbar, s.batch, s.seq_len, s.heads,
         f.stride);
     cudaCheckLaunch();
 }
 
+// version 3's choice of where the passes keep their rows, per head dim and probe
+template <int D, bool PROBE>
+static void attention_backward_v3(const AttentionBackwardParams& p, cudaStream_t stream) {
+    attention_backward_launch<D, PROBE, dq_rows_in_smem(D, PROBE), dkv_rows_in_smem(D, PROBE)>(p, stream);
+}
+
 // the trainer's backward (version 3)
 static void attention_backward(const AttentionBackwardParams& p, cudaStream_t stream) {
     attention_dispatch(p.fwd.shape, "attention_backward", [&](auto inst) {
-        attention_backward_launch<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
+        attention_backward_v3<decltype(inst)::head_dim, decltype(inst)::probe>(p, stream);
     });
 }

@@ -16,6 +16,7 @@
 #include "attention_mma_v2.cuh"         // version 2: attention_forward_mma_v2, attention_backward_mma_v2
 #include "attention_rowwise.cuh"        // version 1: attention_forward_rowwise, attention_backward_rowwise
 #include "../../trainer/attention_sm80.cuh"   // version 5, the 8.x path: attention_forward_sm80, _backward_sm80
+#include "attention_rows_smem.cuh"      // versions 6 and 7: attention_backward_rows_smem_dq, _both
 
 // Bounds on the relative error ||got - ref|| / ||ref||. bf16 outputs carry a rounding error of about
 // 2^-9/sqrt(3) = 1.1e-3 relative (rms) on their own, and the inputs' bf16 rounding is already in the
@@ -57,8 +58,9 @@ struct AttentionOutputs { std::vector<double> o, vbar, L, tbar, dq, dk, dv, dr; 
 
 // The versions of the kernel study: the trainer's (parallax_kernels.cuh, version 3), the forward and backward
 // on wgmma (attention_wgmma_v4.cuh, version 4: D = 64; other head dims run version 3) and the earlier ones in
-// dev/cuda/, and the 8.x path (trainer/attention_sm80.cuh, version 5); test_parallax starts each check's name
-// with the prefix.
+// dev/cuda/, the 8.x path (trainer/attention_sm80.cuh, version 5), and version 3 with the backward's own rows in
+// shared memory (attention_rows_smem.cuh, versions 6 and 7); test_parallax starts each check's name with the
+// prefix.
 struct AttentionVersion {
     int number;
     const char* prefix;
@@ -71,6 +73,8 @@ static const AttentionVersion ATTENTION_VERSIONS[] = {
     {2, "v2 ", attention_forward_mma_v2, attention_backward_mma_v2},
     {1, "v1 ", attention_forward_rowwise, attention_backward_rowwise},
     {5, "sm80 ", attention_forward_sm80, attention_backward_sm80},
+    {6, "v6 ", attention_forward, attention_backward_rows_smem_dq},
+    {7, "v7 ", attention_forward, attention_backward_rows_smem_both},
 };
 
 // ---------------------------------------------------------------------------------------------------------

@@ -23,6 +23,9 @@
 //        ./dev/cuda/attention_study 4                 0.264 / 0.889 ms; softmax 0.232 / 0.729
 //   5  trainer/attention_sm80.cuh      the 8.x path (A100, L4, RTX 30xx / 40xx): version 3 with cp.async tiles
 //        ./dev/cuda/attention_study 5                 (timed on an H100: dev/cuda/NOTES.md)
+//   6  attention_rows_smem.cuh         version 3, the dq pass's Q, R, dO in shared memory, not registers
+//   7  attention_rows_smem.cuh         version 6, and the dk/dv pass's K, V likewise (for D = 128: no spills)
+//        ./dev/cuda/attention_study 7 8 2048 8 128    (dev/cuda/NOTES.md, session 16)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -53,7 +56,7 @@ int main(int argc, char** argv) {
     const int B = shape[0], T = shape[1], H = shape[2], D = shape[3];
     const AttentionVersion* ver = NULL;
     for (const AttentionVersion& v : ATTENTION_VERSIONS) if (v.number == version) ver = &v;
-    if (!ver) { fprintf(stderr, "attention_study: VERSION must be 1 to 5, got %d\n", version); return 2; }
+    if (!ver) { fprintf(stderr, "attention_study: VERSION must be 1 to 7, got %d\n", version); return 2; }
     if (D != 64 && D != 128) { fprintf(stderr, "attention_study: D must be 64 or 128, got %d\n", D); return 2; }
     if (n_shape != 0 && n_shape != 4) { fprintf(stderr, "attention_study: give all of B T H D or none\n"); return 2; }
     if (cuda_device_count() == 0) { printf("attention_study: skipped: no GPU\n"); return 0; }

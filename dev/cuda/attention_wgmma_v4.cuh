@@ -459,6 +459,6 @@ static void attention_backward_wgmma(const AttentionBackwardParams& p, cudaStrea
         constexpr int D = decltype(inst)::head_dim;
         constexpr bool PROBE = decltype(inst)::probe;
         if constexpr (D == 64) attention_backward_wgmma_launch<PROBE>(p, stream);
-        else attention_backward_launch<D, PROBE>(p, stream);
+        else attention_backward_v3<D, PROBE>(p, stream);
     });
 }
