@@ -83,10 +83,11 @@ constexpr int FWD_STAGES = 3, DQ_STAGES = 3, DKV_STAGES = 3;
 // Where each backward pass keeps the A fragments of its warp's own 16 rows (dq pass: Q, R, dO; dk/dv pass:
 // K, V): in registers for the whole pass (false), or in a shared-memory tile per warp, read by ldmatrix on
 // every tile (true), which frees D / 4 registers per tensor for the accumulators. At D = 128 Parallax the
-// registers cannot hold them all and spill (dev/cuda/NOTES.md, session 15); versions 6 and 7 of the study
-// take shared memory everywhere.
-__host__ __device__ constexpr bool dq_rows_in_smem(int D, bool probe) { return false; }
-__host__ __device__ constexpr bool dkv_rows_in_smem(int D, bool probe) { return false; }
+// registers cannot hold them all and spill (dev/cuda/NOTES.md, session 15): there shared memory measured 14%
+// faster forward + backward; everywhere else registers were faster (versions 6 and 7 of the study take shared
+// memory everywhere; NOTES.md, session 16).
+__host__ __device__ constexpr bool dq_rows_in_smem(int D, bool probe) { return D == 128 && probe; }
+__host__ __device__ constexpr bool dkv_rows_in_smem(int D, bool probe) { return D == 128 && probe; }
 // Sequence-heads whose blocks start together, longest first (block_rank): 64 keep the K and V (or Q, R, dO)
 // of the blocks in flight in the L2 cache; all of them at once would not fit there at long sequences.
 constexpr int ATTN_BH_GROUP = 64;
