@@ -6,6 +6,9 @@
 #          then make ref and test_parallax (every version's checks). Carried: out/bins16.tar.xz (test_parallax,
 #          dev/cuda/attention_study, dev/bench_parallax of this commit, SM=90a) and out/bins13.tar.xz (session
 #          13's binaries: its attention_study is version 3 before this session's change, the baseline).
+#   PART=2 bash dev/results/2026-12-07_session16/run.sh OUT   make test on the GPU after version 3 takes shared
+#          memory at D = 128 Parallax (every binary of `make all`, SM=90a, carried as out/bins16b.tar.xz), then
+#          version 3 against the old one at D = 128 in the study.
 . "$(dirname "$0")/../run_lib.sh"
 stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
 
@@ -48,8 +51,28 @@ case "${PART:-1}" in
     logged "$out/test_parallax.log" "" timeout 240 ./test_parallax
     stamp end
     ;;
+2)
+    if [ ! -f out/.bins16b ]; then xz -dc out/bins16b.tar.xz | tar xf - && touch out/.bins16b; fi
+    if [ ! -x out/attention_study_13 ]; then
+        xz -dc out/bins13.tar.xz | tar xOf - dev/cuda/attention_study >out/attention_study_13
+        chmod +x out/attention_study_13
+    fi
+    make -t all >/dev/null
+    nvidia-smi -L >"$out/gpu.txt" 2>&1
+    stamp start make test
+    logged "$out/test.log" "make test" timeout 470 make test
+    stamp start study
+    : >"$out/study.log"
+    for flag in "" "--softmax"; do
+        echo "=== shape 8 2048 8 128 $flag: version 3 before this session (session 13's binary)" >>"$out/study.log"
+        timeout 40 ./out/attention_study_13 3 8 2048 8 128 $flag >>"$out/study.log" 2>&1 || echo "rc $?" >>"$out/study.log"
+        echo "=== shape 8 2048 8 128 $flag: version 3" >>"$out/study.log"
+        timeout 40 ./dev/cuda/attention_study 3 8 2048 8 128 $flag >>"$out/study.log" 2>&1 || echo "rc $?" >>"$out/study.log"
+    done
+    stamp end
+    ;;
 *)
-    echo "run.sh: PART must be 1" >&2
+    echo "run.sh: PART must be 1 or 2" >&2
     exit 2
     ;;
 esac
