@@ -60,7 +60,7 @@ case "${PART:-1}" in
     make -t all >/dev/null
     nvidia-smi -L >"$out/gpu.txt" 2>&1
     stamp start make test
-    logged "$out/test.log" "make test" timeout 470 make test
+    logged "$out/test.log" "make test" timeout 520 make test
     stamp start study
     : >"$out/study.log"
     for flag in "" "--softmax"; do
