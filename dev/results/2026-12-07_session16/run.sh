@@ -9,6 +9,8 @@
 #   PART=2 bash dev/results/2026-12-07_session16/run.sh OUT   make test on the GPU after version 3 takes shared
 #          memory at D = 128 Parallax (every binary of `make all`, SM=90a, carried as out/bins16b.tar.xz), then
 #          version 3 against the old one at D = 128 in the study.
+#   PART=3 bash dev/results/2026-12-07_session16/run.sh OUT   for a short call, PART=2 without make test: make ref,
+#          test_parallax on the Hopper and the forced 8.x path, then the study at D = 128
 . "$(dirname "$0")/../run_lib.sh"
 stamp() { echo "$(date +%T) $*" >>"$out/times.txt"; }
 
@@ -51,7 +53,7 @@ case "${PART:-1}" in
     logged "$out/test_parallax.log" "" timeout 240 ./test_parallax
     stamp end
     ;;
-2)
+2|3)
     if [ ! -f out/.bins16b ]; then xz -dc out/bins16b.tar.xz | tar xf - && touch out/.bins16b; fi
     if [ ! -x out/attention_study_13 ]; then
         xz -dc out/bins13.tar.xz | tar xOf - dev/cuda/attention_study >out/attention_study_13
@@ -59,8 +61,16 @@ case "${PART:-1}" in
     fi
     make -t all >/dev/null
     nvidia-smi -L >"$out/gpu.txt" 2>&1
-    stamp start make test
-    logged "$out/test.log" "make test" timeout 520 make test
+    if [ "$PART" = 2 ]; then
+        stamp start make test
+        logged "$out/test.log" "make test" timeout 520 make test
+    else
+        stamp start ref
+        logged "$out/ref.log" "" timeout 150 make ref
+        stamp start test_parallax
+        logged "$out/test_parallax.log" "" timeout 150 ./test_parallax
+        logged "$out/test_parallax_sm80.log" "" timeout 150 env PARALLAX_ATTENTION=sm80 ./test_parallax
+    fi
     stamp start study
     : >"$out/study.log"
     for flag in "" "--softmax"; do
@@ -72,7 +82,7 @@ case "${PART:-1}" in
     stamp end
     ;;
 *)
-    echo "run.sh: PART must be 1 or 2" >&2
+    echo "run.sh: PART must be 1, 2 or 3" >&2
     exit 2
     ;;
 esac
