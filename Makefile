@@ -35,7 +35,7 @@ train_parallax: $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
 STUDY_SOURCES = dev/cuda/attention_rowwise.cuh dev/cuda/attention_mma_v2.cuh dev/cuda/attention_wgmma_v4.cuh \
-                dev/cuda/attention_rows_smem.cuh dev/cuda/attention_check.h
+                dev/cuda/attention_rows_smem.cuh dev/cuda/attention_onepass.cuh dev/cuda/attention_check.h
 
 test_parallax: test_parallax.cu $(STUDY_SOURCES) $(CUDA_SOURCES)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)

@@ -34,6 +34,8 @@
 //   4. the plumbing: StageRing (tile rings on mbarriers, filled by TMA), tile_offset (the swizzle),
 //      ldsm_b_pair / ldsm_bt_pair (ldmatrix), store_rows_tma, block_rank (the order blocks start in)
 //   5. the launchers at the end: params to TMA descriptors (make_tile_map) and kernel arguments
+//   6. (study only, version 8) the one-pass backward: OnePassSums, onepass_stash_terms, onepass_share,
+//      onepass_add, the ONE_PASS steps of attention_backward_dkv_kernel
 //
 // Layout (every version; C = H D):
 //   q, k, v, r      bf16, element (b, t, h, d) at [(b*T + t)*stride + h*D + d]; stride: the token stride, n C
@@ -413,27 +415,33 @@ __device__ __forceinline__ void ldsm_a(uint32_t* a, const bf16* x, int k0) {
                  : "r"(smem_u32(x) + off));
 }
 
+// This warp's A fragments of 16 rows (16 x D bf16, from load_rows_frag) into a shared-memory tile of 16 rows
+// (tile_offset; 2 D bytes per row); the warp waits for its own stores.
+template <int D>
+__device__ __forceinline__ void stash_rows(bf16* tile, const uint32_t (*from)[4]) {
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int kk = 0; kk < D / 16; kk++)
+        for (int i = 0; i < 4; i++)   // a_i: row g + 8 (i & 1), columns 16 kk + 8 (i >> 1) + 2 t, +1
+            *(uint32_t*)((unsigned char*)tile + tile_offset(16, g + 8 * (i & 1), 2 * kk + (i >> 1)) + 4 * t) =
+                from[kk][i];
+    __syncwarp();
+}
+
 // One tensor's A fragments of this warp's 16 rows (16 x D bf16), for a pass's products that contract over
 // d: kept in registers (IN_SMEM false: D / 4 per thread for the whole pass), or written once into a
-// warp-private shared-memory tile of 16 rows (tile_offset; 2 D bytes per row) and read back by ldmatrix
-// whenever used (IN_SMEM true). get(kk, a): the fragment at k = 16 kk.
+// warp-private shared-memory tile of 16 rows (stash_rows) and read back by ldmatrix whenever used (IN_SMEM
+// true). get(kk, a): the fragment at k = 16 kk.
 template <int D, bool IN_SMEM>
 struct RowFrags {
     static constexpr int TILE = 16 * D;   // bf16 elements of the tile
     uint32_t a[IN_SMEM ? 1 : D / 16][4];
     bf16* tile;
-    // from fragments just loaded (load_rows_frag); IN_SMEM: tile is this warp's, and the warp waits for it
+    // from fragments just loaded (load_rows_frag); IN_SMEM: tile is this warp's
     __device__ RowFrags(const uint32_t (*from)[4], bf16* tile_) : tile(tile_) {
-        int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-        for (int kk = 0; kk < D / 16; kk++)
-            for (int i = 0; i < 4; i++) {
-                if constexpr (IN_SMEM)   // a_i: row g + 8 (i & 1), columns 16 kk + 8 (i >> 1) + 2 t, +1
-                    *(uint32_t*)((unsigned char*)tile + tile_offset(16, g + 8 * (i & 1), 2 * kk + (i >> 1)) + 4 * t) =
-                        from[kk][i];
-                else
-                    a[kk][i] = from[kk][i];
-            }
-        if constexpr (IN_SMEM) __syncwarp();
+        if constexpr (IN_SMEM) stash_rows<D>(tile, from);
+        else
+            for (int kk = 0; kk < D / 16; kk++)
+                for (int i = 0; i < 4; i++) a[kk][i] = from[kk][i];
     }
     __device__ void get(int kk, uint32_t* out) const {
         if constexpr (IN_SMEM) ldsm_a(out, tile, 16 * kk);
@@ -962,34 +970,181 @@ __device__ __forceinline__ void dkv_load_tile(StageRing<STAGES, 33>& ring, int i
     ring.loaded(i);
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The one-pass backward (version 8 of the study, dev/cuda/attention_onepass.cuh; not the trainer's yet). The
+// dk/dv pass also makes each query tile's share of dq and dr from the c dS and dT it already holds,
+//   dq_i += c sum_{j of this key block} dS_ij k_j    dr_i += sum_{j of this key block} dT_ij k_j,
+// so the dq pass, which recomputes S, T and A, goes: 8 tile products instead of 11 (softmax 5 instead of 7).
+// The key blocks' shares are summed in fp32 in a fixed order, key block 0 first, so that every run gives the
+// same bits: before adding its share of query tile qi, block kt waits until the tile's counter says that kt
+// blocks have added theirs. Blocks start in key-block order (block_rank) and the GPU starts blocks in linear
+// index order, so a block only waits for one that started before it: none waits for one that cannot start.
+
+// Where the shares go: per (sequence-head, query tile of 32) an fp32 tile of 32 x D for dq and one for dr, in
+// the order onepass_sum_index gives, and a counter of the key blocks that have added to it (zero before the
+// kernel). The finish step (attention_onepass.cuh) turns the sums into the bf16 dq and dr.
+struct OnePassSums {
+    float *dq, *dr;    // [batch*H][qtiles][32 D]; dr unused without the probe
+    unsigned* added;   // [batch*H][qtiles]
+    int qtiles;        // ceil(T / 32)
+};
+
+// The position of element (row, col) (row 0..31 of the query tile, col 0..D-1) in a tile of sums: the order in
+// which onepass_share's threads stage their D / 4 values each, contiguously (conflict-free float4 stores). The
+// thread of warp w, lane 4 g + t holds rows 16 (w % 2) + g (+8) and columns (w / 2) D / 2 + 8 nd + 2 t (+1).
+__host__ __device__ inline int onepass_sum_index(int D, int row, int col) {
+    int warp = row / 16 + 2 * (col / (D / 2)), g = row % 8, hi = (row % 16) / 8;
+    int cc = col % (D / 2), nd = cc / 8, t = (cc % 8) / 2;
+    return ((warp * 32 + 4 * g + t) * (D / 16) + nd) * 4 + 2 * hi + (col & 1);
+}
+
+// The one-pass shared memory of a dk/dv block: two buffers (tile `it` uses it % 2), each with the c dS and dT
+// tiles of the 32 queries x 64 keys (bf16, queries as rows: tile_offset of 32 rows) and the staged shares of dq
+// and dr (fp32, 32 D each, onepass_sum_index order).
+template <int D, bool PROBE>
+struct OnePassTiles {
+    static constexpr int N = PROBE ? 2 : 1;              // from c dS: dq; from dT: dr
+    static constexpr int DS = 32 * 64, SHARE = 32 * D;   // elements of one terms tile, of one share
+    static constexpr int BYTES = 2 * N * (DS * (int)sizeof(bf16) + SHARE * (int)sizeof(float));
+    unsigned char* base;
+    __device__ bf16* terms(int it, int n) const { return (bf16*)base + ((it % 2) * N + n) * DS; }
+    __device__ float* share(int it, int n) const {
+        return (float*)(base + 2 * N * DS * sizeof(bf16)) + ((it % 2) * N + n) * SHARE;
+    }
+};
+
+// After dkv_tile_terms: this warp's 16 keys of the tile's c dS^T (in S) and dT^T (in Tt), C fragments with
+// keys as rows, into the terms tiles with queries as rows (the transpose that dq = dS K needs; bf16, one
+// element per store, 16 banks per store).
+template <int NT, bool PROBE>
+__device__ __forceinline__ void onepass_stash_terms(bf16* ds, bf16* dt, const float (*S)[4], const float (*Tt)[4]) {
+    int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4, warp = threadIdx.x / 32;
+    for (int nt = 0; nt < NT; nt++)
+        for (int i = 0; i < 4; i++) {
+            int query = nt * 8 + 2 * t + (i & 1), key = warp * 16 + g + 8 * (i >> 1);
+            int off = tile_offset(32, query, key / 8) + (key % 8) * (int)sizeof(bf16);
+            *(bf16*)((unsigned char*)ds + off) = __float2bfloat16(S[nt][i]);
+            if (PROBE) *(bf16*)((unsigned char*)dt + off) = __float2bfloat16(Tt[nt][i]);
+        }
+}
+
+// Once per query tile, by the whole block after every warp's onepass_stash_terms: the block's share of dq =
+// (c dS) K and dr = dT K for the tile's 32 queries, staged in shared memory for onepass_add. Warp w makes rows
+// 16 (w % 2)..+15 and columns (w / 2) D / 2..+D/2-1. K comes from the warps' row tiles: warp kk's 16 keys at
+// krows + kk kstride (16 rows, tile_offset). Only the first `chunks` warps' keys can be seen by a query of the
+// tile; the others stashed nothing this tile.
+template <int D, bool PROBE>
+__device__ __forceinline__ void onepass_share(const OnePassTiles<D, PROBE>& op, int it, const bf16* krows,
+                                              int kstride, int chunks) {
+    constexpr int NDH = D / 16;   // n-tiles of 8 columns per warp
+    int warp = threadIdx.x / 32, m0 = (warp % 2) * 16, n0 = (warp / 2) * (D / 2);
+    float dq[NDH][4] = {}, dr[NDH][4] = {};
+    for (int kk = 0; kk < chunks; kk++) {
+        uint32_t as[4], at[4];
+        ldsm_a(as, op.terms(it, 0) + m0 * 64, 16 * kk);
+        if (PROBE) ldsm_a(at, op.terms(it, 1) + m0 * 64, 16 * kk);
+        for (int nd = 0; nd < NDH; nd += 2) {
+            uint32_t b0[2], b1[2];
+            ldsm_bt_pair(b0, b1, krows + kk * kstride, 16, 0, n0 + nd * 8);
+            mma_bf16(dq[nd], as, b0);
+            mma_bf16(dq[nd + 1], as, b1);
+            if (PROBE) {
+                mma_bf16(dr[nd], at, b0);
+                mma_bf16(dr[nd + 1], at, b1);
+            }
+        }
+    }
+    float4* sq = (float4*)op.share(it, 0) + threadIdx.x * NDH;
+    for (int nd = 0; nd < NDH; nd++) sq[nd] = make_float4(dq[nd][0], dq[nd][1], dq[nd][2], dq[nd][3]);
+    if (PROBE) {
+        float4* sr = (float4*)op.share(it, 1) + threadIdx.x * NDH;
+        for (int nd = 0; nd < NDH; nd++) sr[nd] = make_float4(dr[nd][0], dr[nd][1], dr[nd][2], dr[nd][3]);
+    }
+    fence_proxy_async();   // the staged shares, before the bulk copies read them
+}
+
+__device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void st_release_gpu(unsigned* p, unsigned v) {
+    asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+
+// Spins until *counter == value, then orders what the blocks before announced ahead of this thread's bulk adds.
+// A wait of 2^35 clocks (about 20 s) means a bug (a block waiting for one that never runs): trap, never hang.
+__device__ __forceinline__ void wait_counter(const unsigned* counter, unsigned value) {
+    long long t0 = clock64();
+    while (ld_acquire_gpu(counter) != value)
+        if (clock64() - t0 > (1LL << 35)) {
+            printf("attention one-pass backward: block (%d, %d) waited 2^35 clocks for a counter at %u (wants %u)\n",
+                   blockIdx.x, blockIdx.y, ld_acquire_gpu(counter), value);
+            __trap();
+        }
+    HOPPER_ONLY(asm volatile("fence.proxy.async.global;\n" ::: "memory"));
+}
+
+// Thread 0: this block's adds to tile `tile` (of OnePassSums) have landed; key block kt + 1 may add its own.
+__device__ __forceinline__ void onepass_announce(const OnePassSums& sums, size_t tile, int kt) {
+    bulk_wait_all();
+    st_release_gpu(sums.added + tile, kt + 1);
+}
+
+// Thread 0, once per query tile after the block's shares are staged: announces the previous tile (its adds were
+// issued a tile ago), waits until key blocks 0..kt-1 have added to query tile qi, and adds this block's shares
+// (key block 0 stores them: it is the first).
+template <int D, bool PROBE>
+__device__ __forceinline__ void onepass_add(const OnePassTiles<D, PROBE>& op, const OnePassSums& sums, int it,
+                                            int bh, int qi, int kt) {
+    size_t tile = (size_t)bh * sums.qtiles + qi;
+    if (it > 0) onepass_announce(sums, tile - 1, kt);
+    wait_counter(sums.added + tile, kt);
+    constexpr int BYTES = OnePassTiles<D, PROBE>::SHARE * (int)sizeof(float);
+    for (int n = 0; n < OnePassTiles<D, PROBE>::N; n++) {
+        float* dst = (n == 0 ? sums.dq : sums.dr) + tile * OnePassTiles<D, PROBE>::SHARE;
+        if (kt == 0) bulk_store(dst, op.share(it, n), BYTES);
+        else bulk_add_f32(dst, op.share(it, n), BYTES);
+    }
+}
+
+// The dk/dv pass's dynamic shared memory: TILE_ALIGN of slack, the ring's DkvTile buffers, the warps' row tiles
+// (ROWS_SMEM: K and V of each warp; ONE_PASS without ROWS_SMEM: K only, for dq = dS K), the one-pass tiles, and
+// the ring's mbarriers.
+template <int D, bool PROBE, bool ROWS_SMEM, bool ONE_PASS>
+struct DkvLayout {
+    static constexpr int BUF = DkvTile<D, 32>::BYTES;
+    static constexpr int ROW_TENSORS = ROWS_SMEM ? 2 : ONE_PASS ? 1 : 0;   // row tiles per warp
+    static constexpr int ROWS = DKV_STAGES * BUF;                          // offsets from the aligned start
+    static constexpr int ONEPASS = ROWS + ATTN_WARPS * ROW_TENSORS * 16 * D * (int)sizeof(bf16);
+    static constexpr int BARS = ONEPASS + (ONE_PASS ? OnePassTiles<D, PROBE>::BYTES : 0);
+    static constexpr int BYTES = TILE_ALIGN + BARS + DKV_STAGES * STAGE_RING_BYTES;
+};
+
 // backward, pass 2: dk_j = c sum_i dS_ij q_i + sum_i dT_ij r_i and dv_j = sum_i w_ij g_i. grid
 // (ceil(T / 64), batch*H), 128 threads; each warp owns 16 keys (their K, V fragments in registers, or with
 // ROWS_SMEM (dkv_rows_in_smem) in shared-memory tiles after the ring's buffers) and streams over query tiles
 // of 32 from the first that can see them, computing the transposed products S^T = K Q^T, T^T = K R^T,
 // A^T = V dO^T (plain ldmatrix from Q, R, dO tiles) and dK += dS^T Q + dT^T R, dV += w^T dO (.trans). The
-// query tiles arrive through a StageRing of DKV_STAGES DkvTile buffers.
-// the dk/dv pass's dynamic shared memory (the DkvTiles, the warps' row tiles, the ring's mbarriers)
-template <int D, bool ROWS_SMEM>
-constexpr int dkv_smem_bytes() {
-    return TILE_ALIGN + DKV_STAGES * (DkvTile<D, 32>::BYTES + STAGE_RING_BYTES) +
-           (ROWS_SMEM ? ATTN_WARPS * 2 * 16 * D * (int)sizeof(bf16) : 0);
-}
-
-template <int D, bool PROBE, bool ROWS_SMEM>
+// query tiles arrive through a StageRing of DKV_STAGES DkvTile buffers. ONE_PASS (version 8, above): each tile
+// also gives its share of dq and dr to `sums`, and no dq pass runs.
+template <int D, bool PROBE, bool ROWS_SMEM, bool ONE_PASS>
 __global__ void __launch_bounds__(ATTN_THREADS, D == 64 ? ATTN_MIN_BLOCKS[PROBE][2] : 1)
 attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const __grid_constant__ CUtensorMap tm_dv,
                               const __grid_constant__ CUtensorMap tm_g,
                               const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_r,
                               const bf16* k, const bf16* v, const float* lse, const float* tbar, const float* Tg,
-                              const float* gvbar, int batch, int T, int H, int stride) {
+                              const float* gvbar, int batch, int T, int H, int stride, OnePassSums sums) {
     constexpr int BKV = 64, BQ = 32, KD = D / 16, NT = BQ / 8, ND = D / 8, STAGES = DKV_STAGES;
     using Rows = RowFrags<D, ROWS_SMEM>;
-    extern __shared__ __align__(128) unsigned char smem_raw[];   // dkv_smem_bytes<D, ROWS_SMEM>()
+    using Layout = DkvLayout<D, PROBE, ROWS_SMEM, ONE_PASS>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];   // Layout::BYTES
     unsigned char* smem = align_tiles(smem_raw);
-    constexpr int BUF = DkvTile<D, BQ>::BYTES;
-    bf16* row_tiles = (bf16*)(smem + STAGES * BUF) + (threadIdx.x / 32) * 2 * Rows::TILE;   // this warp's K, V
-    StageRing<STAGES, 33> ring(
-        (uint64_t*)(smem + STAGES * BUF + (ROWS_SMEM ? ATTN_WARPS * 2 * Rows::TILE * (int)sizeof(bf16) : 0)));
+    constexpr int BUF = Layout::BUF, KSTRIDE = Layout::ROW_TENSORS * Rows::TILE;
+    const bf16* krows = (const bf16*)(smem + Layout::ROWS);   // ONE_PASS: warp kk's K at krows + kk KSTRIDE
+    bf16* row_tiles = (bf16*)(smem + Layout::ROWS) + (threadIdx.x / 32) * KSTRIDE;   // this warp's K (, V)
+    const OnePassTiles<D, PROBE> op{smem + Layout::ONEPASS};
+    StageRing<STAGES, 33> ring((uint64_t*)(smem + Layout::BARS));
     int kt, bh;
     block_rank(kt, bh);   // rank 0: the first key tile, the longest
     int b = bh / H, h = bh % H;
@@ -1009,6 +1164,7 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
                                     b, h, bh, qstart + i * BQ, T);
 
     const Rows fk(ka, row_tiles), fv(va, row_tiles + Rows::TILE);
+    if (ONE_PASS && !ROWS_SMEM) stash_rows<D>(row_tiles, ka);   // K for dq = dS K, read by every warp
     float dK[ND][4] = {}, dV[ND][4] = {};
 
     for (int it = 0; it < ntiles; it++) {
@@ -1040,6 +1196,7 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
                 }
             }
             dkv_tile_terms<NT, PROBE>(S, Tt, A, tl.st, q0, kr0, T, c, sc);   // S: c dS^T, Tt: dT^T, A: w^T
+            if (ONE_PASS) onepass_stash_terms<NT, PROBE>(op.terms(it, 0), op.terms(it, 1), S, Tt);
             for (int kk = 0; kk < BQ / 16; kk++) {
                 uint32_t as[4], at[4], aw[4];
                 frag_a_from_c(as, S[2 * kk], S[2 * kk + 1]);
@@ -1069,7 +1226,15 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
             dkv_load_tile<D, PROBE>(ring, next, DkvTile<D, BQ>(smem + (next % STAGES) * BUF), &tm_q, &tm_r, &tm_g,
                                     lse, tbar, Tg, gvbar, b, h, bh, qstart + next * BQ, T);
         }
+        if (ONE_PASS) {   // this tile's share of dq and dr, added after key blocks 0..kt-1 added theirs
+            __syncthreads();   // every warp's terms are stashed
+            onepass_share<D, PROBE>(op, it, krows, KSTRIDE, min(ATTN_WARPS, (q0 + BQ - 1 - kt * BKV) / 16 + 1));
+            __syncthreads();   // the shares are staged
+            if (threadIdx.x == 0) onepass_add<D, PROBE>(op, sums, it, bh, q0 / BQ, kt);
+        }
     }
+    if (ONE_PASS && threadIdx.x == 0)   // the last tile's adds (and every bulk copy's reads of shared memory)
+        onepass_announce(sums, (size_t)bh * sums.qtiles + (qstart + (ntiles - 1) * BQ) / BQ, kt);
     static_assert(ATTN_WARPS * 2 * 16 * D * (int)sizeof(bf16) <= STAGES * BUF, "the ring holds the results");
     __syncthreads();   // every warp is done with the ring
     store_rows_tma<D, true>((bf16*)smem, &tm_dk, dK, &tm_dv, dV, b, h, kr0);
@@ -1143,6 +1308,32 @@ static void attention_forward(const AttentionForwardParams& p, cudaStream_t stre
     });
 }
 
+// The dk/dv pass (ROWS_SMEM: dkv_rows_in_smem; ONE_PASS: version 8, which also adds the shares of dq and dr
+// into `sums`; unused otherwise).
+template <int D, bool PROBE, bool ROWS_SMEM, bool ONE_PASS>
+static void attention_backward_dkv_launch(const AttentionBackwardParams& p, const OnePassSums& sums,
+                                          cudaStream_t stream) {
+    const AttentionForwardParams& f = p.fwd;
+    const AttentionShape& s = f.shape;
+    const AttentionSaved& in = f.saved;
+    dim3 grid(ceil_div(s.seq_len, 64), s.batch * s.heads);
+    constexpr int smem = DkvLayout<D, PROBE, ROWS_SMEM, ONE_PASS>::BYTES;
+    static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
+    if (!attr_set) {
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_kernel<D, PROBE, ROWS_SMEM, ONE_PASS>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        attr_set = true;
+    }
+    const int C = s.heads * D;
+    CUtensorMap tm_g = make_tile_map(p.dO, s, C, 32), tm_q = make_tile_map(f.q, s, f.stride, 32);
+    CUtensorMap tm_r = PROBE ? make_tile_map(f.r, s, f.stride, 32) : tm_q;   // not read without the probe
+    CUtensorMap tm_dk = make_tile_map(p.dk, s, f.stride, 16), tm_dv = make_tile_map(p.dv, s, f.stride, 16);
+    attention_backward_dkv_kernel<D, PROBE, ROWS_SMEM, ONE_PASS><<<grid, ATTN_THREADS, smem, stream>>>(
+        tm_dk, tm_dv, tm_g, tm_q, tm_r, f.k, f.v, in.lse, in.tbar, p.Tg, p.gvbar, s.batch, s.seq_len, s.heads,
+        f.stride, sums);
+    cudaCheckLaunch();
+}
+
 // DQ_SMEM, DKV_SMEM: where each pass keeps its own rows (dq_rows_in_smem, dkv_rows_in_smem; versions 6, 7)
 template <int D, bool PROBE, bool DQ_SMEM, bool DKV_SMEM>
 static void attention_backward_launch(const AttentionBackwardParams& p, cudaStream_t stream) {
@@ -1150,17 +1341,14 @@ static void attention_backward_launch(const AttentionBackwardParams& p, cudaStre
     const AttentionShape& s = f.shape;
     const AttentionSaved& in = f.saved;
     dim3 grid(ceil_div(s.seq_len, 64), s.batch * s.heads);
-    constexpr int smem_dq = dq_smem_bytes<D, PROBE, DQ_SMEM>(), smem_dkv = dkv_smem_bytes<D, DKV_SMEM>();
+    constexpr int smem_dq = dq_smem_bytes<D, PROBE, DQ_SMEM>();
     constexpr int BK = dq_keys_per_tile(D, PROBE);
     static bool attr_set = false;  // once per instantiation: allow more than 48 KB of dynamic shared memory
     if (!attr_set) {
         cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel<D, PROBE, DQ_SMEM>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem_dq));
-        cudaCheck(cudaFuncSetAttribute(attention_backward_dkv_kernel<D, PROBE, DKV_SMEM>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem_dkv));
         attr_set = true;
     }
-    const int C = s.heads * D;
     CUtensorMap tm_k = make_tile_map(f.k, s, f.stride, BK), tm_v = make_tile_map(f.v, s, f.stride, BK);
     CUtensorMap tm_dq = make_tile_map(p.dq, s, f.stride, 16);
     CUtensorMap tm_dr = PROBE ? make_tile_map(p.dr, s, f.stride, 16) : tm_dq;   // not written without the probe
@@ -1168,13 +1356,7 @@ static void attention_backward_launch(const AttentionBackwardParams& p, cudaStre
         tm_dq, tm_dr, p.Tg, p.gvbar, p.dO, f.q, f.r, tm_k, tm_v, in.o, in.vbar, in.lse, in.tbar, s.batch, s.seq_len,
         s.heads, f.stride);
     cudaCheckLaunch();
-    CUtensorMap tm_g = make_tile_map(p.dO, s, C, 32), tm_q = make_tile_map(f.q, s, f.stride, 32);
-    CUtensorMap tm_r = PROBE ? make_tile_map(f.r, s, f.stride, 32) : tm_q;   // not read without the probe
-    CUtensorMap tm_dk = make_tile_map(p.dk, s, f.stride, 16), tm_dv = make_tile_map(p.dv, s, f.stride, 16);
-    attention_backward_dkv_kernel<D, PROBE, DKV_SMEM><<<grid, ATTN_THREADS, smem_dkv, stream>>>(
-        tm_dk, tm_dv, tm_g, tm_q, tm_r, f.k, f.v, in.lse, in.tbar, p.Tg, p.gvbar, s.batch, s.seq_len, s.heads,
-        f.stride);
-    cudaCheckLaunch();
+    attention_backward_dkv_launch<D, PROBE, DKV_SMEM, false>(p, OnePassSums{}, stream);
 }
 
 // version 3's choice of where the passes keep their rows, per head dim and probe

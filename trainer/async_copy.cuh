@@ -1,4 +1,5 @@
-// defines: smem_u32, cp_async16, cp_async4, cp_async_commit, cp_async_wait, tma_load_3d, tma_store_3d, tma_store_wait
+// defines: smem_u32, cp_async16, cp_async4, cp_async_commit, cp_async_wait, tma_load_3d, tma_store_3d, tma_store_wait,
+//          bulk_store, bulk_add_f32, bulk_wait_all
 // PTX wrappers for asynchronous copies between global and shared memory that do not pass through registers, so a
 // thread can have many in flight and keep working (or wait) while they land: cp.async (16 or 4 bytes per
 // thread, used by the cross-entropy's row stash and the attention kernels) and the tensor memory
@@ -56,4 +57,23 @@ __device__ __forceinline__ void tma_store_3d(const CUtensorMap* map, const void*
 // until this thread's TMA stores so far have read their shared memory (it may then be reused or freed)
 __device__ __forceinline__ void tma_store_wait() {
     HOPPER_ONLY(asm volatile("cp.async.bulk.commit_group;\ncp.async.bulk.wait_group.read 0;\n" ::: "memory"));
+}
+
+// Bulk copies of `bytes` (a multiple of 16; both addresses 16-byte aligned) from shared to global memory
+// (sm_90), tracked per thread in bulk groups like the TMA stores: bulk_store copies, bulk_add_f32 adds fp32
+// values element by element into what global memory holds (each element's add is atomic, rounded to nearest;
+// the order of two blocks' adds is the caller's to fix). Both commit their group.
+__device__ __forceinline__ void bulk_store(void* dst, const void* src, int bytes) {
+    HOPPER_ONLY(asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\ncp.async.bulk.commit_group;\n"
+                 ::"l"(dst), "r"(smem_u32(src)), "r"(bytes) : "memory"));
+}
+__device__ __forceinline__ void bulk_add_f32(float* dst, const float* src, int bytes) {
+    HOPPER_ONLY(asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                 "cp.async.bulk.commit_group;\n"
+                 ::"l"(dst), "r"(smem_u32(src)), "r"(bytes) : "memory"));
+}
+// until every bulk copy and TMA store of this thread has completed (written global memory), then orders those
+// writes of the async proxy before this thread's later ordinary memory operations (a flag that announces them)
+__device__ __forceinline__ void bulk_wait_all() {
+    HOPPER_ONLY(asm volatile("cp.async.bulk.wait_group 0;\nfence.proxy.async.global;\n" ::: "memory"));
 }

@@ -17,6 +17,7 @@
 #include "attention_rowwise.cuh"        // version 1: attention_forward_rowwise, attention_backward_rowwise
 #include "../../trainer/attention_sm80.cuh"   // version 5, the 8.x path: attention_forward_sm80, _backward_sm80
 #include "attention_rows_smem.cuh"      // versions 6 and 7: attention_backward_rows_smem_dq, _both
+#include "attention_onepass.cuh"        // version 8: attention_backward_onepass
 
 // Bounds on the relative error ||got - ref|| / ||ref||. bf16 outputs carry a rounding error of about
 // 2^-9/sqrt(3) = 1.1e-3 relative (rms) on their own, and the inputs' bf16 rounding is already in the
@@ -54,13 +55,17 @@ struct AttentionCase {
     std::vector<double> o, L, tbar, vbar, dq, dr, dk, dv;                 // expected
 };
 
-struct AttentionOutputs { std::vector<double> o, vbar, L, tbar, dq, dk, dv, dr; };  // one run's
+// one run's; bwd_repeats: a second backward on the same inputs gave the same bits (resumed runs need it)
+struct AttentionOutputs {
+    std::vector<double> o, vbar, L, tbar, dq, dk, dv, dr;
+    bool bwd_repeats;
+};
 
 // The versions of the kernel study: the trainer's (parallax_kernels.cuh, version 3), the forward and backward
 // on wgmma (attention_wgmma_v4.cuh, version 4: D = 64; other head dims run version 3) and the earlier ones in
-// dev/cuda/, the 8.x path (trainer/attention_sm80.cuh, version 5), and version 3 with the backward's own rows in
-// shared memory (attention_rows_smem.cuh, versions 6 and 7); test_parallax starts each check's name with the
-// prefix.
+// dev/cuda/, the 8.x path (trainer/attention_sm80.cuh, version 5), version 3 with the backward's own rows in
+// shared memory (attention_rows_smem.cuh, versions 6 and 7) and the one-pass backward (attention_onepass.cuh,
+// version 8); test_parallax starts each check's name with the prefix.
 struct AttentionVersion {
     int number;
     const char* prefix;
@@ -75,6 +80,7 @@ static const AttentionVersion ATTENTION_VERSIONS[] = {
     {5, "sm80 ", attention_forward_sm80, attention_backward_sm80},
     {6, "v6 ", attention_forward, attention_backward_rows_smem_dq},
     {7, "v7 ", attention_forward, attention_backward_rows_smem_both},
+    {8, "v8 ", attention_forward, attention_backward_onepass},
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -198,12 +204,17 @@ static AttentionOutputs attention_case_run(const AttentionCase& c, const Attenti
     ver.fwd(fwd, 0);
     ver.bwd(attention_backward_params(fwd, d_dO, d_dqkvr, d_Tg, d_Bv), 0);
     cudaCheck(cudaDeviceSynchronize());
+    std::vector<bf16> h_d(qkvr.size()), h_d2(qkvr.size());
+    cudaCheck(cudaMemcpy(h_d.data(), d_dqkvr, qkvr.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemset(d_dqkvr, 0xFF, qkvr.size() * sizeof(bf16)));   // the backward again, poisoned again
+    ver.bwd(attention_backward_params(fwd, d_dO, d_dqkvr, d_Tg, d_Bv), 0);
+    cudaCheck(cudaDeviceSynchronize());
+    cudaCheck(cudaMemcpy(h_d2.data(), d_dqkvr, qkvr.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
 
-    std::vector<bf16> h_o(nel), h_vbar(nel), h_d(qkvr.size());
+    std::vector<bf16> h_o(nel), h_vbar(nel);
     std::vector<float> h_L(nrow), h_tbar(nrow);
     cudaCheck(cudaMemcpy(h_o.data(), d_o, nel * sizeof(bf16), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(h_vbar.data(), d_vbar, nel * sizeof(bf16), cudaMemcpyDeviceToHost));
-    cudaCheck(cudaMemcpy(h_d.data(), d_dqkvr, qkvr.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(h_L.data(), d_L, nrow * sizeof(float), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(h_tbar.data(), d_tbar, nrow * sizeof(float), cudaMemcpyDeviceToHost));
 
@@ -222,6 +233,7 @@ static AttentionOutputs attention_case_run(const AttentionCase& c, const Attenti
     out.dk = gather(h_d, stride, packed_offset(shape, PACKED_K));
     out.dv = gather(h_d, stride, packed_offset(shape, PACKED_V));
     if (c.probe) out.dr = gather(h_d, stride, packed_offset(shape, PACKED_R));
+    out.bwd_repeats = memcmp(h_d.data(), h_d2.data(), h_d.size() * sizeof(bf16)) == 0;
 
     cudaCheck(cudaFree(d_qkvr)); cudaCheck(cudaFree(d_dqkvr)); cudaCheck(cudaFree(d_o));
     cudaCheck(cudaFree(d_vbar)); cudaCheck(cudaFree(d_dO)); cudaCheck(cudaFree(d_L));

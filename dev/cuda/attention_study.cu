@@ -4,7 +4,8 @@
 //   ./dev/cuda/attention_study [VERSION] [B T H D] [--softmax]       (default: 3, 16 1024 12 64, Parallax)
 // 1. Check: a fresh random case at (B = 2, H = 3, T = 333, the given D), so T is a multiple of no tile,
 //    against the float64 CPU reference of spec section 1 (dev/cuda/attention_check.h); outputs poisoned
-//    with NaN first; the relative error of every output, and its bound. Exit status 1 on a failed check.
+//    with NaN first; the relative error of every output, and its bound; a second backward must give the
+//    same bits. Exit status 1 on a failed check.
 // 2. Time: forward and forward + backward at (B, T, H, D), median of 20 runs after 3 warm-ups, L2 flushed,
 //    in model TFLOP/s of spec section 1.
 // The versions, with what each measured on one H200 (Parallax, forward / forward + backward; more in
@@ -26,6 +27,8 @@
 //   6  attention_rows_smem.cuh         version 3, the dq pass's Q, R, dO in shared memory, not registers
 //   7  attention_rows_smem.cuh         version 6, and the dk/dv pass's K, V likewise (for D = 128: no spills)
 //        ./dev/cuda/attention_study 7 8 2048 8 128    (dev/cuda/NOTES.md, session 16)
+//   8  attention_onepass.cuh           the backward in one pass: the dk/dv pass also sums dq, dr in a fixed order
+//        ./dev/cuda/attention_study 8 4 4096 12 64 --softmax    (dev/cuda/NOTES.md, session 17)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -56,7 +59,7 @@ int main(int argc, char** argv) {
     const int B = shape[0], T = shape[1], H = shape[2], D = shape[3];
     const AttentionVersion* ver = NULL;
     for (const AttentionVersion& v : ATTENTION_VERSIONS) if (v.number == version) ver = &v;
-    if (!ver) { fprintf(stderr, "attention_study: VERSION must be 1 to 7, got %d\n", version); return 2; }
+    if (!ver) { fprintf(stderr, "attention_study: VERSION must be 1 to 8, got %d\n", version); return 2; }
     if (D != 64 && D != 128) { fprintf(stderr, "attention_study: D must be 64 or 128, got %d\n", D); return 2; }
     if (n_shape != 0 && n_shape != 4) { fprintf(stderr, "attention_study: give all of B T H D or none\n"); return 2; }
     if (cuda_device_count() == 0) { printf("attention_study: skipped: no GPU\n"); return 0; }
@@ -76,7 +79,8 @@ int main(int argc, char** argv) {
         failed += !ok;
         printf("  %-5s rel err %.2e (max %.0e) %s\n", k.what, err, k.max_rel, ok ? "ok" : "MISMATCH");
     }
-    printf("\n");
+    failed += !out.bwd_repeats;
+    printf("  a second backward gives the same bits: %s\n\n", out.bwd_repeats ? "ok" : "MISMATCH");
     print_attention_header();
     timing_init();
     bench_attention(B, T, H, D, probe, *ver);
