@@ -256,12 +256,15 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, int parity) {
 // first, for ATTN_BH_GROUP sequence-heads at a time (so that the blocks in flight share their K and V, or Q,
 // R and dO, in the L2 cache): linear index -> (group of heads, rank, head within the group). A group of 1 is
 // plain (rank, head) order.
-__device__ __forceinline__ void block_rank(int& rank, int& bh) {
-    int id = blockIdx.y * gridDim.x + blockIdx.x, ntiles = gridDim.x;
+__device__ __forceinline__ void block_rank_of(int id, int& rank, int& bh) {
+    int ntiles = gridDim.x;
     int g0 = id / (ATTN_BH_GROUP * ntiles) * ATTN_BH_GROUP, size = min(ATTN_BH_GROUP, (int)gridDim.y - g0);
     int rem = id - g0 * ntiles;
     rank = rem / size;
     bh = g0 + rem % size;
+}
+__device__ __forceinline__ void block_rank(int& rank, int& bh) {
+    block_rank_of(blockIdx.y * gridDim.x + blockIdx.x, rank, bh);
 }
 
 // A ring of STAGES shared-memory buffers filled tile after tile by TMA copies, with two mbarriers per buffer
@@ -977,39 +980,42 @@ __device__ __forceinline__ void dkv_load_tile(StageRing<STAGES, 33>& ring, int i
 // so the dq pass, which recomputes S, T and A, goes: 8 tile products instead of 11 (softmax 5 instead of 7).
 // The key blocks' shares are summed in fp32 in a fixed order, key block 0 first, so that every run gives the
 // same bits: before adding its share of query tile qi, block kt waits until the tile's counter says that kt
-// blocks have added theirs. Blocks start in key-block order (block_rank) and the GPU starts blocks in linear
-// index order, so a block only waits for one that started before it: none waits for one that cannot start.
+// blocks have added theirs. A block takes its work in the order blocks start (a ticket, not blockIdx: CUDA does
+// not promise to start blocks in index order), key block 0 first (block_rank), so a block only waits for
+// blocks that started before it, and the earliest unfinished block never waits: no deadlock.
 
 // Where the shares go: per (sequence-head, query tile of 32) an fp32 tile of 32 x D for dq and one for dr, in
 // the order onepass_sum_index gives, and a counter of the key blocks that have added to it (zero before the
 // kernel). The finish step (attention_onepass.cuh) turns the sums into the bf16 dq and dr.
 struct OnePassSums {
     float *dq, *dr;    // [batch*H][qtiles][32 D]; dr unused without the probe
-    unsigned* added;   // [batch*H][qtiles]
+    unsigned* added;   // [batch*H][qtiles], then the ticket counter
     int qtiles;        // ceil(T / 32)
 };
 
 // The position of element (row, col) (row 0..31 of the query tile, col 0..D-1) in a tile of sums: the order in
-// which onepass_share's threads stage their D / 4 values each, contiguously (conflict-free float4 stores). The
-// thread of warp w, lane 4 g + t holds rows 16 (w % 2) + g (+8) and columns (w / 2) D / 2 + 8 nd + 2 t (+1).
+// which onepass_share's threads stage their values, one float4 per thread and n-tile nd, n-tile after n-tile
+// (the 128 threads' float4s of one n-tile are contiguous: conflict-free stores). The thread of warp w, lane
+// 4 g + t holds rows 16 (w % 2) + g (+8) and columns (w / 2) D / 2 + 8 nd + 2 t (+1).
 __host__ __device__ inline int onepass_sum_index(int D, int row, int col) {
     int warp = row / 16 + 2 * (col / (D / 2)), g = row % 8, hi = (row % 16) / 8;
     int cc = col % (D / 2), nd = cc / 8, t = (cc % 8) / 2;
-    return ((warp * 32 + 4 * g + t) * (D / 16) + nd) * 4 + 2 * hi + (col & 1);
+    return (nd * ATTN_THREADS + warp * 32 + 4 * g + t) * 4 + 2 * hi + (col & 1);
 }
 
-// The one-pass shared memory of a dk/dv block: two buffers (tile `it` uses it % 2), each with the c dS and dT
-// tiles of the 32 queries x 64 keys (bf16, queries as rows: tile_offset of 32 rows) and the staged shares of dq
-// and dr (fp32, 32 D each, onepass_sum_index order).
+// The one-pass shared memory of a dk/dv block: the c dS and dT tiles of the 32 queries x 64 keys (bf16,
+// queries as rows: tile_offset of 32 rows; written after the barrier that ends the last tile's reads), then two
+// buffers (tile `it` uses it % 2: a bulk copy may still read the last tile's) of the staged shares of dq and dr
+// (fp32, 32 D each, onepass_sum_index order).
 template <int D, bool PROBE>
 struct OnePassTiles {
     static constexpr int N = PROBE ? 2 : 1;              // from c dS: dq; from dT: dr
     static constexpr int DS = 32 * 64, SHARE = 32 * D;   // elements of one terms tile, of one share
-    static constexpr int BYTES = 2 * N * (DS * (int)sizeof(bf16) + SHARE * (int)sizeof(float));
+    static constexpr int BYTES = N * DS * (int)sizeof(bf16) + 2 * N * SHARE * (int)sizeof(float);
     unsigned char* base;
-    __device__ bf16* terms(int it, int n) const { return (bf16*)base + ((it % 2) * N + n) * DS; }
+    __device__ bf16* terms(int n) const { return (bf16*)base + n * DS; }
     __device__ float* share(int it, int n) const {
-        return (float*)(base + 2 * N * DS * sizeof(bf16)) + ((it % 2) * N + n) * SHARE;
+        return (float*)(base + N * DS * sizeof(bf16)) + ((it % 2) * N + n) * SHARE;
     }
 };
 
@@ -1041,8 +1047,8 @@ __device__ __forceinline__ void onepass_share(const OnePassTiles<D, PROBE>& op, 
     float dq[NDH][4] = {}, dr[NDH][4] = {};
     for (int kk = 0; kk < chunks; kk++) {
         uint32_t as[4], at[4];
-        ldsm_a(as, op.terms(it, 0) + m0 * 64, 16 * kk);
-        if (PROBE) ldsm_a(at, op.terms(it, 1) + m0 * 64, 16 * kk);
+        ldsm_a(as, op.terms(0) + m0 * 64, 16 * kk);
+        if (PROBE) ldsm_a(at, op.terms(1) + m0 * 64, 16 * kk);
         for (int nd = 0; nd < NDH; nd += 2) {
             uint32_t b0[2], b1[2];
             ldsm_bt_pair(b0, b1, krows + kk * kstride, 16, 0, n0 + nd * 8);
@@ -1054,11 +1060,12 @@ __device__ __forceinline__ void onepass_share(const OnePassTiles<D, PROBE>& op, 
             }
         }
     }
-    float4* sq = (float4*)op.share(it, 0) + threadIdx.x * NDH;
-    for (int nd = 0; nd < NDH; nd++) sq[nd] = make_float4(dq[nd][0], dq[nd][1], dq[nd][2], dq[nd][3]);
+    float4* sq = (float4*)op.share(it, 0) + threadIdx.x;   // onepass_sum_index's order
+    for (int nd = 0; nd < NDH; nd++) sq[nd * ATTN_THREADS] = make_float4(dq[nd][0], dq[nd][1], dq[nd][2], dq[nd][3]);
     if (PROBE) {
-        float4* sr = (float4*)op.share(it, 1) + threadIdx.x * NDH;
-        for (int nd = 0; nd < NDH; nd++) sr[nd] = make_float4(dr[nd][0], dr[nd][1], dr[nd][2], dr[nd][3]);
+        float4* sr = (float4*)op.share(it, 1) + threadIdx.x;
+        for (int nd = 0; nd < NDH; nd++)
+            sr[nd * ATTN_THREADS] = make_float4(dr[nd][0], dr[nd][1], dr[nd][2], dr[nd][3]);
     }
     fence_proxy_async();   // the staged shares, before the bulk copies read them
 }
@@ -1072,16 +1079,19 @@ __device__ __forceinline__ void st_release_gpu(unsigned* p, unsigned v) {
     asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
 }
 
-// Spins until *counter == value, then orders what the blocks before announced ahead of this thread's bulk adds.
-// A wait of 2^35 clocks (about 20 s) means a bug (a block waiting for one that never runs): trap, never hang.
-__device__ __forceinline__ void wait_counter(const unsigned* counter, unsigned value) {
+// Spins until *counter == value (polling every ~100 ns after the first miss, to leave the L2 to others), then
+// orders what the blocks before announced ahead of this thread's bulk adds. A wait of 2^35 clocks (about 20 s)
+// means a bug: trap, naming the query tile qi of sequence-head bh, never hang.
+__device__ __forceinline__ void wait_counter(const unsigned* counter, unsigned value, int bh, int qi) {
     long long t0 = clock64();
-    while (ld_acquire_gpu(counter) != value)
+    while (ld_acquire_gpu(counter) != value) {
+        __nanosleep(100);
         if (clock64() - t0 > (1LL << 35)) {
-            printf("attention one-pass backward: block (%d, %d) waited 2^35 clocks for a counter at %u (wants %u)\n",
-                   blockIdx.x, blockIdx.y, ld_acquire_gpu(counter), value);
+            printf("attention one-pass backward: key block %u of sequence-head %d waited 2^35 clocks for query tile "
+                   "%d (its counter is at %u)\n", value, bh, qi, ld_acquire_gpu(counter));
             __trap();
         }
+    }
     HOPPER_ONLY(asm volatile("fence.proxy.async.global;\n" ::: "memory"));
 }
 
@@ -1099,7 +1109,7 @@ __device__ __forceinline__ void onepass_add(const OnePassTiles<D, PROBE>& op, co
                                             int bh, int qi, int kt) {
     size_t tile = (size_t)bh * sums.qtiles + qi;
     if (it > 0) onepass_announce(sums, tile - 1, kt);
-    wait_counter(sums.added + tile, kt);
+    wait_counter(sums.added + tile, kt, bh, qi);
     constexpr int BYTES = OnePassTiles<D, PROBE>::SHARE * (int)sizeof(float);
     for (int n = 0; n < OnePassTiles<D, PROBE>::N; n++) {
         float* dst = (n == 0 ? sums.dq : sums.dr) + tile * OnePassTiles<D, PROBE>::SHARE;
@@ -1146,7 +1156,14 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
     const OnePassTiles<D, PROBE> op{smem + Layout::ONEPASS};
     StageRing<STAGES, 33> ring((uint64_t*)(smem + Layout::BARS));
     int kt, bh;
-    block_rank(kt, bh);   // rank 0: the first key tile, the longest
+    if constexpr (ONE_PASS) {   // the work in the order blocks start: the ticket counter follows `added`
+        __shared__ int ticket;
+        if (threadIdx.x == 0) ticket = atomicAdd(sums.added + (size_t)gridDim.y * sums.qtiles, 1u);
+        __syncthreads();
+        block_rank_of(ticket, kt, bh);
+    } else {
+        block_rank(kt, bh);   // rank 0: the first key tile, the longest
+    }
     int b = bh / H, h = bh % H;
     int warp = threadIdx.x / 32;
     int kr0 = kt * BKV + warp * 16;  // this warp's first key
@@ -1196,7 +1213,7 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
                 }
             }
             dkv_tile_terms<NT, PROBE>(S, Tt, A, tl.st, q0, kr0, T, c, sc);   // S: c dS^T, Tt: dT^T, A: w^T
-            if (ONE_PASS) onepass_stash_terms<NT, PROBE>(op.terms(it, 0), op.terms(it, 1), S, Tt);
+            if (ONE_PASS) onepass_stash_terms<NT, PROBE>(op.terms(0), op.terms(1), S, Tt);
             for (int kk = 0; kk < BQ / 16; kk++) {
                 uint32_t as[4], at[4], aw[4];
                 frag_a_from_c(as, S[2 * kk], S[2 * kk + 1]);
@@ -1231,6 +1248,7 @@ attention_backward_dkv_kernel(const __grid_constant__ CUtensorMap tm_dk, const _
             onepass_share<D, PROBE>(op, it, krows, KSTRIDE, min(ATTN_WARPS, (q0 + BQ - 1 - kt * BKV) / 16 + 1));
             __syncthreads();   // the shares are staged
             if (threadIdx.x == 0) onepass_add<D, PROBE>(op, sums, it, bh, q0 / BQ, kt);
+            __syncwarp();   // warp 0 together again before the next tile's ldmatrix and mma.sync
         }
     }
     if (ONE_PASS && threadIdx.x == 0)   // the last tile's adds (and every bulk copy's reads of shared memory)

@@ -1,6 +1,7 @@
 // test_host: CPU tests of the trainer's host code (no GPU needed, so they run in CI): the tensor-file writer
 // and reader (and its bound checks), the data loader's batches, the validation window plan (every token once
-// for any --batch), the loss masks, the embedding backward's grouping of positions by token.
+// for any --batch), the loss masks, the embedding backward's grouping of positions by token, the one-pass
+// attention backward's order of sums.
 //   ./dev/test_host            one PASS / FAIL line per check
 //   ./dev/test_host --dump     the parameter table and the learning-rate schedules as JSON, which
 //                              dev/test_host.py compares with dev/model_ref.py and dev/optim_ref.py
@@ -409,6 +410,31 @@ static void test_loss_mask(unsigned seed) {
     rmdir(dir.c_str());
 }
 
+// Version 8 of the attention study (dev/cuda/attention_onepass.cuh) stages each thread's share of dq in the order
+// (n-tile, thread, element) and reads the sums back through onepass_sum_index (parallax_kernels.cuh): that must
+// be a one-to-one map of a tile's 32 x D elements onto 0..32 D - 1 that gives each fragment element the slot
+// onepass_share writes it to (thread 32 w + 4 g + t, n-tile nd, element i: row 16 (w % 2) + g + 8 (i / 2),
+// column (w / 2) D / 2 + 8 nd + 2 t + i % 2), with even columns at even slots (the finish kernel reads pairs).
+static void test_onepass_sum_index() {
+    for (int D : {64, 128}) {
+        std::vector<int> hits(32 * D, 0);
+        int wrong = 0;
+        for (int tid = 0; tid < ATTN_THREADS; tid++)
+            for (int nd = 0; nd < D / 16; nd++)
+                for (int i = 0; i < 4; i++) {
+                    int w = tid / 32, g = (tid % 32) / 4, t = tid % 4;
+                    int row = 16 * (w % 2) + g + 8 * (i / 2), col = (w / 2) * (D / 2) + 8 * nd + 2 * t + i % 2;
+                    int at = onepass_sum_index(D, row, col);
+                    if (at != (nd * ATTN_THREADS + tid) * 4 + i || (col % 2 == 0 && at % 2 != 0)) wrong++;
+                    if (at >= 0 && at < 32 * D) hits[at]++;
+                }
+        int bad = 0;
+        for (int h : hits) bad += h != 1;
+        check("attention one-pass: the sums' order is the staging order, D " + std::to_string(D), wrong == 0 && bad == 0,
+              std::to_string(wrong) + " elements off their slot, " + std::to_string(bad) + " slots not hit once");
+    }
+}
+
 int main(int argc, char** argv) {
     if (argc > 1 && strcmp(argv[1], "--dump") == 0) { dump(); return 0; }
     unsigned seed = argc > 2 && strcmp(argv[1], "--seed") == 0 ? (unsigned)strtoul(argv[2], NULL, 10) : (unsigned)time(NULL);
@@ -421,6 +447,7 @@ int main(int argc, char** argv) {
     test_tokens_by_value();
     test_gpu_arch();
     test_dist_tables();
+    test_onepass_sum_index();
     printf("test_host: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

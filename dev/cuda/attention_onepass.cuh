@@ -67,8 +67,10 @@ __global__ void __launch_bounds__(256) onepass_finish_kernel(bf16* dq, bf16* dr,
     }
 }
 
-// Version 8's scratch for a shape: the sums and counters, grown when a larger shape comes and kept (the study
-// and the tests run many shapes through one process).
+// Version 8's scratch for a shape: the sums (4 B H T D bytes per variant, twice for Parallax: 48 MB at
+// 4x4096x12x64 softmax) and the counters with the ticket, grown when a larger shape comes and kept (the study and
+// the tests run many shapes through one process). One set per process: two backward calls in flight at once
+// (two streams or devices) would share it, so this is for the study only; the trainer would own its scratch.
 static OnePassSums onepass_sums(const AttentionShape& s) {
     static float* sums = NULL;
     static unsigned* added = NULL;
@@ -81,10 +83,10 @@ static OnePassSums onepass_sums(const AttentionShape& s) {
         cudaCheck(cudaMalloc(&sums, floats * sizeof(float)));
         sums_cap = floats;
     }
-    if (tiles > added_cap) {
+    if (tiles + 1 > added_cap) {   // + the ticket counter
         if (added) cudaCheck(cudaFree(added));
-        cudaCheck(cudaMalloc(&added, tiles * sizeof(unsigned)));
-        added_cap = tiles;
+        cudaCheck(cudaMalloc(&added, (tiles + 1) * sizeof(unsigned)));
+        added_cap = tiles + 1;
     }
     return OnePassSums{sums, s.probe ? sums + per : NULL, added, qtiles};
 }
@@ -94,7 +96,7 @@ static void attention_backward_onepass_launch(const AttentionBackwardParams& p, 
     const AttentionShape& s = p.fwd.shape;
     const AttentionSaved& in = p.fwd.saved;
     OnePassSums sums = onepass_sums(s);
-    cudaCheck(cudaMemsetAsync(sums.added, 0, (size_t)s.batch * s.heads * sums.qtiles * sizeof(unsigned), stream));
+    cudaCheck(cudaMemsetAsync(sums.added, 0, ((size_t)s.batch * s.heads * sums.qtiles + 1) * sizeof(unsigned), stream));
     int rows = s.batch * s.seq_len * s.heads;
     onepass_row_dots_kernel<D, PROBE><<<ceil_div(rows * (D / 8), 256), 256, 0, stream>>>(
         p.Tg, p.gvbar, p.dO, in.o, in.vbar, s.seq_len, s.heads, rows);
