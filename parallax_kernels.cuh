@@ -991,6 +991,7 @@ struct OnePassSums {
     float *dq, *dr;    // [batch*H][qtiles][32 D]; dr unused without the probe
     unsigned* added;   // [batch*H][qtiles], then the ticket counter
     int qtiles;        // ceil(T / 32)
+    int ordered;       // 1: the fixed order; 0 (timing only, not deterministic): any order, into zeroed sums
 };
 
 // The position of element (row, col) (row 0..31 of the query tile, col 0..D-1) in a tile of sums: the order in
@@ -1109,11 +1110,11 @@ __device__ __forceinline__ void onepass_add(const OnePassTiles<D, PROBE>& op, co
                                             int bh, int qi, int kt) {
     size_t tile = (size_t)bh * sums.qtiles + qi;
     if (it > 0) onepass_announce(sums, tile - 1, kt);
-    wait_counter(sums.added + tile, kt, bh, qi);
+    if (sums.ordered) wait_counter(sums.added + tile, kt, bh, qi);
     constexpr int BYTES = OnePassTiles<D, PROBE>::SHARE * (int)sizeof(float);
     for (int n = 0; n < OnePassTiles<D, PROBE>::N; n++) {
         float* dst = (n == 0 ? sums.dq : sums.dr) + tile * OnePassTiles<D, PROBE>::SHARE;
-        if (kt == 0) bulk_store(dst, op.share(it, n), BYTES);
+        if (kt == 0 && sums.ordered) bulk_store(dst, op.share(it, n), BYTES);
         else bulk_add_f32(dst, op.share(it, n), BYTES);
     }
 }

@@ -11,6 +11,8 @@
 // The forward is version 3's.
 #pragma once
 
+#include <cstring>
+
 #include "../../parallax_kernels.cuh"   // attention_backward_dkv_launch, OnePassSums, onepass_sum_index
 
 // Tg_i = g_i.o_i and gvbar_i = g_i.vbar_i (the spec's B_i), fp32 (batch, H, T). g (= dO), o, vbar: bf16
@@ -88,7 +90,20 @@ static OnePassSums onepass_sums(const AttentionShape& s) {
         cudaCheck(cudaMalloc(&added, (tiles + 1) * sizeof(unsigned)));
         added_cap = tiles + 1;
     }
-    return OnePassSums{sums, s.probe ? sums + per : NULL, added, qtiles};
+    return OnePassSums{sums, s.probe ? sums + per : NULL, added, qtiles, 1};
+}
+
+// PARALLAX_ONEPASS_UNORDERED=1 (a measurement, never a test): the key blocks add in whatever order they come,
+// into sums zeroed first, so that a timing shows what the fixed order costs. The result is still the sum, but
+// not the same bits on every run.
+static bool onepass_unordered() {
+    static int unordered = -1;
+    if (unordered < 0) {
+        const char* e = getenv("PARALLAX_ONEPASS_UNORDERED");
+        unordered = e && strcmp(e, "1") == 0;
+        if (unordered) printf("PARALLAX_ONEPASS_UNORDERED=1: version 8 adds in any order (timing only)\n");
+    }
+    return unordered;
 }
 
 template <int D, bool PROBE>
@@ -96,7 +111,12 @@ static void attention_backward_onepass_launch(const AttentionBackwardParams& p, 
     const AttentionShape& s = p.fwd.shape;
     const AttentionSaved& in = p.fwd.saved;
     OnePassSums sums = onepass_sums(s);
-    cudaCheck(cudaMemsetAsync(sums.added, 0, ((size_t)s.batch * s.heads * sums.qtiles + 1) * sizeof(unsigned), stream));
+    const size_t tiles = (size_t)s.batch * s.heads * sums.qtiles;
+    cudaCheck(cudaMemsetAsync(sums.added, 0, (tiles + 1) * sizeof(unsigned), stream));
+    if (onepass_unordered()) {
+        sums.ordered = 0;
+        cudaCheck(cudaMemsetAsync(sums.dq, 0, tiles * 32 * D * (PROBE ? 2 : 1) * sizeof(float), stream));
+    }
     int rows = s.batch * s.seq_len * s.heads;
     onepass_row_dots_kernel<D, PROBE><<<ceil_div(rows * (D / 8), 256), 256, 0, stream>>>(
         p.Tg, p.gvbar, p.dO, in.o, in.vbar, s.seq_len, s.heads, rows);

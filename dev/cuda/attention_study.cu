@@ -29,6 +29,7 @@
 //        ./dev/cuda/attention_study 7 8 2048 8 128    (dev/cuda/NOTES.md, session 16)
 //   8  attention_onepass.cuh           the backward in one pass: the dk/dv pass also sums dq, dr in a fixed order
 //        ./dev/cuda/attention_study 8 4 4096 12 64 --softmax    (dev/cuda/NOTES.md, session 17)
+//        PARALLAX_ONEPASS_UNORDERED=1 in front: the adds in any order, to time what the fixed order costs
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
