@@ -69,11 +69,25 @@ __global__ void __launch_bounds__(256) onepass_finish_kernel(bf16* dq, bf16* dr,
     }
 }
 
-// Version 8's scratch for a shape: the sums (4 B H T D bytes per variant, twice for Parallax: 48 MB at
-// 4x4096x12x64 softmax) and the counters with the ticket, grown when a larger shape comes and kept (the study and
-// the tests run many shapes through one process). One set per process: two backward calls in flight at once
-// (two streams or devices) would share it, so this is for the study only; the trainer would own its scratch.
-static OnePassSums onepass_sums(const AttentionShape& s) {
+// PARALLAX_ONEPASS_UNORDERED=1 (a measurement, never a test): the key blocks add in whatever order they come,
+// into sums zeroed first, so that a timing shows what the fixed order costs. The result is still the sum, but
+// not the same bits on every run.
+static bool onepass_unordered() {
+    static int unordered = -1;
+    if (unordered < 0) {
+        const char* e = getenv("PARALLAX_ONEPASS_UNORDERED");
+        unordered = e && strcmp(e, "1") == 0;
+        if (unordered) printf("PARALLAX_ONEPASS_UNORDERED=1: version 8 adds in any order (timing only)\n");
+    }
+    return unordered;
+}
+
+// Version 8's scratch for a shape, ready for one backward on `stream`: the sums (4 B H T D bytes per variant,
+// twice for Parallax: 48 MB at 4x4096x12x64 softmax; zeroed only when unordered) and the counters with the
+// ticket (zeroed), grown when a larger shape comes and kept (the study and the tests run many shapes through
+// one process). One set per process: two backward calls in flight at once (two streams or devices) would share
+// it, so this is for the study only; the trainer would own its scratch.
+static OnePassSums onepass_sums(const AttentionShape& s, cudaStream_t stream) {
     static float* sums = NULL;
     static unsigned* added = NULL;
     static size_t sums_cap = 0, added_cap = 0;
@@ -90,33 +104,17 @@ static OnePassSums onepass_sums(const AttentionShape& s) {
         cudaCheck(cudaMalloc(&added, (tiles + 1) * sizeof(unsigned)));
         added_cap = tiles + 1;
     }
-    return OnePassSums{sums, s.probe ? sums + per : NULL, added, qtiles, 1};
-}
-
-// PARALLAX_ONEPASS_UNORDERED=1 (a measurement, never a test): the key blocks add in whatever order they come,
-// into sums zeroed first, so that a timing shows what the fixed order costs. The result is still the sum, but
-// not the same bits on every run.
-static bool onepass_unordered() {
-    static int unordered = -1;
-    if (unordered < 0) {
-        const char* e = getenv("PARALLAX_ONEPASS_UNORDERED");
-        unordered = e && strcmp(e, "1") == 0;
-        if (unordered) printf("PARALLAX_ONEPASS_UNORDERED=1: version 8 adds in any order (timing only)\n");
-    }
-    return unordered;
+    cudaCheck(cudaMemsetAsync(added, 0, (tiles + 1) * sizeof(unsigned), stream));
+    bool unordered = onepass_unordered();
+    if (unordered) cudaCheck(cudaMemsetAsync(sums, 0, floats * sizeof(float), stream));
+    return OnePassSums{sums, s.probe ? sums + per : NULL, added, qtiles, unordered ? 0 : 1};
 }
 
 template <int D, bool PROBE>
 static void attention_backward_onepass_launch(const AttentionBackwardParams& p, cudaStream_t stream) {
     const AttentionShape& s = p.fwd.shape;
     const AttentionSaved& in = p.fwd.saved;
-    OnePassSums sums = onepass_sums(s);
-    const size_t tiles = (size_t)s.batch * s.heads * sums.qtiles;
-    cudaCheck(cudaMemsetAsync(sums.added, 0, (tiles + 1) * sizeof(unsigned), stream));
-    if (onepass_unordered()) {
-        sums.ordered = 0;
-        cudaCheck(cudaMemsetAsync(sums.dq, 0, tiles * 32 * D * (PROBE ? 2 : 1) * sizeof(float), stream));
-    }
+    OnePassSums sums = onepass_sums(s, stream);
     int rows = s.batch * s.seq_len * s.heads;
     onepass_row_dots_kernel<D, PROBE><<<ceil_div(rows * (D / 8), 256), 256, 0, stream>>>(
         p.Tg, p.gvbar, p.dO, in.o, in.vbar, s.seq_len, s.heads, rows);
